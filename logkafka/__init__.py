@@ -1,0 +1,29 @@
+"""logkafka: Apache Kafka as a destination of Python's standard ``logging``.
+
+Public names are listed in ``__all__``; modules whose names start with an
+underscore are private.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from logkafka._context import bind, bound, clear_context, get_context, unbind
+from logkafka._formatter import JsonFormatter
+from logkafka._handler import KafkaLogHandler
+
+try:
+    __version__ = _version("logkafka")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "JsonFormatter",
+    "KafkaLogHandler",
+    "__version__",
+    "bind",
+    "bound",
+    "clear_context",
+    "get_context",
+    "unbind",
+]

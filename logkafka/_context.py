@@ -1,0 +1,88 @@
+"""Context bound to the current thread or asyncio task, carried into every record.
+
+The context is an immutable snapshot stored in a ``ContextVar``: ``bind`` never
+mutates the current mapping, it replaces it, so a record that captured the
+context keeps exactly what was bound at the moment of the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+from logkafka._snapshot import jsonable
+
+_EMPTY: Mapping[str, Any] = {}
+_context: ContextVar[Mapping[str, Any]] = ContextVar("logkafka_context", default=_EMPTY)
+
+
+def current() -> Mapping[str, Any]:
+    """Return the live (read-only by convention) context mapping; no copy."""
+    return _context.get()
+
+
+def bind(**values: Any) -> None:
+    """Add ``values`` to the context of the current thread or task."""
+    if values:
+        _context.set({**_context.get(), **{k: jsonable(v) for k, v in values.items()}})
+
+
+def unbind(*keys: str) -> None:
+    """Remove ``keys`` from the current context; missing keys are ignored."""
+    ctx = _context.get()
+    if any(k in ctx for k in keys):
+        _context.set({k: v for k, v in ctx.items() if k not in keys})
+
+
+def clear_context() -> None:
+    """Remove every key from the current context."""
+    _context.set(_EMPTY)
+
+
+def get_context() -> dict[str, Any]:
+    """Return a copy of the current context."""
+    return dict(_context.get())
+
+
+class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"]):
+    """Bind ``values`` for the duration of a ``with`` or ``async with`` block.
+
+    On exit the context is restored to what it was on entry, whatever the
+    block bound or unbound meanwhile.
+    """
+
+    __slots__ = ("_values", "_tokens")
+
+    def __init__(self, **values: Any) -> None:
+        self._values = {k: jsonable(v) for k, v in values.items()}
+        self._tokens: list[Token[Mapping[str, Any]]] = []
+
+    def __enter__(self) -> bound:
+        self._tokens.append(_context.set({**_context.get(), **self._values}))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token = self._tokens.pop()
+        try:
+            _context.reset(token)
+        except ValueError:  # exited in another Context (e.g. a different task)
+            _context.set(token.old_value if token.old_value is not Token.MISSING else _EMPTY)
+
+    async def __aenter__(self) -> bound:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

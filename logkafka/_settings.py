@@ -1,0 +1,199 @@
+"""Handler settings: constructor arguments and environment variables, validated loudly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from logkafka._formatter import CORE_FIELDS
+
+DEFAULT_TOPIC = "logs.application.v1"
+DEFAULT_QUEUE_SIZE = 20_000
+DEFAULT_FLUSH_TIMEOUT = 10.0
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+#: Producer defaults for logs; every one can be overridden in ``producer_config``.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "compression.type": "lz4",
+    "linger.ms": 5,
+    "partitioner": "murmur2_random",  # the same partition for a key as the Java client
+}
+#: Settings logkafka owns: changing them would break delivery accounting.
+_RESERVED_PRODUCER = {
+    "on_delivery": "logkafka counts every delivery report itself",
+    "delivery.report.only.error": "logkafka counts every delivery report, successes included",
+    "error_cb": "logkafka watches client errors itself",
+}
+#: Record attributes a ``key`` may name, besides the ``extra.<name>`` / ``context.<name>`` forms.
+KEY_FIELDS = frozenset(CORE_FIELDS | {
+    "code", "event_id", "correlation_id", "request_id", "tenant_id", "user_id", "session_id",
+    "name", "levelname", "funcName", "lineno", "pathname", "filename", "processName", "threadName",
+}) - {"message", "error", "stack_info", "timestamp"}
+
+
+def env_bool(name: str, value: bool | str | None, default: bool) -> bool:
+    """A boolean from an argument, else the environment variable ``name``."""
+    source = name
+    if value is None:
+        value = os.environ.get(name)
+        if value is None or value == "":
+            return default
+    else:
+        source = name.lower().removeprefix("logkafka_")
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{source}: expected true or false, got {value!r}")
+
+
+def _number(name: str, env: str, value: Any, default: float, kind: type) -> Any:
+    source = name
+    if value is None:
+        raw = os.environ.get(env)
+        if raw is None or raw == "":
+            return kind(default)
+        value, source = raw, env
+    if isinstance(value, bool):
+        raise ValueError(f"{source}: expected a number, got {value!r}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if kind is int and isinstance(value, float) and value != number:
+        raise ValueError(f"{source}: expected an integer, got {value!r}")
+    if not number > 0:
+        raise ValueError(f"{source}: must be positive, got {value!r}")
+    return number
+
+
+def check_topic(name: str, value: Any) -> str:
+    """A legal Kafka topic name, else ``ValueError`` naming the setting."""
+    if not isinstance(value, str) or not _TOPIC_RE.match(value) or value in (".", ".."):
+        raise ValueError(
+            f"{name}: invalid Kafka topic name {value!r} "
+            "(1 to 249 characters of A-Z a-z 0-9 . _ -, not '.' or '..')"
+        )
+    return value
+
+
+def check_key(value: Any) -> str | None:
+    """Validate the partition key setting."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"key: expected a record attribute name, got {value!r}")
+    kind, _, name = value.partition(".")
+    if kind in ("extra", "context") and name.isidentifier():
+        return value
+    if value in KEY_FIELDS:
+        return value
+    raise ValueError(
+        f"key: unknown record attribute {value!r}; use one of {', '.join(sorted(KEY_FIELDS))}, "
+        "or 'extra.<name>' / 'context.<name>' for your own attributes, or None for no key"
+    )
+
+
+def validate_producer_config(config: Mapping[str, Any]) -> None:
+    """Let librdkafka itself check every setting, without connecting anywhere."""
+    from confluent_kafka import KafkaException, Producer
+
+    for name, reason in _RESERVED_PRODUCER.items():
+        if name in config:
+            raise ValueError(f"producer_config: {name!r} cannot be set: {reason}")
+    probe = {k: v for k, v in config.items() if k not in ("bootstrap.servers", "logger")}
+    probe["log_level"] = 0
+    try:
+        Producer(probe)
+    except (KafkaException, TypeError, ValueError) as exc:
+        text = str(exc.args[0] if exc.args else exc)
+        if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
+            text = exc.args[0].str()
+        bad = [k for k in config if f'"{k}"' in text or f"'{k}'" in text or k in text]
+        hint = ""
+        for k in bad:
+            if "_" in k and "No such configuration property" in text:
+                hint = f" (librdkafka names use dots: {k.replace('_', '.')!r}?)"
+        raise ValueError(f"producer_config: {text}{hint}") from None
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """The effective, validated settings of one ``KafkaLogHandler``."""
+
+    enabled: bool
+    bootstrap_servers: str
+    topic: str
+    queue_size: int
+    flush_timeout: float
+    key: str | None
+    identity: dict[str, str]
+    producer_config: dict[str, Any] = field(repr=False)
+
+
+def build_settings(
+    *,
+    bootstrap_servers: str | None,
+    topic: str | None,
+    producer_config: Mapping[str, Any] | None,
+    queue_size: int | None,
+    flush_timeout: float | None,
+    key: str | None,
+    identity: dict[str, str],
+    enabled: bool | str | None,
+) -> HandlerSettings:
+    """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
+    on = env_bool("LOGKAFKA_ENABLED", enabled, True)
+    if producer_config is not None and not isinstance(producer_config, Mapping):
+        raise ValueError(f"producer_config: expected a mapping, got {type(producer_config).__name__}")
+    user = dict(producer_config or {})
+    for k in user:
+        if not isinstance(k, str):
+            raise ValueError(f"producer_config: setting names must be strings, got {k!r}")
+    if bootstrap_servers is None:
+        servers = user.get("bootstrap.servers") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "localhost:9092"
+    else:
+        servers = bootstrap_servers
+        if "bootstrap.servers" in user and user["bootstrap.servers"] != servers:
+            raise ValueError(
+                "bootstrap_servers: differs from producer_config['bootstrap.servers']; set only one"
+            )
+    if not isinstance(servers, str) or not servers.strip() or any(
+        not s.strip() or ":" not in s for s in servers.split(",")
+    ):
+        raise ValueError(f"bootstrap_servers: expected 'host:port[,host:port...]', got {servers!r}")
+    config = {**PRODUCER_DEFAULTS, **user, "bootstrap.servers": servers.strip()}
+    config.setdefault("client.id", f"logkafka-{identity['service']}")
+    if on:
+        validate_producer_config(config)
+    return HandlerSettings(
+        enabled=on,
+        bootstrap_servers=config["bootstrap.servers"],
+        topic=check_topic("topic", topic if topic is not None else os.environ.get("LOGKAFKA_TOPIC") or DEFAULT_TOPIC),
+        queue_size=_number("queue_size", "LOGKAFKA_QUEUE_SIZE", queue_size, DEFAULT_QUEUE_SIZE, int),
+        flush_timeout=_number("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
+        key=check_key(key),
+        identity=identity,
+        producer_config=config,
+    )
+
+
+def level_of(value: int | str) -> int:
+    """A logging level from a number or a name."""
+    if isinstance(value, int):
+        return value
+    level = logging.getLevelName(str(value).upper())
+    if not isinstance(level, int):
+        raise ValueError(f"level: unknown logging level {value!r}")
+    return level

@@ -1,0 +1,298 @@
+"""The background thread of one handler: queue -> producer, delivery reports, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from logkafka._report import report
+
+#: Threads that belong to logkafka: a record logged on one of them never
+#: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
+WORKER_IDENTS: set[int] = set()
+_BATCH = 1000  # records produced between two polls of delivery reports
+
+
+class Barrier:
+    """A marker in the queue: set once every record queued before it is settled."""
+
+    __slots__ = ("event", "target")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.target = -1
+
+
+class _LibrdkafkaLog:
+    """librdkafka's log lines, as rate-limited stderr lines (warnings and worse)."""
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if level >= logging.WARNING:
+            try:
+                text = fmt % args
+            except Exception:
+                text = f"{fmt} {args}"
+            report(f"librdkafka:{level}", f"librdkafka: {text}")
+
+
+class Worker:
+    """Drains the queue into one ``Producer`` and counts what the broker acknowledged."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topic: str,
+        producer_config: dict[str, Any],
+        queue: deque[Any],
+        encode: Callable[[logging.LogRecord], bytes],
+        key_of: Callable[[logging.LogRecord], bytes | None],
+        dropped: Callable[[], int],
+        flush_timeout: float,
+    ) -> None:
+        self._name = name
+        self._topic = topic
+        self._config = producer_config
+        self._queue = queue
+        self._encode = encode
+        self._key_of = key_of
+        self._dropped = dropped
+        self._flush_timeout = flush_timeout
+        self._wake = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._producer: Producer | None = None
+        self._inflight: OrderedDict[int, None] = OrderedDict()
+        self._barriers: list[Barrier] = []
+        self._seq = 0
+        self._stop_at: float | None = None  # set by stop(): leave once idle, or at this time
+        self._reported_drops = 0
+        #: True while the thread runs; read without a lock by emit().
+        self.running = False
+        #: True while the thread waits for work; emit() then wakes it.
+        self.idle = False
+        self.delivered = 0
+        self.failed = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.broker_reachable: bool | None = None
+
+    # -- control, from any thread ---------------------------------------------------
+    def start(self) -> bool:
+        """Start the thread unless it runs; False when no thread can be started."""
+        with self._start_lock:
+            if self.running:
+                return True
+            if self._stop_at is not None:  # revived after close(): drain, then leave
+                self._stop_at = time.monotonic() + self._flush_timeout
+            thread = threading.Thread(target=self._thread_main, name=self._name, daemon=True)
+            self.running = True
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutdown: no new threads
+                self.running = False
+                return False
+            self._thread = thread
+            return True
+
+    def wake(self) -> None:
+        """Wake the thread if it waits for work."""
+        self._wake.set()
+
+    def wait_for(self, barrier: Barrier, timeout: float) -> bool:
+        """Wait until ``barrier`` is settled; serve the queue here if no thread can."""
+        if self.running or self.start():
+            self._wake.set()
+            return barrier.event.wait(timeout)
+        self._serve_inline(time.monotonic() + timeout, until=barrier)
+        return barrier.event.is_set()
+
+    def stop(self, deadline: float) -> None:
+        """Deliver what is queued until ``deadline``, then stop the thread."""
+        with self._start_lock:
+            self._stop_at = deadline
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        elif self._queue:
+            self._serve_inline(deadline)
+
+    def in_flight(self) -> int:
+        """Records handed to the producer and not yet acknowledged or failed."""
+        return len(self._inflight)
+
+    def produced(self) -> int:
+        """Records handed to the producer so far."""
+        return self._seq
+
+    # -- the thread ---------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        ident = threading.get_ident()
+        WORKER_IDENTS.add(ident)
+        try:
+            while True:
+                try:
+                    self._serve(None)
+                except Exception as exc:  # a bug of ours must not end delivery
+                    report("worker", f"worker error, continuing: {type(exc).__name__}: {exc}")
+                    time.sleep(0.1)
+                    continue
+                with self._start_lock:
+                    if not self._queue:
+                        self.running = False
+                        self._thread = None
+                        return
+                    # records arrived while stopping: give them their own flush_timeout
+                    self._stop_at = time.monotonic() + self._flush_timeout
+        finally:
+            WORKER_IDENTS.discard(ident)
+
+    def _serve_inline(self, deadline: float, until: Barrier | None = None) -> None:
+        ident = threading.get_ident()
+        WORKER_IDENTS.add(ident)
+        try:
+            self._serve(deadline, until)
+        except Exception as exc:
+            report("worker", f"delivery failed at shutdown: {type(exc).__name__}: {exc}")
+        finally:
+            WORKER_IDENTS.discard(ident)
+
+    def _make_producer(self) -> Producer:
+        config = dict(self._config)
+        config.setdefault("logger", _LibrdkafkaLog())
+        config["error_cb"] = self._on_error
+        return Producer(config)
+
+    def _serve(self, deadline: float | None, until: Barrier | None = None) -> None:
+        """The loop; returns when stopped and done, or at ``deadline`` / ``until``."""
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = self._make_producer()
+        queue = self._queue
+        while True:
+            worked = self._drain(producer)
+            producer.poll(0)
+            self._settle_barriers()
+            self._report_drops()
+            now = time.monotonic()
+            if until is not None and until.event.is_set():
+                return
+            stop_at = self._stop_at if deadline is None else deadline
+            if stop_at is not None and not queue and (not self._inflight or now >= stop_at):
+                self._finish(producer, stop_at)
+                return
+            if worked:
+                continue
+            if self._inflight:
+                producer.poll(0.005)
+            else:
+                self.idle = True
+                if not queue:
+                    self._wake.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - now)))
+                self.idle = False
+                self._wake.clear()
+
+    def _drain(self, producer: Producer) -> int:
+        queue, encode, key_of, topic = self._queue, self._encode, self._key_of, self._topic
+        n = 0
+        while n < _BATCH:
+            try:
+                item = queue.popleft()
+            except IndexError:
+                break
+            n += 1
+            if type(item) is Barrier:
+                item.target = self._seq
+                self._barriers.append(item)
+                continue
+            self._seq += 1
+            seq = self._seq
+            try:
+                value = encode(item)
+                key = key_of(item)
+            except Exception as exc:  # encode() never raises; a custom key or formatter might
+                report("encode", f"could not encode a record: {type(exc).__name__}: {exc}")
+                self.failed += 1
+                continue
+            self._produce(producer, seq, value, key, int(item.created * 1000))
+        return n
+
+    def _produce(self, producer: Producer, seq: int, value: bytes, key: bytes | None, ts: int) -> None:
+        callback = partial(self._on_delivery, seq)
+        while True:
+            try:
+                producer.produce(self._topic, value, key, on_delivery=callback, timestamp=ts)
+            except BufferError:  # librdkafka's queue is full: serve reports, then retry
+                producer.poll(0.05)
+                self._settle_barriers()
+                if self._stop_at is not None and time.monotonic() >= self._stop_at:
+                    self.failed += 1
+                    self.last_error = "producer queue full at shutdown"
+                    return
+                continue
+            except (KafkaException, TypeError, ValueError) as exc:
+                self.failed += 1
+                self.last_error = str(exc)
+                report("produce", f"record rejected by the producer: {exc}")
+                return
+            self._inflight[seq] = None
+            return
+
+    def _on_delivery(self, seq: int, err: KafkaError | None, msg: Any) -> None:
+        self._inflight.pop(seq, None)
+        if err is None:
+            self.delivered += 1
+            self.broker_reachable = True
+        else:
+            self.failed += 1
+            self.last_error = err.str()
+            report("delivery", f"delivery failed: {err.str()}")
+
+    def _on_error(self, err: KafkaError) -> None:
+        self.errors += 1
+        self.last_error = err.str()
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.broker_reachable = False
+        report(f"error:{err.code()}", f"Kafka client error: {err.str()}")
+
+    def _settle_barriers(self) -> None:
+        if not self._barriers:
+            return
+        oldest = next(iter(self._inflight), None)
+        waiting = []
+        for barrier in self._barriers:
+            if oldest is None or oldest > barrier.target:
+                barrier.event.set()
+            else:
+                waiting.append(barrier)
+        self._barriers = waiting
+
+    def _report_drops(self) -> None:
+        dropped = self._dropped()
+        if dropped != self._reported_drops:
+            report("dropped", f"{dropped - self._reported_drops} records dropped (in-memory queue full)")
+            self._reported_drops = dropped
+
+    def _finish(self, producer: Producer, stop_at: float) -> None:
+        """Wait for acknowledgements until ``stop_at``; what is left then has failed."""
+        while self._inflight and time.monotonic() < stop_at:
+            producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))
+            self._settle_barriers()
+        if self._inflight:
+            producer.purge()
+            producer.poll(0)
+            if self._inflight:  # purged messages report as failed; anything else too
+                self.failed += len(self._inflight)
+                self._inflight.clear()
+            report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s)")
+        self._settle_barriers()
+        self._producer = None
+        producer.flush(0)
