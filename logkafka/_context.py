@@ -19,9 +19,8 @@ _EMPTY: Mapping[str, Any] = {}
 _context: ContextVar[Mapping[str, Any]] = ContextVar("logkafka_context", default=_EMPTY)
 
 
-def current() -> Mapping[str, Any]:
-    """Return the live (read-only by convention) context mapping; no copy."""
-    return _context.get()
+#: The live context mapping (never mutated in place, so safe to keep); no copy.
+current = _context.get
 
 
 def bind(**values: Any) -> None:

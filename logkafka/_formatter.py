@@ -1,4 +1,12 @@
-"""``JsonFormatter``: one JSON object per record, the same on every handler."""
+"""``JsonFormatter``: one JSON object per record, the same on every handler.
+
+A record goes through two steps. :func:`capture` fixes everything as it is at
+the call (message, exception, bound context, OpenTelemetry context, copies of
+mutable ``extra`` values); ``KafkaLogHandler.emit`` runs it on the caller's
+thread. The formatter then renders the captured attributes, on whatever
+thread it runs. Both steps are shared by every handler, so a FileHandler line
+and the Kafka message of the same record are the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +17,47 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from types import TracebackType
 from typing import Any
 
 import orjson
-from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from logkafka import _context, _tracing
 from logkafka._snapshot import jsonable, repair_text, to_text
 
-# Attributes set on captured copies of records by KafkaLogHandler.emit().
+# Attributes capture() adds to its copy of a record.
 CTX = "_lk_ctx"  # the bound context at the call
-SPAN = "_lk_span"  # (trace_id, span_id) ints of the active span at the call, or None
+SPAN = "_lk_span"  # the OpenTelemetry context at the call (falsy when empty)
 ERROR = "_lk_error"  # {"type", "message", "stack_trace"} captured at the call, or None
-RESOURCE = "_lk_res"  # the handler's service identity, overriding the formatter's
+FIELDS = "_lk_fields"  # the items of a dict logged as the message, or None
+RESOURCE = "_lk_res"  # a handler's service identity, overriding the formatter's
+EID = "_lk_eid"  # the event id as a 128-bit int, also kept on the caller's record
 
 #: Fields the formatter owns; an ``extra`` or context key of the same name is
-#: shipped as ``extra.<name>`` instead of overwriting it.
+#: shipped as ``extra.<name>`` instead.
 CORE_FIELDS = frozenset({
-    "timestamp", "level", "logger", "message", "service", "environment", "version",
-    "host", "instance_id", "process", "thread", "module", "function", "line",
+    "timestamp", "level", "logger", "message", "code", "service", "environment", "version",
+    "host", "instance_id", "process", "thread", "module", "function", "line", "event_id",
     "trace_id", "span_id", "error", "stack_info",
 })
-_SKIP = frozenset(RESERVED_ATTRS) | {"message", "asctime", "event_id", "taskName", CTX, SPAN, ERROR, RESOURCE}
+_SKIP = frozenset(RESERVED_ATTRS) | {
+    "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID,
+}
+#: ``LogRecord.__init__`` sets this many attributes; ``makeRecord`` adds ``extra`` after them.
+N_STD = len(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
 HOST = socket.gethostname()
 _OPTS = orjson.OPT_NON_STR_KEYS
+_FLAT = frozenset({str, int, bool, type(None)})
+_dumps = orjson.dumps
+_randbits = random.getrandbits
+_UUID_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)  # version and variant bits
+_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
+_MILLIS = tuple(f".{i:03d}Z" for i in range(1000))
+_MILLIS_B = tuple(m.encode() for m in _MILLIS)
+_OWN_PROCESS_LOG_RECORD = BaseJsonFormatter.process_log_record
 
 
 def _env(*names: str, default: str) -> str:
@@ -45,37 +68,32 @@ def _env(*names: str, default: str) -> str:
     return default
 
 
-def default_service_name() -> str:
-    """``OTEL_SERVICE_NAME``, else ``SERVICE_NAME``, else ``unknown_service:python``."""
-    return _env("OTEL_SERVICE_NAME", "SERVICE_NAME", default="unknown_service:python")
-
-
 def default_identity() -> dict[str, str]:
     """Service identity from the environment: service, environment, version, instance_id."""
     return {
-        "service": default_service_name(),
+        "service": _env("OTEL_SERVICE_NAME", "SERVICE_NAME", default="unknown_service:python"),
         "environment": _env("ENVIRONMENT", default="unknown"),
         "version": _env("APP_VERSION", default="unknown"),
         "instance_id": _env("SERVICE_INSTANCE_ID", default=HOST),
     }
 
 
-def new_event_id() -> str:
-    """A random (version 4) UUID as text; cheaper than ``str(uuid.uuid4())``."""
-    n = (random.getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x4000 << 64) | (0x8000 << 48)
-    h = "%032x" % n
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def check_identity(service_name: Any, environment: Any, version: Any, instance_id: Any) -> dict[str, str]:
+    """The explicitly given identity settings, validated (``ValueError`` naming a bad one)."""
+    given = {}
+    for setting, key, value in (("service_name", "service", service_name), ("environment", "environment", environment),
+                                ("version", "version", version), ("instance_id", "instance_id", instance_id)):
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{setting}: must be a non-empty string, got {value!r}")
+            given[key] = value
+    return given
 
 
-def event_id_of(record: logging.LogRecord) -> str:
-    """The record's ``event_id``, created and kept on the record the first time it is asked.
-
-    Every handler that formats the same record then shows the same id.
-    """
-    eid = record.__dict__.get("event_id")
-    if type(eid) is not str or not eid:
-        eid = record.event_id = new_event_id()
-    return eid
+def uuid_text(n: int) -> str:
+    """A 128-bit random number as version 4 UUID text."""
+    h = "%032x" % ((n & _UUID_MASK) | _UUID_V4)
+    return "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
 
 
 def error_info(
@@ -94,32 +112,88 @@ def error_info(
     return {"type": name, "message": to_text(value), "stack_trace": stack}
 
 
+def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The attributes of ``record`` with everything fixed as it is at the call.
+
+    The message is rendered, the exception formatted, the bound context and the
+    OpenTelemetry context taken, mutable ``extra`` values copied (JSON-safe).
+    The caller's record only gains the private event-id number, so every
+    handler that formats it shows the same ``event_id``.
+    """
+    rd = record.__dict__
+    if EID not in rd:
+        rd[EID] = _randbits(128)
+    d = rd.copy()
+    msg = record.msg
+    fields = None
+    if type(msg) is dict:  # python-json-logger's dict message: its items become fields
+        fields = jsonable({k: v for k, v in msg.items() if k != "message"})
+        message = to_text(msg.get("message", ""))
+    else:
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a bad format string or args: ship what we have, marked
+            message = f"{to_text(msg)} {to_text(record.args)} <format error: {to_text(exc)}>"
+        if type(message) is not str:
+            message = to_text(message)
+    d["message"] = d["msg"] = message
+    d["args"] = None
+    d[FIELDS] = fields
+    if record.exc_info:
+        error = d[ERROR] = error_info(record.exc_info)
+        d["exc_info"] = None
+        d["exc_text"] = error["stack_trace"] if error else None  # for formatters of other kinds
+    elif record.exc_text:
+        d[ERROR] = {"type": None, "message": None, "stack_trace": to_text(record.exc_text)}
+    else:
+        d[ERROR] = None
+    if len(rd) > N_STD + 1:  # extra keys follow the standard ones: copy what is not flat
+        for k in [k for k in islice(rd, N_STD, None) if type(rd[k]) not in _FLAT]:
+            d[k] = jsonable(d[k])
+    if type(d["stack_info"]) not in _FLAT:
+        d["stack_info"] = to_text(d["stack_info"])
+    d[CTX] = _context_now()
+    d[SPAN] = _otel_now()
+    if resource is not None:
+        d[RESOURCE] = resource
+    return d
+
+
+_context_now = _context.current
+_otel_now = _tracing.current_otel_context
+
+
+def _out(key: Any) -> str:
+    name = key if type(key) is str else to_text(key)
+    return f"extra.{name}" if name in CORE_FIELDS else name
+
+
 class _Clock:
     """RFC 3339 UTC timestamps with milliseconds, the date part cached per second."""
 
-    __slots__ = ("_second", "_prefix")
+    __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._cached = (-1, "")  # (second, its text): one tuple, so threads never see a mix
 
     def __call__(self, created: float) -> str:
         ms = int(created * 1000)
-        second, milli = divmod(ms, 1000)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{milli:03d}Z"
+        second = ms // 1000
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return cached[1] + _MILLIS[ms - second * 1000]
 
 
 class JsonFormatter(OrjsonFormatter):
     """Render a record as one JSON object (see the README's field reference).
 
-    Usable on any handler: the same instance on a FileHandler, a StreamHandler and
-    a ``KafkaLogHandler`` gives the same line everywhere. The record is never
-    modified except for ``event_id``, which is stored on it so every handler
-    shows the same id. python-json-logger's ``rename_fields``, ``static_fields``
-    and ``defaults`` keep their meaning.
+    Usable on any handler: the same instance on a FileHandler, a StreamHandler
+    and a ``KafkaLogHandler`` gives the same line everywhere. The record is
+    never modified but for a private event-id number, kept on it so every
+    handler shows the same ``event_id``. python-json-logger's options
+    (``rename_fields``, ``static_fields``, ``defaults``, ``prefix``) and hooks
+    (``process_log_record``) keep their meaning.
     """
 
     def __init__(
@@ -136,76 +210,146 @@ class JsonFormatter(OrjsonFormatter):
         **kwargs: Any,
     ) -> None:
         super().__init__(fmt, datefmt, style, validate, **kwargs)
-        identity = default_identity()
-        for key, value in (("service", service_name), ("environment", environment),
-                           ("version", version), ("instance_id", instance_id)):
-            if value is not None:
-                if not isinstance(value, str) or not value:
-                    raise ValueError(f"{key if key != 'service' else 'service_name'}: must be a non-empty string, got {value!r}")
-                identity[key] = value
-        self.identity: dict[str, str] = identity
+        self.identity: dict[str, str] = {
+            **default_identity(), **check_identity(service_name, environment, version, instance_id),
+        }
         self._clock = _Clock()
+        self._text: dict[tuple[Any, ...], bytes] = {}  # JSON members that repeat (level, logger ...)
+        self._blocks: tuple[Any, bytes] = (None, b"")  # (identity, its JSON members)
+        # The byte template may render records only when no hook or option changes the object.
+        self._templated = (
+            type(self).to_dict is JsonFormatter.to_dict
+            and type(self).process_log_record is _OWN_PROCESS_LOG_RECORD
+        )
 
-    # -- the record -> dict step -------------------------------------------------
+    # -- the captured record -> dict -------------------------------------------------
     def to_dict(self, record: logging.LogRecord) -> dict[str, Any]:
-        """Build the JSON-safe dict for ``record`` (before renames and serialization)."""
+        """The JSON-safe object for ``record``, before python-json-logger's hooks."""
         rd = record.__dict__
-        captured = CTX in rd
-        msg = record.msg
-        fields: Mapping[str, Any] = {}
-        if isinstance(msg, dict) and not captured:
-            fields, message = msg, to_text(msg.get("message", ""))
-        elif captured:
-            message = rd["message"]
-        else:
-            try:
-                message = record.getMessage()
-            except Exception as exc:  # a bad format string or args: ship what we have
-                message = f"{to_text(msg)} {to_text(record.args)} <format error: {to_text(exc)}>"
+        if CTX not in rd:
+            rd = capture(record)
         identity = rd.get(RESOURCE) or self.identity
         d: dict[str, Any] = dict(self.defaults) if self.defaults else {}
-        d["timestamp"] = self._clock(record.created)
-        d["level"] = record.levelname
-        d["logger"] = record.name
-        d["message"] = message if type(message) is str else to_text(message)
+        d["timestamp"] = self._clock(rd["created"])
+        d["level"] = rd["levelname"]
+        d["logger"] = rd["name"]
+        d["message"] = rd["message"]
         code = rd.get("code")
         if code is not None:
-            d["code"] = jsonable(code)
+            d["code"] = code
         d["service"] = identity["service"]
         d["environment"] = identity["environment"]
         d["version"] = identity["version"]
         d["host"] = HOST
         d["instance_id"] = identity["instance_id"]
-        d["process"] = record.process
-        d["thread"] = record.threadName
-        d["module"] = record.module
-        d["function"] = record.funcName
-        d["line"] = record.lineno
-        d["event_id"] = event_id_of(record)
-        context = rd[CTX] if captured else _context.current()
-        for key, value in context.items():
-            d[key if key not in CORE_FIELDS else f"extra.{key}"] = value if captured else jsonable(value)
-        span = rd[SPAN] if captured else _tracing.current_span_ids()
-        if span is not None:
-            d["trace_id"], d["span_id"] = _tracing.hex_ids(span)
-        error = rd[ERROR] if captured else (error_info(record.exc_info) if record.exc_info else None)
-        if error is None and record.exc_text:
-            error = {"type": None, "message": None, "stack_trace": record.exc_text}
-        if error is not None:
-            d["error"] = error
-        if record.stack_info:
-            d["stack_info"] = record.stack_info
-        for key, value in rd.items():
-            if key not in _SKIP and key != "code" and key[:4] != "_lk_":
-                d[key if key not in CORE_FIELDS else f"extra.{key}"] = value if captured else jsonable(value)
-        for key, value in fields.items():
-            if key != "message":
-                d[to_text(key) if to_text(key) not in CORE_FIELDS else f"extra.{key}"] = jsonable(value)
+        d["process"] = rd["process"]
+        d["thread"] = rd["threadName"]
+        d["module"] = rd["module"]
+        d["function"] = rd["funcName"]
+        d["line"] = rd["lineno"]
+        d["event_id"] = self._event_id(rd)
+        d.update(self._members(rd))
         for key, value in self.static_fields.items():
             d.setdefault(key, value)
         if self.rename_fields:
             d = {self.rename_fields.get(k, k): v for k, v in d.items()}
         return d
+
+    @staticmethod
+    def _event_id(rd: dict[str, Any]) -> str:
+        eid = rd.get("event_id")  # extra={"event_id": ...} wins
+        return eid if type(eid) is str and eid else uuid_text(rd[EID])
+
+    @staticmethod
+    def _members(rd: dict[str, Any]) -> dict[str, Any]:
+        """Context, trace, error and extra members, in their order."""
+        d: dict[str, Any] = {}
+        for key, value in rd[CTX].items():
+            d[_out(key)] = value
+        ids = _tracing.span_ids(rd[SPAN])
+        if ids is not None:
+            d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
+        if rd[ERROR] is not None:
+            d["error"] = rd[ERROR]
+        if rd["stack_info"]:
+            d["stack_info"] = rd["stack_info"]
+        for key in islice(rd, N_STD, None):  # extra keys follow the standard ones
+            if key in _SKIP:
+                if key == EID:  # capture() adds only its own keys after this one
+                    break
+                continue
+            d[_out(key)] = rd[key]
+        if rd[FIELDS]:
+            for key, value in rd[FIELDS].items():
+                d[_out(key)] = value
+        return d
+
+    # -- the captured record -> bytes, without building the whole object ---------------------
+    def _pieces(self, key: tuple[Any, ...], names: tuple[str, ...]) -> bytes:
+        """JSON members ``"name":value`` for a tuple of values, cached (they repeat)."""
+        cache = self._text
+        if len(cache) > 4096:
+            cache.clear()
+        text = cache[key] = b",".join(b'"%s":%s' % (n.encode(), _dumps(v, default=to_text)) for n, v in zip(names, key))
+        return text
+
+    def _identity_block(self, identity: Mapping[str, str]) -> bytes:
+        cached = self._blocks
+        if cached[0] is not identity:
+            members = {"service": identity["service"], "environment": identity["environment"],
+                       "version": identity["version"], "host": HOST, "instance_id": identity["instance_id"]}
+            cached = self._blocks = (identity, b"," + _dumps(members)[1:-1])
+        return cached[1]
+
+    def _render(self, rd: dict[str, Any]) -> bytes:
+        """Exactly ``orjson.dumps(self.to_dict(record))``, from cached pieces (the hot path)."""
+        cache = self._text
+        key = (rd["levelname"], rd["name"])
+        level_logger = cache.get(key) or self._pieces(key, ("level", "logger"))
+        key = (rd["threadName"], rd["module"], rd["funcName"])
+        where = cache.get(key) or self._pieces(key, ("thread", "module", "function"))
+        ms = int(rd["created"] * 1000)
+        second = ms // 1000
+        clock = self._clock._cached
+        if clock[0] != second:
+            self._clock(rd["created"])
+            clock = self._clock._cached
+        eid = rd.get("event_id")
+        if type(eid) is not str or not eid:
+            h = "%032x" % ((rd[EID] & _UUID_MASK) | _UUID_V4)
+            eid = "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+        code = rd.get("code")
+        identity = rd.get(RESOURCE) or self.identity
+        blocks = self._blocks
+        head = b'{"timestamp":"%s%s",%s,"message":%s%s%s,"process":%d,%s,"line":%d,"event_id":"%s"' % (
+            clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]),
+            b"" if code is None else b',"code":' + _dumps(code, option=_OPTS),
+            blocks[1] if blocks[0] is identity else self._identity_block(identity),
+            rd["process"], where, rd["lineno"], eid.encode())
+        ctx, otel, error, stack, fields = rd[CTX], rd[SPAN], rd[ERROR], rd["stack_info"], rd[FIELDS]
+        d: dict[str, Any] = {}
+        for k, v in ctx.items():
+            d[k if k not in CORE_FIELDS else f"extra.{k}"] = v
+        if otel:
+            ids = _tracing.span_ids(otel)
+            if ids is not None:
+                d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
+        if error is not None:
+            d["error"] = error
+        if stack:
+            d["stack_info"] = stack
+        for k in islice(rd, N_STD, None):  # extra keys follow the standard ones
+            if k in _SKIP:
+                if k == EID:  # capture() adds only its own keys after this one
+                    break
+                continue
+            d[_out(k)] = rd[k]
+        if fields:
+            for k, v in fields.items():
+                d[_out(k)] = v
+        if not d:
+            return head + b"}"
+        return head + b"," + _dumps(d, option=_OPTS)[1:]
 
     # -- serialization -------------------------------------------------------------
     def encode(self, record: logging.LogRecord) -> bytes:
@@ -216,20 +360,33 @@ class JsonFormatter(OrjsonFormatter):
         cannot build at all still ships as a minimal object marked
         ``"logkafka_error"``.
         """
+        rd = record.__dict__
+        if CTX not in rd:
+            try:
+                rd = capture(record)
+            except Exception as exc:  # pragma: no cover - capture() is written not to raise
+                return _dumps(repair_text(self._minimal(rd, exc)), default=to_text, option=_OPTS)
+        return self.encode_captured(rd)
+
+    def encode_captured(self, rd: dict[str, Any]) -> bytes:
+        """:meth:`encode` for the attributes :func:`capture` returned."""
         try:
-            data = self.process_log_record(self.to_dict(record))
-        except Exception as exc:
-            data = self._minimal(record, exc)
-        try:
-            return orjson.dumps(data, default=to_text, option=_OPTS)
+            if self._templated and not (self.defaults or self.static_fields or self.rename_fields) \
+                    and type(rd["process"]) is int and type(rd["lineno"]) is int:
+                return self._render(rd)
+            return _dumps(self.process_log_record(self.to_dict(_record_of(rd))), default=to_text, option=_OPTS)
         except Exception:
             pass
         try:
+            data = self.process_log_record(self.to_dict(_record_of(rd)))
+        except Exception as exc:
+            data = self._minimal(rd, exc)
+        try:
             data = repair_text(jsonable(data))
             data["logkafka_repaired"] = True
-            return orjson.dumps(data, default=to_text, option=_OPTS)
+            return _dumps(data, default=to_text, option=_OPTS)
         except Exception as exc:
-            return orjson.dumps(repair_text(self._minimal(record, exc)), default=to_text, option=_OPTS)
+            return _dumps(repair_text(self._minimal(rd, exc)), default=to_text, option=_OPTS)
 
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record`` as one line of JSON."""
@@ -237,16 +394,25 @@ class JsonFormatter(OrjsonFormatter):
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:  # type: ignore[override]
         """Serialize a dict the way ``format`` does (python-json-logger's hook)."""
-        return orjson.dumps(jsonable(log_data), default=to_text, option=_OPTS).decode("utf-8")
+        return _dumps(jsonable(log_data), default=to_text, option=_OPTS).decode("utf-8")
 
-    def _minimal(self, record: logging.LogRecord, exc: BaseException) -> dict[str, Any]:
-        rd = record.__dict__
+    def _minimal(self, rd: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+        created = rd.get("created")
         return {
-            "timestamp": self._clock(float(rd.get("created") or time.time())),
+            "timestamp": self._clock(created if isinstance(created, float) else time.time()),
             "level": to_text(rd.get("levelname")),
             "logger": to_text(rd.get("name")),
             "message": to_text(rd.get("message", rd.get("msg"))),
             "service": self.identity["service"],
-            "event_id": to_text(rd.get("event_id") or new_event_id()),
+            "event_id": uuid_text(rd[EID]) if isinstance(rd.get(EID), int) else uuid_text(_randbits(128)),
             "logkafka_error": f"formatter failed: {type(exc).__name__}: {to_text(exc)}",
         }
+
+
+_new_record = logging.LogRecord.__new__
+
+
+def _record_of(rd: dict[str, Any]) -> logging.LogRecord:
+    record = _new_record(logging.LogRecord)
+    record.__dict__ = rd
+    return record

@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from logkafka import _context, _tracing
 from logkafka._formatter import (
-    CTX, ERROR, HOST, RESOURCE, SPAN, JsonFormatter, default_identity, error_info, event_id_of,
+    CTX, HOST, JsonFormatter, capture, check_identity, default_identity,
 )
 from logkafka._report import report
 from logkafka._settings import HandlerSettings, build_settings
-from logkafka._snapshot import jsonable, to_text
+from logkafka._snapshot import to_text
 from logkafka._worker import WORKER_IDENTS, Barrier, Worker
 
 #: Loggers whose records never enter a KafkaLogHandler: our own and the Kafka client's.
 _OWN_LOGGERS = ("logkafka", "confluent_kafka")
+_FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
 _new_record = _LogRecord.__new__
-_STD_ATTRS = frozenset(_LogRecord("n", 0, "p", 0, "m", None, None).__dict__) | {"taskName"}
-_N_STD = len(_LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
 _FLAT = frozenset({str, int, bool, type(None)})
 _IDENTITY_KEYS = {"service", "environment", "version", "instance_id"}
 _RECORD_KEYS = {
     "logger": "name", "level": "levelname", "function": "funcName", "line": "lineno",
     "thread": "threadName", "module": "module", "process": "process",
 }
+
+
+def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
+    """A message from a formatter that is not a JsonFormatter; never raises."""
+    record = _new_record(_LogRecord)
+    record.__dict__ = rd
+    try:
+        return formatter.format(record).encode("utf-8", "replace")
+    except Exception as exc:
+        report("format", f"formatter {type(formatter).__name__} failed, shipping the record as JSON: {exc}")
+        return JsonFormatter().encode_captured(rd)
 
 
 def _key_bytes(value: Any) -> bytes | None:
@@ -66,16 +77,8 @@ class KafkaLogHandler(logging.Handler):
         enabled: bool | str | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
-        identity = default_identity()
-        explicit = {}
-        for name, value in (("service", service_name), ("environment", environment),
-                            ("version", version), ("instance_id", instance_id)):
-            if value is not None:
-                if not isinstance(value, str) or not value:
-                    setting = "service_name" if name == "service" else name
-                    raise ValueError(f"{setting}: must be a non-empty string, got {value!r}")
-                explicit[name] = value
-        identity.update(explicit)
+        explicit = check_identity(service_name, environment, version, instance_id)
+        identity = {**default_identity(), **explicit}
         self.settings: HandlerSettings = build_settings(
             bootstrap_servers=bootstrap_servers,
             topic=topic,
@@ -95,13 +98,13 @@ class KafkaLogHandler(logging.Handler):
         self._enabled = self.settings.enabled
         self._closed = False
         self._flush_gave_up = -1e9
+        self._bound: tuple[Any, Any] = (None, None)  # (formatter, what _bind() worked out for it)
         self._worker = Worker(
             name=f"logkafka-{self.settings.topic}",
             topic=self.settings.topic,
             producer_config=self.settings.producer_config,
             queue=self._queue,
-            encode=self._encode,
-            key_of=self._make_key_of(self.settings.key),
+            bind=self._bind,
             dropped=self._dropped_total,
             flush_timeout=self.settings.flush_timeout,
         )
@@ -109,12 +112,14 @@ class KafkaLogHandler(logging.Handler):
     # -- the caller's side ----------------------------------------------------------
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
         """Filter and emit without taking the handler lock: emit() needs none."""
-        rv = self.filter(record)
-        if isinstance(rv, _LogRecord):
-            record = rv
-        if rv:
-            self.emit(record)
-        return rv
+        if self.filters:
+            rv = self.filter(record)
+            if isinstance(rv, _LogRecord):
+                record = rv
+            if not rv:
+                return rv
+        self.emit(record)
+        return record if _FILTER_RETURNS_RECORD else True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Capture ``record`` and queue it; no I/O, no waiting, never raises."""
@@ -137,39 +142,9 @@ class KafkaLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def capture(self, record: logging.LogRecord) -> logging.LogRecord:
-        """A copy of ``record`` with everything fixed as it is at the call.
-
-        The message is rendered, the exception formatted, the bound context and
-        the active span read, mutable ``extra`` values copied. The caller's
-        record only gains ``event_id``, so every handler shows the same id.
-        """
-        d = record.__dict__.copy()
-        try:
-            message = record.getMessage()
-        except Exception as exc:
-            message = f"{to_text(record.msg)} {to_text(record.args)} <format error: {to_text(exc)}>"
-        if type(message) is not str:
-            message = to_text(message)
-        d["message"] = d["msg"] = message
-        d["args"] = None
-        if record.exc_info:
-            d[ERROR] = error_info(record.exc_info)
-            d["exc_info"] = None
-        else:
-            d[ERROR] = None
-        if len(d) > _N_STD + 2:  # extra keys: copy what later mutation could change
-            for k, v in d.items():
-                if type(v) not in _FLAT and k not in _STD_ATTRS:
-                    d[k] = jsonable(v)
-        d[CTX] = _context.current()
-        d[SPAN] = _tracing.current_span_ids()
-        d["event_id"] = event_id_of(record)
-        if self._resource is not None:
-            d[RESOURCE] = self._resource
-        copy = _new_record(_LogRecord)
-        copy.__dict__ = d
-        return copy
+    def capture(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The record's attributes fixed as they are at the call (see ``logkafka._formatter.capture``)."""
+        return capture(record, self._resource)
 
     def _drop(self, reason: str) -> None:
         with self._drop_lock:
@@ -179,47 +154,52 @@ class KafkaLogHandler(logging.Handler):
         return sum(self._dropped.values())
 
     # -- the worker's side ---------------------------------------------------------------
-    def _encode(self, record: logging.LogRecord) -> bytes:
+    def _bind(self) -> tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes | None] | None,
+                             bytes | None]:
+        """How the worker turns captured records into messages: (encode, key_of, constant key).
+
+        Worked out again only when the formatter changes, so the worker asks once per batch.
+        """
         formatter = self.formatter
+        bound = self._bound
+        if formatter is not None and bound[0] is formatter:
+            return bound[1]  # type: ignore[no-any-return]
         if formatter is None:
+            identity = self.settings.identity
             formatter = self.formatter = JsonFormatter(
-                service_name=self.settings.identity["service"],
-                environment=self.settings.identity["environment"],
-                version=self.settings.identity["version"],
-                instance_id=self.settings.identity["instance_id"],
+                service_name=identity["service"], environment=identity["environment"],
+                version=identity["version"], instance_id=identity["instance_id"],
             )
         if isinstance(formatter, JsonFormatter):
-            return formatter.encode(record)
-        try:
-            return formatter.format(record).encode("utf-8", "replace")
-        except Exception as exc:
-            report("format", f"formatter {type(formatter).__name__} failed, shipping a minimal record: {exc}")
-            return JsonFormatter().encode(record)
+            encode: Callable[[dict[str, Any]], bytes] = formatter.encode_captured
+        else:
+            encode = partial(_encode_with, formatter)
+        plan = (encode, *self._key_plan(formatter))
+        self._bound = (formatter, plan)
+        return plan  # type: ignore[return-value]
 
-    def _make_key_of(self, key: str | None) -> Callable[[logging.LogRecord], bytes | None]:
+    def _key_plan(self, formatter: logging.Formatter) -> tuple[Callable[[dict[str, Any]], bytes | None] | None,
+                                                               bytes | None]:
+        """(key_of, None) for a key that depends on the record, (None, key) for one that does not."""
+        key = self.settings.key
         if key is None:
-            return lambda record: None
+            return None, None
         if key in _IDENTITY_KEYS or key == "host":
-            def identity_key(record: logging.LogRecord) -> bytes | None:
-                res = record.__dict__.get(RESOURCE)
-                if res is None:
-                    fmt = self.formatter
-                    res = fmt.identity if isinstance(fmt, JsonFormatter) else self.settings.identity
-                return _key_bytes(res.get(key) if key != "host" else HOST)
-            return identity_key
+            res = self._resource
+            if res is None:
+                res = formatter.identity if isinstance(formatter, JsonFormatter) else self.settings.identity
+            return None, _key_bytes(HOST if key == "host" else res[key])
         kind, _, name = key.partition(".")
         if kind == "context" and name:
-            return lambda record: _key_bytes(record.__dict__.get(CTX, {}).get(name))
+            return (lambda rd: _key_bytes(rd[CTX].get(name))), None
         if kind == "extra" and name:
-            return lambda record: _key_bytes(record.__dict__.get(name))
+            return (lambda rd: _key_bytes(rd.get(name))), None
         attr = _RECORD_KEYS.get(key, key)
 
-        def record_key(record: logging.LogRecord) -> bytes | None:
-            value = record.__dict__.get(attr)
-            if value is None:
-                value = record.__dict__.get(CTX, {}).get(attr)
-            return _key_bytes(value)
-        return record_key
+        def record_key(rd: dict[str, Any]) -> bytes | None:
+            value = rd.get(attr)
+            return _key_bytes(value if value is not None else rd[CTX].get(attr))
+        return record_key, None
 
     # -- flush, close, stats ---------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
@@ -267,7 +247,7 @@ class KafkaLogHandler(logging.Handler):
             "queue_depth": sum(1 for item in list(self._queue) if type(item) is not Barrier),
             "queue_size": self._maxsize,
             "produced": w.produced(),
-            "delivered": w.delivered,
+            "delivered": w.delivered(),
             "failed": w.failed,
             "in_flight": w.in_flight(),
             "dropped": dropped,

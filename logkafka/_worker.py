@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -17,7 +16,8 @@ from logkafka._report import report
 #: Threads that belong to logkafka: a record logged on one of them never
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
 WORKER_IDENTS: set[int] = set()
-_BATCH = 1000  # records produced between two polls of delivery reports
+_BATCH = 1000
+  # records produced between two polls of delivery reports
 
 
 class Barrier:
@@ -52,8 +52,8 @@ class Worker:
         topic: str,
         producer_config: dict[str, Any],
         queue: deque[Any],
-        encode: Callable[[logging.LogRecord], bytes],
-        key_of: Callable[[logging.LogRecord], bytes | None],
+        bind: Callable[[], tuple[Callable[[dict[str, Any]], bytes],
+                                 Callable[[dict[str, Any]], bytes | None] | None, bytes | None]],
         dropped: Callable[[], int],
         flush_timeout: float,
     ) -> None:
@@ -61,25 +61,24 @@ class Worker:
         self._topic = topic
         self._config = producer_config
         self._queue = queue
-        self._encode = encode
-        self._key_of = key_of
+        self._bind = bind
         self._dropped = dropped
         self._flush_timeout = flush_timeout
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
-        self._inflight: OrderedDict[int, None] = OrderedDict()
-        self._barriers: list[Barrier] = []
-        self._seq = 0
+        self._barriers: list[Barrier] = []  # popped, waiting for the producer to be empty
+        self._produced = 0  # records the producer accepted
         self._stop_at: float | None = None  # set by stop(): leave once idle, or at this time
         self._reported_drops = 0
+        self._seen_delivered = 0
         #: True while the thread runs; read without a lock by emit().
         self.running = False
         #: True while the thread waits for work; emit() then wakes it.
         self.idle = False
-        self.delivered = 0
-        self.failed = 0
+        self.failed = 0  # records that failed: refused by produce() or by a delivery report
+        self._dr_failed = 0  # of which reported by a delivery report
         self.errors = 0
         self.last_error: str | None = None
         self.broker_reachable: bool | None = None
@@ -126,12 +125,22 @@ class Worker:
             self._serve_inline(deadline)
 
     def in_flight(self) -> int:
-        """Records handed to the producer and not yet acknowledged or failed."""
-        return len(self._inflight)
+        """Records (and client events) the producer holds that are not settled yet."""
+        producer = self._producer
+        return len(producer) if producer is not None else 0
 
     def produced(self) -> int:
-        """Records handed to the producer so far."""
-        return self._seq
+        """Records the producer accepted so far."""
+        return self._produced
+
+    def delivered(self) -> int:
+        """Records the broker acknowledged.
+
+        librdkafka reports only failures (``delivery.report.only.error``): a
+        record it accepted is acknowledged once it is neither failed nor still
+        held by the producer, whose count includes reports not yet served.
+        """
+        return max(0, self._produced - self._dr_failed - self.in_flight())
 
     # -- the thread ---------------------------------------------------------------------
     def _thread_main(self) -> None:
@@ -169,6 +178,8 @@ class Worker:
         config = dict(self._config)
         config.setdefault("logger", _LibrdkafkaLog())
         config["error_cb"] = self._on_error
+        config["on_delivery"] = self._on_failed_delivery
+        config["delivery.report.only.error"] = True
         return Producer(config)
 
     def _serve(self, deadline: float | None, until: Barrier | None = None) -> None:
@@ -186,12 +197,12 @@ class Worker:
             if until is not None and until.event.is_set():
                 return
             stop_at = self._stop_at if deadline is None else deadline
-            if stop_at is not None and not queue and (not self._inflight or now >= stop_at):
+            if stop_at is not None and not queue and (not len(producer) or now >= stop_at):
                 self._finish(producer, stop_at)
                 return
-            if worked:
+            if worked and not self._barriers:
                 continue
-            if self._inflight:
+            if self._barriers or len(producer):
                 producer.poll(0.005)
             else:
                 self.idle = True
@@ -201,7 +212,11 @@ class Worker:
                 self._wake.clear()
 
     def _drain(self, producer: Producer) -> int:
-        queue, encode, key_of, topic = self._queue, self._encode, self._key_of, self._topic
+        """Produce up to a batch of queued records; stop at a barrier until it is settled."""
+        if self._barriers:
+            return 0
+        queue, topic, produce = self._queue, self._topic, producer.produce
+        encode, key_of, key = self._bind()
         n = 0
         while n < _BATCH:
             try:
@@ -210,51 +225,57 @@ class Worker:
                 break
             n += 1
             if type(item) is Barrier:
-                item.target = self._seq
                 self._barriers.append(item)
-                continue
-            self._seq += 1
-            seq = self._seq
+                break
             try:
                 value = encode(item)
-                key = key_of(item)
+                if key_of is not None:
+                    key = key_of(item)
             except Exception as exc:  # encode() never raises; a custom key or formatter might
                 report("encode", f"could not encode a record: {type(exc).__name__}: {exc}")
                 self.failed += 1
                 continue
-            self._produce(producer, seq, value, key, int(item.created * 1000))
-        return n
-
-    def _produce(self, producer: Producer, seq: int, value: bytes, key: bytes | None, ts: int) -> None:
-        callback = partial(self._on_delivery, seq)
-        while True:
             try:
-                producer.produce(self._topic, value, key, on_delivery=callback, timestamp=ts)
-            except BufferError:  # librdkafka's queue is full: serve reports, then retry
-                producer.poll(0.05)
-                self._settle_barriers()
-                if self._stop_at is not None and time.monotonic() >= self._stop_at:
-                    self.failed += 1
-                    self.last_error = "producer queue full at shutdown"
-                    return
+                produce(topic, value, key, timestamp=int(item["created"] * 1000))
+            except BufferError:
+                self._produce_when_room(producer, value, key, int(item["created"] * 1000))
                 continue
             except (KafkaException, TypeError, ValueError) as exc:
+                self._refused(exc)
+                continue
+            self._produced += 1
+        return n
+
+    def _produce_when_room(self, producer: Producer, value: bytes, key: bytes | None, ts: int) -> None:
+        """librdkafka's queue is full: serve reports until there is room, never drop."""
+        while True:
+            producer.poll(0.05)
+            if self._stop_at is not None and time.monotonic() >= self._stop_at:
                 self.failed += 1
-                self.last_error = str(exc)
-                report("produce", f"record rejected by the producer: {exc}")
+                self.last_error = "producer queue full at shutdown"
                 return
-            self._inflight[seq] = None
+            try:
+                producer.produce(self._topic, value, key, timestamp=ts)
+            except BufferError:
+                continue
+            except (KafkaException, TypeError, ValueError) as exc:
+                self._refused(exc)
+                return
+            self._produced += 1
             return
 
-    def _on_delivery(self, seq: int, err: KafkaError | None, msg: Any) -> None:
-        self._inflight.pop(seq, None)
-        if err is None:
-            self.delivered += 1
-            self.broker_reachable = True
-        else:
-            self.failed += 1
-            self.last_error = err.str()
-            report("delivery", f"delivery failed: {err.str()}")
+    def _refused(self, exc: Exception) -> None:
+        self.failed += 1
+        self.last_error = str(exc)
+        report("produce", f"record refused by the producer: {exc}")
+
+    def _on_failed_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:  # only failures are reported; be safe if a success comes anyway
+            return
+        self.failed += 1
+        self._dr_failed += 1
+        self.last_error = err.str()
+        report("delivery", f"delivery failed: {err.str()}")
 
     def _on_error(self, err: KafkaError) -> None:
         self.errors += 1
@@ -264,18 +285,17 @@ class Worker:
         report(f"error:{err.code()}", f"Kafka client error: {err.str()}")
 
     def _settle_barriers(self) -> None:
-        if not self._barriers:
-            return
-        oldest = next(iter(self._inflight), None)
-        waiting = []
-        for barrier in self._barriers:
-            if oldest is None or oldest > barrier.target:
+        producer = self._producer
+        if self._barriers and (producer is None or not len(producer)):
+            for barrier in self._barriers:
                 barrier.event.set()
-            else:
-                waiting.append(barrier)
-        self._barriers = waiting
+            self._barriers = []
 
     def _report_drops(self) -> None:
+        delivered = self.delivered()
+        if delivered != self._seen_delivered:  # the broker acknowledged something since
+            self._seen_delivered = delivered
+            self.broker_reachable = True
         dropped = self._dropped()
         if dropped != self._reported_drops:
             report("dropped", f"{dropped - self._reported_drops} records dropped (in-memory queue full)")
@@ -283,16 +303,15 @@ class Worker:
 
     def _finish(self, producer: Producer, stop_at: float) -> None:
         """Wait for acknowledgements until ``stop_at``; what is left then has failed."""
-        while self._inflight and time.monotonic() < stop_at:
+        while len(producer) and time.monotonic() < stop_at:
             producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))
-            self._settle_barriers()
-        if self._inflight:
-            producer.purge()
+        if len(producer):
+            producer.purge()  # the records left report as failed (purged)
             producer.poll(0)
-            if self._inflight:  # purged messages report as failed; anything else too
-                self.failed += len(self._inflight)
-                self._inflight.clear()
+            producer.flush(0)
             report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s)")
-        self._settle_barriers()
+        left = len(producer)  # not even a purge report came back: count those as failed too
+        self.failed += left
+        self._dr_failed += left
         self._producer = None
-        producer.flush(0)
+        self._settle_barriers()
