@@ -3,17 +3,18 @@
     python benchmarks/bench_handler.py [--records N] [--rounds R] [--json]
 
 Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts the embedded local broker.
-Every figure is printed as a ratio to a baseline measured in the same run, on
-the same machine, so noisy shared machines still give comparable numbers:
+Shared machines are noisy, so every round measures all handlers back to back
+and each ratio is the median of the per-round ratios:
 
-* caller cost per ``logger.info`` call, for ``logging.NullHandler``,
-  ``FileHandler`` + python-json-logger's ``JsonFormatter`` (configured with
-  the same fields logkafka ships), and ``KafkaLogHandler``. Two measures:
-  wall time of the loop divided by the calls (it includes time the caller
-  waited for the GIL while the handler's thread worked) and CPU time of the
-  calling thread alone (``time.thread_time_ns``: what ``emit`` itself costs).
+* caller cost per ``logger.info`` call for ``logging.NullHandler``,
+  ``FileHandler`` + python-json-logger's ``JsonFormatter`` (configured to ship
+  the same fields as logkafka) and ``KafkaLogHandler``. Two measures: CPU time
+  of the calling thread (``time.thread_time_ns``: what the call itself costs
+  the caller) and wall time of the loop (which also holds the time the caller
+  waited for the GIL while the handler's thread worked).
 * end-to-end rate: records per second from the first call until the last
-  record is written and flushed (file) or acknowledged by the broker (Kafka).
+  record is written and flushed (file) or acknowledged by the broker (Kafka);
+  handlers are warmed up (file open, producer connected) before the clock starts.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pythonjsonlogger.json
 import logkafka
 from logkafka.testing import LocalBroker, create_topic, read_topic
 
-IDENTITY = {"service": "bench", "environment": "bench", "version": "1.0.0"}
+IDENTITY = {"service_name": "bench", "environment": "bench", "version": "1.0.0"}
 
 
 def pjl_formatter() -> logging.Formatter:
@@ -45,63 +46,46 @@ def pjl_formatter() -> logging.Formatter:
         style="{",
         rename_fields={"levelname": "level", "name": "logger", "funcName": "function",
                        "lineno": "line", "threadName": "thread"},
-        static_fields={**IDENTITY, "host": "h", "instance_id": "h"},
+        static_fields={"service": "bench", "environment": "bench", "version": "1.0.0",
+                       "host": "h", "instance_id": "h"},
         timestamp=True,
     )
 
 
-def log_loop(logger: logging.Logger, n: int, start: int = 0) -> None:
+def log_loop(logger: logging.Logger, n: int) -> None:
     info = logger.info
-    for i in range(start, start + n):
+    for i in range(n):
         info("order %s processed", i, extra={"code": "ORDER_PROCESSED", "duration_ms": 12})
 
 
-def make_logger(name: str, handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(f"bench.{name}")
+def make_logger(handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"bench.{uuid.uuid4().hex[:8]}")
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.INFO)
     return logger
 
 
-def caller_cost(handler: logging.Handler, name: str, n: int, rounds: int,
-                after_round: Callable[[], None]) -> dict[str, float]:
-    """Median over rounds of (wall µs per call, caller-thread CPU µs per call)."""
-    logger = make_logger(name, handler)
-    log_loop(logger, 2000)  # warm up
-    after_round()
-    wall, cpu = [], []
-    for r in range(rounds):
-        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-        log_loop(logger, n, r * n)
-        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
-        wall.append((t1 - t0) / n / 1000)
-        cpu.append((c1 - c0) / n / 1000)
-        after_round()
-    return {"wall_us": statistics.median(wall), "cpu_us": statistics.median(cpu)}
+def timed_loop(logger: logging.Logger, n: int) -> tuple[float, float]:
+    """(wall µs per call, caller-thread CPU µs per call)."""
+    t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+    log_loop(logger, n)
+    c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+    return (t1 - t0) / n / 1000, (c1 - c0) / n / 1000
 
 
-def end_to_end(make: Callable[[], tuple[logging.Handler, Callable[[int], None]]], name: str, n: int,
-               rounds: int) -> float:
-    """Median records/s from the first call until the last record is settled."""
-    rates = []
-    for r in range(rounds):
-        handler, finish = make()
-        logger = make_logger(f"{name}{r}", handler)
-        logger.info("warm up: open the file, connect the producer")
-        finish(1)
-        t0 = time.perf_counter()
-        log_loop(logger, n)
-        finish(n + 1)
-        rates.append(n / (time.perf_counter() - t0))
-        handler.close()
-    return statistics.median(rates)
+def settle(handler: logkafka.KafkaLogHandler, expected: int) -> None:
+    if not handler.flush(120):
+        raise SystemExit("flush timed out")
+    stats = handler.stats()
+    if stats["delivered"] != expected or stats["dropped_total"] or stats["failed"]:
+        raise SystemExit(f"records lost or not acknowledged: {stats}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=20_000, help="records per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--records", type=int, default=20_000, help="records per measurement")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     n, rounds = args.records, args.rounds
@@ -113,97 +97,102 @@ def main() -> int:
         servers = broker.bootstrap_servers
     tmp = tempfile.mkdtemp(prefix="logkafka-bench-")
     logkafka.bind(correlation_id="bench-correlation-id")
-    try:
-        results: dict[str, Any] = {"records": n, "rounds": rounds, "python": sys.version.split()[0]}
 
-        # -- caller cost -------------------------------------------------------------
-        null = caller_cost(logging.NullHandler(), "null", n, rounds, lambda: None)
-        fh = logging.FileHandler(os.path.join(tmp, "pjl.log"))
-        fh.setFormatter(pjl_formatter())
-        file = caller_cost(fh, "file", n, rounds, fh.flush)
-        fh.close()
-        topic = f"bench.caller.{uuid.uuid4().hex[:8]}"
+    def new_topic() -> str:
+        topic = f"bench.{uuid.uuid4().hex[:12]}"
         create_topic(servers, topic, 1)
-        kh = logkafka.KafkaLogHandler(servers, topic, queue_size=4 * n, **_identity())
-        kh.setFormatter(logkafka.JsonFormatter(**_identity()))
-        kafka = caller_cost(kh, "kafka", n, rounds, lambda: _settle(kh))
-        stats = kh.stats()
+        return topic
+
+    def new_file_handler() -> logging.Handler:
+        handler = logging.FileHandler(os.path.join(tmp, f"{uuid.uuid4().hex}.log"))
+        handler.setFormatter(pjl_formatter())
+        return handler
+
+    def new_kafka_handler(topic: str, queue: int) -> logkafka.KafkaLogHandler:
+        handler = logkafka.KafkaLogHandler(servers, topic, queue_size=queue, **IDENTITY)
+        handler.setFormatter(logkafka.JsonFormatter(**IDENTITY))
+        return handler
+
+    caller: dict[str, list[tuple[float, float]]] = {"null": [], "file": [], "kafka": []}
+    e2e: dict[str, list[float]] = {"file": [], "kafka": []}
+    last_topic, e2e_n = "", 2 * n
+    try:
+        # the same handlers serve every caller-cost round, warmed up once
+        null_logger = make_logger(logging.NullHandler())
+        fh = new_file_handler()
+        file_logger = make_logger(fh)
+        kh = new_kafka_handler(new_topic(), 2 * n)
+        kafka_logger = make_logger(kh)
+        for logger in (null_logger, file_logger, kafka_logger):
+            log_loop(logger, 2000)
+        settle(kh, 2000)
+        for r in range(rounds):
+            caller["null"].append(timed_loop(null_logger, n))
+            caller["file"].append(timed_loop(file_logger, n))
+            caller["kafka"].append(timed_loop(kafka_logger, n))
+            settle(kh, 2000 + (r + 1) * n)  # not timed: keeps the queue from filling up
+        fh.close()
         kh.close()
-        if stats["dropped_total"] or stats["failed"]:
-            raise SystemExit(f"records lost during the caller benchmark: {stats}")
-        results["caller"] = {"null": null, "file_pjl": file, "kafka": kafka}
 
-        # -- end to end -----------------------------------------------------------------
-        e2e_n = n * 2
+        for _ in range(rounds):
+            h: Any = new_file_handler()
+            logger = make_logger(h)
+            logger.info("warm up")
+            t0 = time.perf_counter()
+            log_loop(logger, e2e_n)
+            h.flush()
+            e2e["file"].append(e2e_n / (time.perf_counter() - t0))
+            h.close()
 
-        def make_file() -> tuple[logging.Handler, Callable[[int], None]]:
-            h = logging.FileHandler(os.path.join(tmp, f"e2e-{uuid.uuid4().hex}.log"))
-            h.setFormatter(pjl_formatter())
-            return h, lambda expected: h.flush()
-
-        e2e_topics: list[str] = []
-
-        def make_kafka() -> tuple[logging.Handler, Callable[[int], None]]:
-            t = f"bench.e2e.{uuid.uuid4().hex[:8]}"
-            create_topic(servers, t, 1)
-            e2e_topics.append(t)
-            h = logkafka.KafkaLogHandler(servers, t, queue_size=2 * e2e_n, **_identity())
-            h.setFormatter(logkafka.JsonFormatter(**_identity()))
-
-            def finish(expected: int) -> None:
-                if not h.flush(120):
-                    raise SystemExit("flush timed out")
-                s = h.stats()
-                if s["delivered"] != expected:
-                    raise SystemExit(f"not every record was acknowledged: {s}")
-            return h, finish
-
-        file_rate = end_to_end(make_file, "e2efile", e2e_n, rounds)
-        kafka_rate = end_to_end(make_kafka, "e2ekafka", e2e_n, rounds)
-        arrived = len(read_topic(servers, e2e_topics[-1], expected=e2e_n + 1, timeout=60))
+            last_topic = new_topic()
+            h = new_kafka_handler(last_topic, 2 * e2e_n)
+            logger = make_logger(h)
+            logger.info("warm up")
+            settle(h, 1)
+            t0 = time.perf_counter()
+            log_loop(logger, e2e_n)
+            settle(h, 1 + e2e_n)
+            e2e["kafka"].append(e2e_n / (time.perf_counter() - t0))
+            h.close()
+        arrived = len(read_topic(servers, last_topic, expected=e2e_n + 1, timeout=60))
         if arrived != e2e_n + 1:
-            raise SystemExit(f"{arrived} of {e2e_n} records read back from the last end-to-end topic")
-        results["end_to_end_records_per_s"] = {"file_pjl": file_rate, "kafka": kafka_rate}
-        results["ratios"] = {
-            "kafka_caller_cpu_vs_null": kafka["cpu_us"] / null["cpu_us"],
-            "kafka_caller_wall_vs_null": kafka["wall_us"] / null["wall_us"],
-            "file_caller_wall_vs_null": file["wall_us"] / null["wall_us"],
-            "kafka_e2e_vs_file": kafka_rate / file_rate,
-        }
+            raise SystemExit(f"{arrived} of {e2e_n + 1} records read back from the last end-to-end topic")
     finally:
         if broker is not None:
             broker.stop()
 
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    results: dict[str, Any] = {
+        "python": sys.version.split()[0], "records": n, "rounds": rounds,
+        "caller_us": {k: {"wall": med([w for w, _ in v]), "cpu": med([c for _, c in v])} for k, v in caller.items()},
+        "end_to_end_records_per_s": {k: med(v) for k, v in e2e.items()},
+        "ratios": {
+            "kafka_caller_cpu_vs_null": med([k[1] / z[1] for k, z in zip(caller["kafka"], caller["null"])]),
+            "kafka_caller_wall_vs_null": med([k[0] / z[0] for k, z in zip(caller["kafka"], caller["null"])]),
+            "file_caller_wall_vs_null": med([f[0] / z[0] for f, z in zip(caller["file"], caller["null"])]),
+            "kafka_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka"], e2e["file"])]),
+        },
+    }
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    c = results["caller"]
-    print(f"Python {results['python']}, {n} records x {rounds} rounds, medians\n")
-    print("caller cost per logger.info call      wall µs   caller-CPU µs")
-    for label, key in (("logging.NullHandler", "null"), ("FileHandler + python-json-logger", "file_pjl"),
+    c, e, r = results["caller_us"], results["end_to_end_records_per_s"], results["ratios"]
+    print(f"Python {results['python']}; {n} calls per measurement, {rounds} interleaved rounds; medians\n")
+    print("caller cost per logger.info call        caller CPU µs   wall µs")
+    for label, key in (("logging.NullHandler", "null"), ("FileHandler + python-json-logger", "file"),
                        ("KafkaLogHandler", "kafka")):
-        print(f"  {label:34s} {c[key]['wall_us']:8.2f}   {c[key]['cpu_us']:8.2f}")
-    e = results["end_to_end_records_per_s"]
-    print("\nend-to-end rate (first call to last record settled)")
-    print(f"  FileHandler + python-json-logger   {e['file_pjl']:10,.0f} records/s (written and flushed)")
-    print(f"  KafkaLogHandler                    {e['kafka']:10,.0f} records/s (acknowledged by the broker)")
-    r = results["ratios"]
-    print("\nratios")
-    print(f"  Kafka caller CPU / NullHandler      {r['kafka_caller_cpu_vs_null']:.2f}x")
-    print(f"  Kafka caller wall / NullHandler     {r['kafka_caller_wall_vs_null']:.2f}x")
-    print(f"  File caller wall / NullHandler      {r['file_caller_wall_vs_null']:.2f}x")
-    print(f"  Kafka e2e rate / File e2e rate      {r['kafka_e2e_vs_file']:.2f}x")
+        print(f"  {label:36s} {c[key]['cpu']:10.2f} {c[key]['wall']:9.2f}")
+    print(f"\nend-to-end rate, {e2e_n} records (first call to last record settled)")
+    print(f"  FileHandler + python-json-logger     {e['file']:10,.0f} records/s (written and flushed)")
+    print(f"  KafkaLogHandler                      {e['kafka']:10,.0f} records/s (acknowledged by the broker)")
+    print("\nratios (median of per-round ratios)")
+    print(f"  KafkaLogHandler caller CPU / NullHandler   {r['kafka_caller_cpu_vs_null']:.2f}x")
+    print(f"  KafkaLogHandler caller wall / NullHandler  {r['kafka_caller_wall_vs_null']:.2f}x")
+    print(f"  FileHandler caller wall / NullHandler      {r['file_caller_wall_vs_null']:.2f}x")
+    print(f"  KafkaLogHandler e2e rate / FileHandler     {r['kafka_e2e_vs_file']:.2f}x")
     return 0
-
-
-def _identity() -> dict[str, str]:
-    return {"service_name": IDENTITY["service"], "environment": IDENTITY["environment"],
-            "version": IDENTITY["version"]}
-
-
-def _settle(handler: logkafka.KafkaLogHandler) -> None:
-    if not handler.flush(120):
-        raise SystemExit("flush timed out")
 
 
 if __name__ == "__main__":

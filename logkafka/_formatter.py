@@ -153,7 +153,7 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     if type(d["stack_info"]) not in _FLAT:
         d["stack_info"] = to_text(d["stack_info"])
     d[CTX] = _context_now()
-    d[SPAN] = _otel_now()
+    d[SPAN] = _otel_now() or None
     if resource is not None:
         d[RESOURCE] = resource
     return d

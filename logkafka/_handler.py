@@ -131,7 +131,7 @@ class KafkaLogHandler(logging.Handler):
             if len(queue) >= self._maxsize:
                 self._drop("queue_full")
                 return
-            queue.append(self.capture(record))
+            queue.append(capture(record, self._resource))
             worker = self._worker
             if not worker.running:
                 worker.start()  # False only at interpreter exit: flush() then serves the queue

@@ -16,7 +16,9 @@ from logkafka._report import report
 #: Threads that belong to logkafka: a record logged on one of them never
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
 WORKER_IDENTS: set[int] = set()
-_BATCH = 1000
+_BATCH = 1000  # records produced between two polls of delivery reports
+_NAP = 0.005  # seconds: the pause between batches while records are about
+_AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
   # records produced between two polls of delivery reports
 
 
@@ -188,6 +190,7 @@ class Worker:
         if producer is None:
             producer = self._producer = self._make_producer()
         queue = self._queue
+        last_work = time.monotonic()
         while True:
             worked = self._drain(producer)
             producer.poll(0)
@@ -200,10 +203,14 @@ class Worker:
             if stop_at is not None and not queue and (not len(producer) or now >= stop_at):
                 self._finish(producer, stop_at)
                 return
-            if worked and not self._barriers:
-                continue
-            if self._barriers or len(producer):
-                producer.poll(0.005)
+            if worked:
+                last_work = now
+                if worked >= _BATCH and not self._barriers:
+                    continue  # a backlog: keep draining
+            if self._barriers or len(producer) or now - last_work < _AWAKE_FOR:
+                # Records are about: nap briefly instead of sleeping, so emit() needs
+                # not wake us, and let a few records gather for the next batch.
+                producer.poll(_NAP)
             else:
                 self.idle = True
                 if not queue:
