@@ -168,6 +168,8 @@ def main() -> int:
         "python": sys.version.split()[0], "records": n, "rounds": rounds,
         "caller_us": {k: {"wall": med([w for w, _ in v]), "cpu": med([c for _, c in v])} for k, v in caller.items()},
         "end_to_end_records_per_s": {k: med(v) for k, v in e2e.items()},
+        "rounds_detail": {"caller_cpu_us": {k: [round(c, 2) for _, c in v] for k, v in caller.items()},
+                          "end_to_end_records_per_s": {k: [round(x) for x in v] for k, v in e2e.items()}},
         "ratios": {
             "kafka_caller_cpu_vs_null": med([k[1] / z[1] for k, z in zip(caller["kafka"], caller["null"])]),
             "kafka_caller_wall_vs_null": med([k[0] / z[0] for k, z in zip(caller["kafka"], caller["null"])]),

@@ -216,10 +216,12 @@ class JsonFormatter(OrjsonFormatter):
         self._clock = _Clock()
         self._text: dict[tuple[Any, ...], bytes] = {}  # JSON members that repeat (level, logger ...)
         self._blocks: tuple[Any, bytes] = (None, b"")  # (identity, its JSON members)
-        # The byte template may render records only when no hook or option changes the object.
+        # The byte template renders records only when no hook or option changes the object
+        # (python-json-logger's options are settled by now, as in its own formatters).
         self._templated = (
             type(self).to_dict is JsonFormatter.to_dict
             and type(self).process_log_record is _OWN_PROCESS_LOG_RECORD
+            and not (self.defaults or self.static_fields or self.rename_fields)
         )
 
     # -- the captured record -> dict -------------------------------------------------
@@ -326,26 +328,27 @@ class JsonFormatter(OrjsonFormatter):
             b"" if code is None else b',"code":' + _dumps(code, option=_OPTS),
             blocks[1] if blocks[0] is identity else self._identity_block(identity),
             rd["process"], where, rd["lineno"], eid.encode())
-        ctx, otel, error, stack, fields = rd[CTX], rd[SPAN], rd[ERROR], rd["stack_info"], rd[FIELDS]
         d: dict[str, Any] = {}
-        for k, v in ctx.items():
+        for k, v in rd[CTX].items():
             d[k if k not in CORE_FIELDS else f"extra.{k}"] = v
+        otel = rd[SPAN]
         if otel:
             ids = _tracing.span_ids(otel)
             if ids is not None:
                 d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
+        error = rd[ERROR]
         if error is not None:
             d["error"] = error
-        if stack:
-            d["stack_info"] = stack
+        if rd["stack_info"]:
+            d["stack_info"] = rd["stack_info"]
         for k in islice(rd, N_STD, None):  # extra keys follow the standard ones
             if k in _SKIP:
                 if k == EID:  # capture() adds only its own keys after this one
                     break
                 continue
-            d[_out(k)] = rd[k]
-        if fields:
-            for k, v in fields.items():
+            d[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = rd[k]
+        if rd[FIELDS]:
+            for k, v in rd[FIELDS].items():
                 d[_out(k)] = v
         if not d:
             return head + b"}"
@@ -371,9 +374,8 @@ class JsonFormatter(OrjsonFormatter):
     def encode_captured(self, rd: dict[str, Any]) -> bytes:
         """:meth:`encode` for the attributes :func:`capture` returned."""
         try:
-            if self._templated and not (self.defaults or self.static_fields or self.rename_fields) \
-                    and type(rd["process"]) is int and type(rd["lineno"]) is int:
-                return self._render(rd)
+            if self._templated:
+                return self._render(rd)  # anything unexpected raises, and takes the general path
             return _dumps(self.process_log_record(self.to_dict(_record_of(rd))), default=to_text, option=_OPTS)
         except Exception:
             pass

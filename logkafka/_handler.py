@@ -21,6 +21,7 @@ from logkafka._worker import WORKER_IDENTS, Barrier, Worker
 
 #: Loggers whose records never enter a KafkaLogHandler: our own and the Kafka client's.
 _OWN_LOGGERS = ("logkafka", "confluent_kafka")
+_get_ident = threading.get_ident
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
 _new_record = _LogRecord.__new__
@@ -125,7 +126,7 @@ class KafkaLogHandler(logging.Handler):
         """Capture ``record`` and queue it; no I/O, no waiting, never raises."""
         try:
             if (not self._enabled or record.name.startswith(_OWN_LOGGERS)
-                    or threading.get_ident() in WORKER_IDENTS):
+                    or _get_ident() in WORKER_IDENTS):
                 return
             queue = self._queue
             if len(queue) >= self._maxsize:

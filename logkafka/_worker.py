@@ -17,7 +17,7 @@ from logkafka._report import report
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
 WORKER_IDENTS: set[int] = set()
 _BATCH = 1000  # records produced between two polls of delivery reports
-_NAP = 0.005  # seconds: the pause between batches while records are about
+_NAP = 0.02  # seconds between batches while records are about (a batch per GIL turn, not a record)
 _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
   # records produced between two polls of delivery reports
 
@@ -224,33 +224,36 @@ class Worker:
             return 0
         queue, topic, produce = self._queue, self._topic, producer.produce
         encode, key_of, key = self._bind()
-        n = 0
-        while n < _BATCH:
-            try:
-                item = queue.popleft()
-            except IndexError:
-                break
-            n += 1
-            if type(item) is Barrier:
-                self._barriers.append(item)
-                break
-            try:
-                value = encode(item)
-                if key_of is not None:
-                    key = key_of(item)
-            except Exception as exc:  # encode() never raises; a custom key or formatter might
-                report("encode", f"could not encode a record: {type(exc).__name__}: {exc}")
-                self.failed += 1
-                continue
-            try:
-                produce(topic, value, key, timestamp=int(item["created"] * 1000))
-            except BufferError:
-                self._produce_when_room(producer, value, key, int(item["created"] * 1000))
-                continue
-            except (KafkaException, TypeError, ValueError) as exc:
-                self._refused(exc)
-                continue
-            self._produced += 1
+        n = produced = 0
+        try:
+            while n < _BATCH:
+                try:
+                    item = queue.popleft()
+                except IndexError:
+                    break
+                n += 1
+                if type(item) is Barrier:
+                    self._barriers.append(item)
+                    break
+                try:
+                    value = encode(item)
+                    if key_of is not None:
+                        key = key_of(item)
+                except Exception as exc:  # encode() never raises; a custom key or formatter might
+                    report("encode", f"could not encode a record: {type(exc).__name__}: {exc}")
+                    self.failed += 1
+                    continue
+                try:
+                    # positional (partition -1: the partitioner decides; on_delivery and its alias
+                    # callback None, then timestamp): cheaper than keywords
+                    produce(topic, value, key, -1, None, None, int(item["created"] * 1000))
+                    produced += 1
+                except BufferError:
+                    self._produce_when_room(producer, value, key, int(item["created"] * 1000))
+                except (KafkaException, TypeError, ValueError) as exc:
+                    self._refused(exc)
+        finally:
+            self._produced += produced
         return n
 
     def _produce_when_room(self, producer: Producer, value: bytes, key: bytes | None, ts: int) -> None:
