@@ -163,6 +163,10 @@ _context_now = _context.current
 _otel_now = _tracing.current_otel_context
 
 
+class _Collision(Exception):
+    """An extra key collides with a context key: render_captured leaves the record to to_dict."""
+
+
 def _out(key: Any) -> str:
     name = key if type(key) is str else to_text(key)
     return f"extra.{name}" if name in CORE_FIELDS else name
@@ -214,7 +218,10 @@ class JsonFormatter(OrjsonFormatter):
             **default_identity(), **check_identity(service_name, environment, version, instance_id),
         }
         self._clock = _Clock()
-        self._text: dict[tuple[Any, ...], bytes] = {}  # JSON members that repeat (level, logger ...)
+        # JSON pieces that repeat, cached for render_captured()
+        self._sites: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._codes: dict[str, bytes] = {}
+        self._ctx: tuple[Any, bytes, frozenset[str]] = (None, b"", frozenset())
         self._blocks: tuple[Any, bytes] = (None, b"")  # (identity, its JSON members)
         # The byte template renders records only when no hook or option changes the object
         # (python-json-logger's options are settled by now, as in its own formatters).
@@ -287,15 +294,19 @@ class JsonFormatter(OrjsonFormatter):
         return d
 
     # -- the captured record -> bytes, without building the whole object ---------------------
-    def _pieces(self, key: tuple[Any, ...], names: tuple[str, ...]) -> bytes:
-        """JSON members ``"name":value`` for a tuple of values, cached (they repeat)."""
-        cache = self._text
+    def _site(self, key: tuple[Any, ...]) -> tuple[bytes, bytes]:
+        """The JSON of what is constant at one call site: level and logger, and process,
+        thread, module, function and line (cached: they repeat)."""
+        cache = self._sites
         if len(cache) > 4096:
             cache.clear()
-        text = cache[key] = b",".join(
-            b'"%s":%s' % (n.encode(), _dumps(v, default=to_text)) for n, v in zip(names, key, strict=True)
+        level, logger, process, thread, module, function, line = (_dumps(v, default=to_text) for v in key)
+        site = cache[key] = (
+            b'"level":%s,"logger":%s' % (level, logger),
+            b',"process":%s,"thread":%s,"module":%s,"function":%s,"line":%s'
+            % (process, thread, module, function, line),
         )
-        return text
+        return site
 
     def _identity_block(self, identity: Mapping[str, str]) -> bytes:
         cached = self._blocks
@@ -305,13 +316,23 @@ class JsonFormatter(OrjsonFormatter):
             cached = self._blocks = (identity, b"," + _dumps(members)[1:-1])
         return cached[1]
 
-    def _render(self, rd: dict[str, Any]) -> bytes:
-        """Exactly ``orjson.dumps(self.to_dict(record))``, from cached pieces (the hot path)."""
-        cache = self._text
-        key = (rd["levelname"], rd["name"])
-        level_logger = cache.get(key) or self._pieces(key, ("level", "logger"))
-        place = (rd["threadName"], rd["module"], rd["funcName"])
-        where = cache.get(place) or self._pieces(place, ("thread", "module", "function"))
+    def _context_json(self, ctx: Mapping[str, Any]) -> tuple[Any, bytes, frozenset[str]]:
+        """(context, its JSON members, their names): the same context object is
+        usually current for many records, and is never changed in place."""
+        members = {k if k not in CORE_FIELDS else f"extra.{k}": v for k, v in ctx.items()}
+        cached = self._ctx = (ctx, b"," + _dumps(members, option=_OPTS)[1:-1] if members else b"",
+                              frozenset(members))
+        return cached
+
+    def render_captured(self, rd: dict[str, Any]) -> bytes:
+        """The hot path: ``encode_captured`` from cached pieces, when no hook or option is set.
+
+        Gives exactly ``orjson.dumps(self.to_dict(record))``. Raises on anything
+        unexpected: call ``encode_captured`` then, which never raises.
+        """
+        key = (rd["levelname"], rd["name"], rd["process"], rd["threadName"], rd["module"], rd["funcName"],
+               rd["lineno"])
+        level_logger, site = self._sites.get(key) or self._site(key)
         ms = int(rd["created"] * 1000)
         second = ms // 1000
         clock = self._clock._cached
@@ -323,16 +344,23 @@ class JsonFormatter(OrjsonFormatter):
             h = "%032x" % ((rd[EID] & _UUID_MASK) | _UUID_V4)
             eid = "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
         code = rd.get("code")
+        if code is None:
+            code_json = b""
+        elif type(code) is str:
+            code_json = self._codes.get(code) or self._code_json(code)
+        else:
+            code_json = b',"code":' + _dumps(code, option=_OPTS)
         identity = rd.get(RESOURCE) or self.identity
         blocks = self._blocks
-        head = b'{"timestamp":"%s%s",%s,"message":%s%s%s,"process":%d,%s,"line":%d,"event_id":"%s"' % (
-            clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]),
-            b"" if code is None else b',"code":' + _dumps(code, option=_OPTS),
-            blocks[1] if blocks[0] is identity else self._identity_block(identity),
-            rd["process"], where, rd["lineno"], eid.encode())
+        ctx = rd[CTX]
+        cached = self._ctx
+        if cached[0] is not ctx:
+            cached = self._context_json(ctx)
+        _, ctx_json, ctx_names = cached
+        head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":"%s"%s' % (
+            clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]), code_json,
+            blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid.encode(), ctx_json)
         d: dict[str, Any] = {}
-        for k, v in rd[CTX].items():
-            d[k if k not in CORE_FIELDS else f"extra.{k}"] = v
         otel = rd[SPAN]
         if otel:
             ids = _tracing.span_ids(otel)
@@ -354,7 +382,15 @@ class JsonFormatter(OrjsonFormatter):
                 d[_out(k)] = v
         if not d:
             return head + b"}"
+        if ctx_names and not ctx_names.isdisjoint(d):
+            raise _Collision  # an extra replaces a context value in place: the general path does that
         return head + b"," + _dumps(d, option=_OPTS)[1:]
+
+    def _code_json(self, code: str) -> bytes:
+        if len(self._codes) > 4096:
+            self._codes.clear()
+        text = self._codes[code] = b',"code":' + _dumps(code)
+        return text
 
     # -- serialization -------------------------------------------------------------
     def encode(self, record: logging.LogRecord) -> bytes:
@@ -375,11 +411,14 @@ class JsonFormatter(OrjsonFormatter):
 
     def encode_captured(self, rd: dict[str, Any]) -> bytes:
         """:meth:`encode` for the attributes :func:`capture` returned."""
+        if self._templated:
+            try:
+                return self.render_captured(rd)
+            except Exception:  # anything unusual: the general path below handles it
+                pass
         try:
-            if self._templated:
-                return self._render(rd)  # anything unexpected raises, and takes the general path
             return _dumps(self.process_log_record(self.to_dict(_record_of(rd))), default=to_text, option=_OPTS)
-        except Exception:
+        except Exception:  # text that is not valid Unicode, or a hook that failed: repair below
             pass
         try:
             data = self.process_log_record(self.to_dict(_record_of(rd)))

@@ -38,6 +38,10 @@ _RECORD_KEYS = {
 }
 
 
+Encode = Callable[[dict[str, Any]], bytes]
+KeyOf = Callable[[dict[str, Any]], bytes | None]
+
+
 def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
     """A message from a formatter that is not a JsonFormatter; never raises."""
     record = _new_record(_LogRecord)
@@ -160,11 +164,13 @@ class KafkaLogHandler(logging.Handler):
         return sum(self._dropped.values())
 
     # -- the worker's side ---------------------------------------------------------------
-    def _bind(self) -> tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes | None] | None,
-                             bytes | None]:
-        """How the worker turns captured records into messages: (encode, key_of, constant key).
+    def _bind(self) -> tuple[Encode, Encode, KeyOf | None, bytes | None]:
+        """How the worker turns captured records into messages.
 
-        Worked out again only when the formatter changes, so the worker asks once per batch.
+        ``(encode, fallback, key_of, key)``: ``encode`` may raise, ``fallback``
+        never does; ``key_of`` gives the partition key of a record, or is None
+        when every record has ``key``. Worked out again only when the formatter
+        changes, so the worker asks once per batch.
         """
         formatter = self.formatter
         bound = self._bound
@@ -177,12 +183,14 @@ class KafkaLogHandler(logging.Handler):
                 version=identity["version"], instance_id=identity["instance_id"],
             )
         if isinstance(formatter, JsonFormatter):
-            encode: Callable[[dict[str, Any]], bytes] = formatter.encode_captured
+            fallback: Encode = formatter.encode_captured
+            encode = formatter.render_captured if formatter._templated else fallback
         else:
-            encode = partial(_encode_with, formatter)
+            encode = fallback = partial(_encode_with, formatter)
         key_of, key = self._key_plan(formatter)
-        self._bound = (formatter, (encode, key_of, key))
-        return encode, key_of, key
+        plan = (encode, fallback, key_of, key)
+        self._bound = (formatter, plan)
+        return plan
 
     def _key_plan(self, formatter: logging.Formatter) -> tuple[Callable[[dict[str, Any]], bytes | None] | None,
                                                                bytes | None]:

@@ -18,6 +18,7 @@ from logkafka._report import report
 WORKER_IDENTS: set[int] = set()
 _BATCH = 1000  # records produced between two polls of delivery reports
 _NAP = 0.02  # seconds between batches while records are about (a batch per GIL turn, not a record)
+_BARRIER_POLL = 0.001  # seconds between looks at the producer while a flush waits
 _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
   # records produced between two polls of delivery reports
 
@@ -54,7 +55,7 @@ class Worker:
         topic: str,
         producer_config: dict[str, Any],
         queue: deque[Any],
-        bind: Callable[[], tuple[Callable[[dict[str, Any]], bytes],
+        bind: Callable[[], tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes],
                                  Callable[[dict[str, Any]], bytes | None] | None, bytes | None]],
         dropped: Callable[[], int],
         flush_timeout: float,
@@ -205,12 +206,22 @@ class Worker:
                 return
             if worked:
                 last_work = now
+                if deadline is None and self._stop_at is not None:
+                    # Stopping, yet records still come (logged to a closed handler, e.g. while
+                    # dictConfig replaces it): each gets its own flush_timeout, so _finish()
+                    # never purges records the broker was about to acknowledge.
+                    with self._start_lock:
+                        if self._stop_at is not None:
+                            self._stop_at = max(self._stop_at, now + self._flush_timeout)
                 if worked >= _BATCH and not self._barriers:
                     continue  # a backlog: keep draining
-            if self._barriers or len(producer) or now - last_work < _AWAKE_FOR:
-                # Records are about: nap briefly instead of sleeping, so emit() needs
-                # not wake us, and let a few records gather for the next batch.
-                producer.poll(_NAP)
+            if self._barriers:
+                producer.poll(_BARRIER_POLL)  # success is silent: look often whether all is settled
+            elif len(producer) or now - last_work < _AWAKE_FOR:
+                # Records are about: nap instead of sleeping, so emit() need not wake us
+                # and records gather into the next batch; flush() cuts the nap short.
+                self._wake.wait(_NAP)
+                self._wake.clear()
             else:
                 self.idle = True
                 if not queue:
@@ -223,7 +234,7 @@ class Worker:
         if self._barriers:
             return 0
         queue, topic, produce = self._queue, self._topic, producer.produce
-        encode, key_of, key = self._bind()
+        encode, fallback, key_of, key = self._bind()
         n = produced = 0
         try:
             while n < _BATCH:
@@ -237,12 +248,14 @@ class Worker:
                     break
                 try:
                     value = encode(item)
+                except Exception:  # the fast path met something unusual: the general one never raises
+                    value = fallback(item)
+                try:
                     if key_of is not None:
                         key = key_of(item)
-                except Exception as exc:  # encode() never raises; a custom key or formatter might
-                    report("encode", f"could not encode a record: {type(exc).__name__}: {exc}")
-                    self.failed += 1
-                    continue
+                except Exception as exc:  # a key that cannot be computed: the record still ships, unkeyed
+                    report("key", f"could not compute a record's partition key: {type(exc).__name__}: {exc}")
+                    key = None
                 try:
                     # positional (partition -1: the partitioner decides; on_delivery and its alias
                     # callback None, then timestamp): cheaper than keywords
