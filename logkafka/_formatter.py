@@ -225,9 +225,12 @@ class JsonFormatter(OrjsonFormatter):
         self._blocks: tuple[Any, bytes] = (None, b"")  # (identity, its JSON members)
         # The byte template renders records only when no hook or option changes the object
         # (python-json-logger's options are settled by now, as in its own formatters).
+        cls = type(self)
         self._templated = (
-            type(self).to_dict is JsonFormatter.to_dict
-            and type(self).process_log_record is _OWN_PROCESS_LOG_RECORD
+            cls.to_dict is JsonFormatter.to_dict
+            and cls.process_log_record is _OWN_PROCESS_LOG_RECORD
+            and cls.encode_captured is JsonFormatter.encode_captured
+            and cls.render_captured is JsonFormatter.render_captured
             and not (self.defaults or self.static_fields or self.rename_fields)
         )
 

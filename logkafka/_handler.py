@@ -230,7 +230,7 @@ class KafkaLogHandler(logging.Handler):
         if not self._queue and not worker.in_flight():
             return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
-        barrier = Barrier()
+        barrier = Barrier(time.monotonic() + limit)
         self._queue.append(barrier)
         done = worker.wait_for(barrier, limit)
         if not done:
@@ -238,16 +238,22 @@ class KafkaLogHandler(logging.Handler):
         return done
 
     def close(self) -> None:
-        """Deliver what is queued (up to ``flush_timeout``), stop the thread, close the handler.
+        """Deliver what was queued before the call (up to ``flush_timeout``) and let the thread end.
 
-        Records logged to the handler after ``close()`` are still delivered by a
-        short-lived thread, so reconfiguring logging loses nothing.
+        Records logged to the handler after ``close()`` are still delivered by
+        the thread before it ends, so reconfiguring logging loses nothing.
         """
         try:
             if self._enabled:
-                now = time.monotonic()
-                recently_gave_up = now - self._flush_gave_up < self.settings.flush_timeout
-                self._worker.stop(now + (0.0 if recently_gave_up else self.settings.flush_timeout))
+                timeout = self.settings.flush_timeout
+                if time.monotonic() - self._flush_gave_up < timeout:
+                    timeout = 0.0  # logging.shutdown() just waited a whole flush_timeout in flush()
+                # Wait only for records queued before close(): other threads may go on logging
+                # to this handler while dictConfig, holding logging's lock, replaces it.
+                settled = self.flush(timeout)
+                self._worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
+                if not settled:  # the thread now fails what is unsettled: let it count them
+                    self._worker.join(1.0)
             self._closed = True
         finally:
             super().close()

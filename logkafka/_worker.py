@@ -24,13 +24,18 @@ _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps r
 
 
 class Barrier:
-    """A marker in the queue: set once every record queued before it is settled."""
+    """A marker in the queue: set once every record queued before it is settled.
 
-    __slots__ = ("event", "target")
+    Draining pauses while a barrier waits, until its ``deadline``: after that
+    the flusher has given up and the barrier is dropped, so a flush that timed
+    out during an outage never stalls the records behind it.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("deadline", "event")
+
+    def __init__(self, deadline: float) -> None:
         self.event = threading.Event()
-        self.target = -1
+        self.deadline = deadline
 
 
 class _LibrdkafkaLog:
@@ -116,15 +121,23 @@ class Worker:
         self._serve_inline(time.monotonic() + timeout, until=barrier)
         return barrier.event.is_set()
 
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the thread to end."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
     def stop(self, deadline: float) -> None:
-        """Deliver what is queued until ``deadline``, then stop the thread."""
+        """Leave once idle; what is unsettled at ``deadline`` (later for records still coming) fails.
+
+        Does not wait for the thread: a caller of ``close()`` (``dictConfig``,
+        holding logging's lock) must not wait on records other threads keep logging.
+        """
         with self._start_lock:
             self._stop_at = deadline
             thread = self._thread
         self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
-        elif self._queue:
+        if thread is None and self._queue:  # no thread could start (interpreter exit): serve here
             self._serve_inline(deadline)
 
     def in_flight(self) -> int:
@@ -158,10 +171,13 @@ class Worker:
                     time.sleep(0.1)
                     continue
                 with self._start_lock:
+                    # running goes False before the queue is looked at: emit() appends, then
+                    # reads running, so either we see its record or it sees False and starts us
+                    self.running = False
                     if not self._queue:
-                        self.running = False
                         self._thread = None
                         return
+                    self.running = True
                     # records arrived while stopping: give them their own flush_timeout
                     self._stop_at = time.monotonic() + self._flush_timeout
         finally:
@@ -308,11 +324,16 @@ class Worker:
         report(f"error:{err.code()}", f"Kafka client error: {err.str()}")
 
     def _settle_barriers(self) -> None:
+        if not self._barriers:
+            return
         producer = self._producer
-        if self._barriers and (producer is None or not len(producer)):
+        if producer is None or not len(producer):
             for barrier in self._barriers:
                 barrier.event.set()
             self._barriers = []
+        else:
+            now = time.monotonic()
+            self._barriers = [b for b in self._barriers if b.deadline > now]
 
     def _report_drops(self) -> None:
         delivered = self.delivered()

@@ -1,0 +1,99 @@
+"""close() and flush() under load and during outages: no waiting on other threads, no stalled queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import logkafka
+from logkafka.testing import LocalBroker, read_topic
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalBroker]:
+    """A private broker this test may freeze without disturbing others."""
+    with LocalBroker() as broker:
+        yield broker
+
+
+def attach(handler: logging.Handler, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+class TestCloseUnderLoad:
+    def test_close_does_not_wait_for_records_other_threads_keep_logging(
+        self, kafka_broker: Any, kafka_topic: str
+    ) -> None:
+        """close() returns once earlier records settle, not after flush_timeout; later records still arrive."""
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, flush_timeout=30)
+        logger = attach(handler, f"tests.close.{uuid.uuid4().hex[:6]}")
+        stop = threading.Event()
+        logged: list[int] = []
+
+        def log_forever(t: int) -> None:
+            i = 0
+            while not stop.is_set():
+                logger.info("busy", extra={"t": t, "i": i})
+                logged.append(1)
+                i += 1
+                time.sleep(0.0005)
+
+        threads = [threading.Thread(target=log_forever, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        handler.close()
+        took = time.monotonic() - t0
+        time.sleep(0.3)  # records keep arriving at the closed handler
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        assert took < 10, f"close() took {took:.1f}s: it waited on records logged after it (flush_timeout=30)"
+        total = len(logged)
+        messages = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=total, timeout=60)
+        assert len({(m.data["t"], m.data["i"]) for m in messages}) == total
+        deadline = time.monotonic() + 10
+        while handler.stats()["delivered"] != total and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert handler.stats()["delivered"] == total
+
+
+class TestFlushTimeoutDuringOutage:
+    def test_a_timed_out_flush_does_not_stall_later_records(self, own_broker: LocalBroker) -> None:
+        """With the broker frozen, flush() gives up; records logged after it still leave the queue, then arrive."""
+        topic = f"test.stall.{uuid.uuid4().hex[:8]}"
+        own_broker.create_topic(topic, 1)
+        handler = logkafka.KafkaLogHandler(own_broker.bootstrap_servers, topic, queue_size=1000, flush_timeout=20)
+        logger = attach(handler, f"tests.stall.{uuid.uuid4().hex[:6]}")
+        try:
+            logger.info("warm up", extra={"i": -1})
+            assert handler.flush()
+            own_broker.pause()
+            for i in range(10):
+                logger.info("during outage", extra={"i": i})
+            assert handler.flush(0.5) is False
+            for i in range(10, 5010):  # five times the queue: only draining keeps them all
+                logger.info("during outage", extra={"i": i})
+                if i % 500 == 0:
+                    time.sleep(0.05)
+            time.sleep(0.5)
+            stats = handler.stats()
+            assert stats["dropped_total"] == 0, stats
+            own_broker.resume()
+            assert handler.flush(30)
+            messages = read_topic(own_broker.bootstrap_servers, topic, expected=5011, timeout=60)
+            assert sorted(m.data["i"] for m in messages) == list(range(-1, 5010))
+        finally:
+            own_broker.resume()
+            handler.close()
