@@ -26,7 +26,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from logkafka import _context, _tracing
-from logkafka._snapshot import jsonable, repair_text, to_text
+from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
 # Attributes capture() adds to its copy of a record.
 CTX = "_lk_ctx"  # the bound context at the call
@@ -148,7 +148,8 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     else:
         d[ERROR] = None
     if len(rd) > N_STD + 1:  # extra keys follow the standard ones: copy what is not flat
-        for k in [k for k in islice(rd, N_STD, None) if type(rd[k]) not in _FLAT]:
+        for k in [k for k in islice(rd, N_STD, None) if type(rd[k]) not in _FLAT
+                  or (type(rd[k]) is int and not INT_MIN <= rd[k] <= INT_MAX and k != EID)]:  # too big for JSON
             d[k] = jsonable(d[k])
     if type(d["stack_info"]) not in _FLAT:
         d["stack_info"] = to_text(d["stack_info"])
@@ -343,9 +344,11 @@ class JsonFormatter(OrjsonFormatter):
             self._clock(rd["created"])
             clock = self._clock._cached
         eid = rd.get("event_id")
-        if type(eid) is not str or not eid:
+        if type(eid) is str and eid:  # the caller's text: may need escaping
+            eid_json = _dumps(eid)
+        else:
             h = "%032x" % ((rd[EID] & _UUID_MASK) | _UUID_V4)
-            eid = "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+            eid_json = b'"%s"' % "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:])).encode()
         code = rd.get("code")
         if code is None:
             code_json = b""
@@ -360,9 +363,9 @@ class JsonFormatter(OrjsonFormatter):
         if cached[0] is not ctx:
             cached = self._context_json(ctx)
         _, ctx_json, ctx_names = cached
-        head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":"%s"%s' % (
+        head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":%s%s' % (
             clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]), code_json,
-            blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid.encode(), ctx_json)
+            blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid_json, ctx_json)
         d: dict[str, Any] = {}
         otel = rd[SPAN]
         if otel:

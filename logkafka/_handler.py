@@ -20,7 +20,7 @@ from logkafka._formatter import (
     default_identity,
 )
 from logkafka._report import report
-from logkafka._settings import HandlerSettings, build_settings
+from logkafka._settings import HandlerSettings, build_settings, level_of
 from logkafka._snapshot import to_text
 from logkafka._worker import WORKER_IDENTS, Barrier, Worker
 
@@ -99,7 +99,7 @@ class KafkaLogHandler(logging.Handler):
             identity=identity,
             enabled=enabled,
         )
-        super().__init__(level)
+        super().__init__(level_of(level))
         self._resource = identity if explicit else None
         self._queue: deque[Any] = deque()
         self._maxsize = self.settings.queue_size

@@ -3,8 +3,8 @@
 Used twice on a record's path: in ``emit()`` on the caller's thread, so what
 ships is what was logged at the call (promise 3), and in the formatter, so no
 value can make the encoder fail. Containers are copied to a bounded depth and
-are safe with cycles; objects JSON cannot encode (sets, bytes, Decimals,
-NaN, arbitrary objects) become text.
+are safe with cycles; sets and tuples become lists; what JSON cannot encode
+(bytes, Decimals, NaN, integers beyond 64 bits, arbitrary objects) becomes text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import uuid
 from typing import Any
 
 MAX_DEPTH = 10
-_PASS = frozenset({str, int, bool, type(None), datetime.datetime, datetime.date, datetime.time, uuid.UUID})
+#: The integers orjson encodes (64-bit signed and unsigned); others become their digits.
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+_PASS = frozenset({str, bool, type(None), datetime.datetime, datetime.date, datetime.time, uuid.UUID})
 
 
 def to_text(obj: Any) -> str:
@@ -40,6 +42,8 @@ def jsonable(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -
     t = type(value)
     if t in _PASS:
         return value
+    if t is int:
+        return value if INT_MIN <= value <= INT_MAX else str(value)
     if t is float:
         return value if math.isfinite(value) else to_text(value)
     if _depth >= MAX_DEPTH:
@@ -64,7 +68,7 @@ def jsonable(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -
         if isinstance(value, float):  # float subclasses
             return jsonable(float(value))
         if isinstance(value, (str, int)):  # str and int subclasses
-            return str(value) if isinstance(value, str) else int(value)
+            return str(value) if isinstance(value, str) else jsonable(int(value))
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             if id(value) in _seen:
                 return "<cycle>"

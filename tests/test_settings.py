@@ -1,0 +1,427 @@
+"""KafkaLogHandler settings: validated at construction, from arguments and the environment.
+
+No broker is needed: construction never connects. Addresses like 127.0.0.1:1 have
+nobody listening.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import logkafka
+from logkafka import KafkaLogHandler
+
+NOWHERE = "127.0.0.1:1"
+ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS", "LOGKAFKA_TOPIC", "LOGKAFKA_QUEUE_SIZE", "LOGKAFKA_FLUSH_TIMEOUT", "LOGKAFKA_ENABLED",
+    "OTEL_SERVICE_NAME", "SERVICE_NAME", "ENVIRONMENT", "APP_VERSION", "SERVICE_INSTANCE_ID",
+)
+
+Make = Callable[..., KafkaLogHandler]
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting comes from the environment unless the test sets it."""
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make() -> Iterator[Make]:
+    """Build handlers (bootstrap_servers defaults to an address nobody listens on); all closed afterwards."""
+    made: list[KafkaLogHandler] = []
+
+    def build(**kwargs: Any) -> KafkaLogHandler:
+        kwargs.setdefault("bootstrap_servers", NOWHERE)
+        kwargs.setdefault("flush_timeout", 0.5)
+        handler = KafkaLogHandler(**kwargs)
+        made.append(handler)
+        return handler
+
+    yield build
+    for handler in made:
+        handler.close()
+
+
+def worker_threads() -> list[str]:
+    """Names of the live threads that belong to logkafka handlers."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("logkafka-")]
+
+
+def raises_naming(name: str, make: Make, **kwargs: Any) -> str:
+    """Build a handler expecting ValueError; return its message, checked to start with ``name``."""
+    with pytest.raises(ValueError) as info:
+        make(**kwargs)
+    message = str(info.value)
+    assert message.startswith(f"{name}:"), message
+    return message
+
+
+class TestNumbers:
+    @pytest.mark.parametrize("value", [0, -1, "abc", True, False, 1.5, "1.5", [5]])
+    def test_bad_queue_size(self, make: Make, value: Any) -> None:
+        """queue_size must be a positive integer (not a bool, not a string of letters)."""
+        raises_naming("queue_size", make, queue_size=value)
+
+    @pytest.mark.parametrize("value", [0, -1, -0.5, "soon", True])
+    def test_bad_flush_timeout(self, make: Make, value: Any) -> None:
+        """flush_timeout must be a positive number of seconds."""
+        raises_naming("flush_timeout", make, flush_timeout=value)
+
+    def test_good_numbers(self, make: Make) -> None:
+        """Positive values are taken; numeric strings (as from config files) are converted."""
+        handler = make(queue_size=5, flush_timeout=0.25)
+        assert (handler.settings.queue_size, handler.settings.flush_timeout) == (5, 0.25)
+        handler = make(queue_size="7", flush_timeout="1.5")
+        assert (handler.settings.queue_size, handler.settings.flush_timeout) == (7, 1.5)
+        assert handler.stats()["queue_size"] == 7
+
+    def test_bad_queue_size_from_env(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bad LOGKAFKA_QUEUE_SIZE raises ValueError naming the variable."""
+        monkeypatch.setenv("LOGKAFKA_QUEUE_SIZE", "x")
+        raises_naming("LOGKAFKA_QUEUE_SIZE", make)
+
+    def test_bad_flush_timeout_from_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bad LOGKAFKA_FLUSH_TIMEOUT raises ValueError naming the variable."""
+        monkeypatch.setenv("LOGKAFKA_FLUSH_TIMEOUT", "-3")
+        with pytest.raises(ValueError, match=r"^LOGKAFKA_FLUSH_TIMEOUT:"):
+            KafkaLogHandler(NOWHERE)
+
+
+class TestTopic:
+    @pytest.mark.parametrize("topic", ["", "bad topic", "a" * 250, ".", "..", "ümlaut", "a/b", 5])
+    def test_bad_topic(self, make: Make, topic: Any) -> None:
+        """An illegal Kafka topic name raises ValueError naming topic."""
+        raises_naming("topic", make, topic=topic)
+
+    @pytest.mark.parametrize("topic", ["logs", "a" * 249, "logs.app-v1_x", "..."])
+    def test_good_topic(self, make: Make, topic: str) -> None:
+        """Legal names, up to 249 characters, are accepted."""
+        handler = make(topic=topic)
+        assert handler.settings.topic == topic
+        assert handler.stats()["topic"] == topic
+
+    def test_bad_topic_from_env(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An illegal LOGKAFKA_TOPIC raises ValueError too."""
+        monkeypatch.setenv("LOGKAFKA_TOPIC", "no spaces allowed")
+        with pytest.raises(ValueError, match="topic"):
+            make()
+
+
+class TestProducerConfig:
+    def test_unknown_setting(self, make: Make) -> None:
+        """An unknown librdkafka setting raises ValueError naming producer_config and the setting."""
+        message = raises_naming("producer_config", make, producer_config={"no.such.setting": 1})
+        assert "no.such.setting" in message
+
+    def test_python_style_name(self, make: Make) -> None:
+        """A Python-style name with underscores gets a hint with librdkafka's dotted name."""
+        message = raises_naming("producer_config", make, producer_config={"linger_ms": 5})
+        assert "linger_ms" in message
+        assert "linger.ms" in message
+
+    def test_invalid_value(self, make: Make) -> None:
+        """An invalid value for a known setting raises ValueError naming producer_config."""
+        message = raises_naming("producer_config", make, producer_config={"acks": "sometimes"})
+        assert "acks" in message  # librdkafka's name for it is request.required.acks
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [("on_delivery", lambda err, msg: None), ("delivery.report.only.error", True),
+         ("error_cb", lambda err: None)],
+    )
+    def test_reserved(self, make: Make, name: str, value: Any) -> None:
+        """Settings logkafka owns cannot be set: ValueError naming producer_config and the setting."""
+        message = raises_naming("producer_config", make, producer_config={name: value})
+        assert name in message
+
+    def test_not_a_mapping(self, make: Make) -> None:
+        """producer_config must be a mapping."""
+        raises_naming("producer_config", make, producer_config=[("acks", "all")])
+
+    def test_safe_defaults(self, make: Make) -> None:
+        """Without producer_config the handler uses the safe producer defaults."""
+        config = make().settings.producer_config
+        assert config["acks"] == "all"
+        assert config["enable.idempotence"] is True
+        assert config["compression.type"]
+        assert "linger.ms" in config
+        assert config["bootstrap.servers"] == NOWHERE
+
+    def test_user_config_wins(self, make: Make) -> None:
+        """The user's producer_config overrides the defaults and keeps the rest of them."""
+        config = make(producer_config={"acks": "1", "enable.idempotence": False, "compression.type": "zstd",
+                                       "linger.ms": 50, "client.id": "mine"}).settings.producer_config
+        assert (config["acks"], config["enable.idempotence"], config["compression.type"], config["linger.ms"],
+                config["client.id"]) == ("1", False, "zstd", 50, "mine")
+        assert config["partitioner"] == "murmur2_random"
+
+    def test_bootstrap_servers_in_config(self, make: Make) -> None:
+        """bootstrap.servers may be given in producer_config instead of bootstrap_servers."""
+        handler = KafkaLogHandler(producer_config={"bootstrap.servers": "127.0.0.1:2"}, flush_timeout=0.5)
+        try:
+            assert handler.settings.bootstrap_servers == "127.0.0.1:2"
+        finally:
+            handler.close()
+
+    def test_bootstrap_servers_given_twice(self, make: Make) -> None:
+        """Different servers in bootstrap_servers and producer_config raise ValueError."""
+        raises_naming("bootstrap_servers", make, producer_config={"bootstrap.servers": "127.0.0.1:2"})
+
+    def test_user_config_not_mutated(self, make: Make) -> None:
+        """The caller's producer_config dict is left as it was."""
+        config = {"linger.ms": 20}
+        make(producer_config=config)
+        assert config == {"linger.ms": 20}
+
+
+class TestKey:
+    @pytest.mark.parametrize("key", ["not_a_field", "extra.", "context.", "extra.bad name", "levelno", 5])
+    def test_bad_key(self, make: Make, key: Any) -> None:
+        """A key that names no record attribute raises ValueError naming key."""
+        raises_naming("key", make, key=key)
+
+    @pytest.mark.parametrize(
+        "key", ["service", "tenant_id", "context.request_id", "extra.order_id", None, "host", "logger", "code"],
+    )
+    def test_good_key(self, make: Make, key: str | None) -> None:
+        """Field names, known context keys, extra.<name>, context.<name> and None are accepted."""
+        assert make(key=key).settings.key == key
+
+    def test_message_lists_choices(self, make: Make) -> None:
+        """The error for a bad key names the value and suggests the forms that work."""
+        message = raises_naming("key", make, key="not_a_field")
+        assert "not_a_field" in message
+        assert "extra.<name>" in message
+
+
+class TestBootstrapServers:
+    @pytest.mark.parametrize("servers", ["", "nohostport", " ", "host:1,", "a:1,,b:2", 9092])
+    def test_bad(self, make: Make, servers: Any) -> None:
+        """Servers that are not host:port[,host:port...] raise ValueError naming bootstrap_servers."""
+        raises_naming("bootstrap_servers", make, bootstrap_servers=servers)
+
+    def test_several(self, make: Make) -> None:
+        """A comma-separated list of host:port is accepted as given."""
+        assert make(bootstrap_servers="127.0.0.1:1,127.0.0.1:2").settings.bootstrap_servers == (
+            "127.0.0.1:1,127.0.0.1:2")
+
+    def test_from_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """KAFKA_BOOTSTRAP_SERVERS is used when bootstrap_servers is not given."""
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:3")
+        handler = KafkaLogHandler(flush_timeout=0.5)
+        try:
+            assert handler.settings.bootstrap_servers == "127.0.0.1:3"
+            assert handler.settings.producer_config["bootstrap.servers"] == "127.0.0.1:3"
+        finally:
+            handler.close()
+
+    def test_bad_from_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bad KAFKA_BOOTSTRAP_SERVERS raises ValueError too."""
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "nohostport")
+        with pytest.raises(ValueError, match="bootstrap_servers"):
+            KafkaLogHandler(flush_timeout=0.5)
+
+
+class TestEnvironment:
+    def test_env_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """LOGKAFKA_TOPIC, LOGKAFKA_QUEUE_SIZE and LOGKAFKA_FLUSH_TIMEOUT give the defaults."""
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", NOWHERE)
+        monkeypatch.setenv("LOGKAFKA_TOPIC", "env.topic")
+        monkeypatch.setenv("LOGKAFKA_QUEUE_SIZE", "123")
+        monkeypatch.setenv("LOGKAFKA_FLUSH_TIMEOUT", "0.75")
+        handler = KafkaLogHandler()
+        try:
+            s = handler.settings
+            assert (s.topic, s.queue_size, s.flush_timeout) == ("env.topic", 123, 0.75)
+        finally:
+            handler.close()
+
+    def test_arguments_win(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Explicit arguments win over the environment."""
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:3")
+        monkeypatch.setenv("LOGKAFKA_TOPIC", "env.topic")
+        monkeypatch.setenv("LOGKAFKA_QUEUE_SIZE", "123")
+        monkeypatch.setenv("LOGKAFKA_FLUSH_TIMEOUT", "9")
+        monkeypatch.setenv("LOGKAFKA_ENABLED", "false")
+        s = make(bootstrap_servers=NOWHERE, topic="arg.topic", queue_size=5, flush_timeout=0.5, enabled=True).settings
+        assert (s.bootstrap_servers, s.topic, s.queue_size, s.flush_timeout, s.enabled) == (
+            NOWHERE, "arg.topic", 5, 0.5, True)
+
+    def test_documented_defaults(self) -> None:
+        """With neither arguments nor environment: localhost:9092, logs.application.v1, 20000, 10 s, enabled."""
+        handler = KafkaLogHandler()
+        try:
+            s = handler.settings
+            assert (s.bootstrap_servers, s.topic, s.queue_size, s.flush_timeout, s.enabled, s.key) == (
+                "localhost:9092", "logs.application.v1", 20000, 10.0, True, "service")
+        finally:
+            handler.close()
+
+    def test_identity(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The identity comes from the arguments, else the environment."""
+        monkeypatch.setenv("SERVICE_NAME", "env-svc")
+        monkeypatch.setenv("ENVIRONMENT", "staging")
+        identity = make(version="3.1").settings.identity
+        assert (identity["service"], identity["environment"], identity["version"]) == ("env-svc", "staging", "3.1")
+        assert make().settings.producer_config["client.id"] == "logkafka-env-svc"
+
+    @pytest.mark.parametrize("setting", ["service_name", "environment", "version", "instance_id"])
+    def test_bad_identity(self, make: Make, setting: str) -> None:
+        """An empty identity setting raises ValueError naming it."""
+        raises_naming(setting, make, **{setting: ""})
+
+
+class TestEnabled:
+    def test_bad_env(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """LOGKAFKA_ENABLED that is not a boolean raises ValueError naming LOGKAFKA_ENABLED."""
+        monkeypatch.setenv("LOGKAFKA_ENABLED", "maybe")
+        raises_naming("LOGKAFKA_ENABLED", make)
+
+    def test_bad_argument(self, make: Make) -> None:
+        """enabled that is not a boolean raises ValueError naming enabled."""
+        raises_naming("enabled", make, enabled="maybe")
+
+    @pytest.mark.parametrize(("text", "expected"), [("false", False), ("0", False), ("no", False), ("OFF", False),
+                                                     ("true", True), ("1", True), ("Yes", True), ("on", True)])
+    def test_env_words(self, make: Make, monkeypatch: pytest.MonkeyPatch, text: str, expected: bool) -> None:
+        """LOGKAFKA_ENABLED takes the usual words for true and false."""
+        monkeypatch.setenv("LOGKAFKA_ENABLED", text)
+        assert make().settings.enabled is expected
+
+    @pytest.mark.parametrize("how", ["argument", "env"])
+    def test_disabled_does_nothing(self, make: Make, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+        """A disabled handler's emit does nothing: nothing produced or queued, no worker thread."""
+        if how == "env":
+            monkeypatch.setenv("LOGKAFKA_ENABLED", "false")
+            handler = make()
+        else:
+            handler = make(enabled=False)
+        before = worker_threads()
+        lg = logging.getLogger("test.settings.disabled")
+        lg.propagate = False
+        lg.addHandler(handler)
+        try:
+            for i in range(10):
+                lg.error("record %d", i)
+        finally:
+            lg.removeHandler(handler)
+        stats = handler.stats()
+        assert stats["enabled"] is False
+        assert stats["produced"] == 0
+        assert stats["queue_depth"] == 0
+        assert stats["dropped_total"] == 0
+        assert worker_threads() == before
+        assert handler.flush() is True
+
+    def test_disabled_skips_producer_checks(self, make: Make) -> None:
+        """A disabled handler does not ask librdkafka about producer_config."""
+        assert make(enabled=False, producer_config={"no.such.setting": 1}).settings.enabled is False
+
+    def test_enabled_starts_a_worker_on_emit(self, make: Make) -> None:
+        """For contrast: an enabled handler starts a logkafka-* thread at its first record, not before."""
+        handler = make(topic="settings.contrast", flush_timeout=0.2)
+        assert "logkafka-settings.contrast" not in worker_threads()
+        handler.emit(logging.makeLogRecord({"name": "app", "msg": "x"}))
+        assert "logkafka-settings.contrast" in worker_threads()
+        assert handler.stats()["enabled"] is True
+        handler.close()
+        deadline = time.monotonic() + 10
+        while "logkafka-settings.contrast" in worker_threads() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "logkafka-settings.contrast" not in worker_threads()  # the thread ends after close()
+
+
+class TestConstruction:
+    def test_returns_quickly_without_broker(self, make: Make) -> None:
+        """Construction with a broker nobody listens on neither connects nor waits (sanity bound: 5 s)."""
+        start = time.monotonic()
+        handler = make(bootstrap_servers=NOWHERE, flush_timeout=10)
+        elapsed = time.monotonic() - start
+        assert elapsed < 5
+        assert handler.stats()["produced"] == 0
+        assert handler.stats()["errors"] == 0
+
+    def test_unresolvable_host(self, make: Make) -> None:
+        """A host name that does not resolve is not looked up at construction (sanity bound: 5 s)."""
+        start = time.monotonic()
+        make(bootstrap_servers="no-such-host.invalid:9092")
+        assert time.monotonic() - start < 5
+
+    def test_close_without_records(self, make: Make) -> None:
+        """Closing a handler that never got a record returns quickly and can be repeated."""
+        handler = make(flush_timeout=10)
+        start = time.monotonic()
+        handler.close()
+        handler.close()
+        assert time.monotonic() - start < 5
+
+    def test_level(self, make: Make) -> None:
+        """level is the handler's level, by number or name."""
+        assert make(level="WARNING").level == logging.WARNING
+        assert make(level="warning").level == logging.WARNING
+        assert make(level=logging.ERROR).level == logging.ERROR
+
+    def test_unknown_level_names_the_setting(self) -> None:
+        """An unknown level name is a ValueError naming the setting."""
+        with pytest.raises(ValueError, match="level"):
+            logkafka.KafkaLogHandler("127.0.0.1:1", enabled=False, level="loud")
+
+
+class TestDictConfig:
+    @staticmethod
+    def _config(**handler: Any) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"kafka": {"class": "logkafka.KafkaLogHandler", **handler}},
+            "loggers": {"test.settings.dictconfig": {"handlers": ["kafka"], "propagate": False}},
+        }
+
+    @pytest.mark.parametrize(
+        ("setting", "handler"),
+        [("queue_size", {"queue_size": 0}), ("topic", {"topic": "bad topic"}),
+         ("producer_config", {"producer_config": {"linger_ms": 5}}), ("key", {"key": "not_a_field"}),
+         ("bootstrap_servers", {"bootstrap_servers": "nohostport"})],
+    )
+    def test_bad_setting(self, setting: str, handler: dict[str, Any]) -> None:
+        """dictConfig with a bad setting raises ValueError whose message (or cause) names the setting."""
+        handler.setdefault("bootstrap_servers", NOWHERE)
+        with pytest.raises(ValueError) as info:
+            logging.config.dictConfig(self._config(**handler))
+        messages = []
+        exc: BaseException | None = info.value
+        while exc is not None:
+            messages.append(str(exc))
+            exc = exc.__cause__ or exc.__context__
+        assert any(m.startswith(f"{setting}:") for m in messages), messages
+        assert "kafka" in messages[0]
+
+    def test_good_settings(self) -> None:
+        """dictConfig builds the handler with every setting given there."""
+        logging.config.dictConfig(self._config(
+            bootstrap_servers=NOWHERE, topic="cfg.topic", queue_size=9, flush_timeout=0.5, key="context.tenant",
+            service_name="cfg-svc", producer_config={"linger.ms": 1}, level="INFO"))
+        handler = logging.getLogger("test.settings.dictconfig").handlers[0]
+        try:
+            assert isinstance(handler, KafkaLogHandler)
+            s = handler.settings
+            assert (s.topic, s.queue_size, s.flush_timeout, s.key, s.identity["service"]) == (
+                "cfg.topic", 9, 0.5, "context.tenant", "cfg-svc")
+            assert s.producer_config["linger.ms"] == 1
+            assert handler.level == logging.INFO
+        finally:
+            logging.getLogger("test.settings.dictconfig").removeHandler(handler)
+            handler.close()
+
+    def test_public_name(self) -> None:
+        """logkafka.KafkaLogHandler is the class dictConfig finds by its dotted name."""
+        assert logkafka.KafkaLogHandler is KafkaLogHandler
