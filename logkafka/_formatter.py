@@ -279,22 +279,30 @@ class JsonFormatter(OrjsonFormatter):
         d: dict[str, Any] = {}
         for key, value in rd[CTX].items():
             d[_out(key)] = value
-        ids = _tracing.span_ids(rd[SPAN])
-        if ids is not None:
-            d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
-        if rd[ERROR] is not None:
-            d["error"] = rd[ERROR]
+        return JsonFormatter._after_context(rd, d)
+
+    @staticmethod
+    def _after_context(rd: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:
+        """Add the trace, error, stack and extra members to ``d``, in their order."""
+        otel = rd[SPAN]
+        if otel:
+            ids = _tracing.span_ids(otel)
+            if ids is not None:
+                d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
+        error = rd[ERROR]
+        if error is not None:
+            d["error"] = error
         if rd["stack_info"]:
             d["stack_info"] = rd["stack_info"]
-        for key in islice(rd, N_STD, None):  # extra keys follow the standard ones
-            if key in _SKIP:
-                if key == EID:  # capture() adds only its own keys after this one
+        for k in islice(rd, N_STD, None):  # extra keys follow the standard ones
+            if k in _SKIP:
+                if k == EID:  # capture() adds only its own keys after this one
                     break
                 continue
-            d[_out(key)] = rd[key]
+            d[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = rd[k]
         if rd[FIELDS]:
-            for key, value in rd[FIELDS].items():
-                d[_out(key)] = value
+            for k, v in rd[FIELDS].items():
+                d[_out(k)] = v
         return d
 
     # -- the captured record -> bytes, without building the whole object ---------------------
@@ -366,26 +374,7 @@ class JsonFormatter(OrjsonFormatter):
         head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":%s%s' % (
             clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]), code_json,
             blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid_json, ctx_json)
-        d: dict[str, Any] = {}
-        otel = rd[SPAN]
-        if otel:
-            ids = _tracing.span_ids(otel)
-            if ids is not None:
-                d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
-        error = rd[ERROR]
-        if error is not None:
-            d["error"] = error
-        if rd["stack_info"]:
-            d["stack_info"] = rd["stack_info"]
-        for k in islice(rd, N_STD, None):  # extra keys follow the standard ones
-            if k in _SKIP:
-                if k == EID:  # capture() adds only its own keys after this one
-                    break
-                continue
-            d[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = rd[k]
-        if rd[FIELDS]:
-            for k, v in rd[FIELDS].items():
-                d[_out(k)] = v
+        d = self._after_context(rd, {})
         if not d:
             return head + b"}"
         if ctx_names and not ctx_names.isdisjoint(d):

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 import pytest
+from _support import ListHandler
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -59,16 +60,6 @@ class Unprintable:
     def __str__(self) -> str:
         raise RuntimeError("no text for you")
 
-
-class ListHandler(logging.Handler):
-    """Keeps the records it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import ListHandler
 
 import logkafka
 from logkafka.testing import ConsumedMessage, free_port, read_topic
@@ -25,16 +26,6 @@ from logkafka.testing import ConsumedMessage, free_port, read_topic
 Make = Callable[..., logkafka.KafkaLogHandler]
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
-
-class ListHandler(logging.Handler):
-    """Keeps every record it handles."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 class PaymentError(Exception):

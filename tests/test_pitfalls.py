@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _support import ListHandler
 from opentelemetry.sdk.trace import TracerProvider
 
 import logkafka
@@ -23,16 +24,6 @@ from logkafka.testing import read_topic
 
 Make = Callable[..., logkafka.KafkaLogHandler]
 
-
-class ListHandler(logging.Handler):
-    """Keeps every record it handles."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 class GatedFormatter(logkafka.JsonFormatter):
