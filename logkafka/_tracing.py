@@ -51,11 +51,6 @@ def span_ids(otel_context: Any) -> tuple[int, int] | None:
     return None
 
 
-def current_span_ids() -> tuple[int, int] | None:
-    """``(trace_id, span_id)`` of the active span, or None."""
-    return span_ids(current_otel_context())
-
-
 def hex_ids(ids: tuple[int, int]) -> tuple[str, str]:
     """Render integer ids as 32 and 16 lower-case hex digits."""
     return (f"{ids[0]:032x}", f"{ids[1]:016x}")
