@@ -15,6 +15,7 @@ from logkafka._formatter import (
     CTX,
     HOST,
     JsonFormatter,
+    _record_of,
     capture,
     check_identity,
     default_identity,
@@ -29,8 +30,6 @@ _OWN_LOGGERS = ("logkafka", "confluent_kafka")
 _get_ident = threading.get_ident
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
-_new_record = _LogRecord.__new__
-_FLAT = frozenset({str, int, bool, type(None)})
 _IDENTITY_KEYS = {"service", "environment", "version", "instance_id"}
 _RECORD_KEYS = {
     "logger": "name", "level": "levelname", "function": "funcName", "line": "lineno",
@@ -44,10 +43,8 @@ KeyOf = Callable[[dict[str, Any]], bytes | None]
 
 def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
     """A message from a formatter that is not a JsonFormatter; never raises."""
-    record = _new_record(_LogRecord)
-    record.__dict__ = rd
     try:
-        return formatter.format(record).encode("utf-8", "replace")
+        return formatter.format(_record_of(rd)).encode("utf-8", "replace")
     except Exception as exc:
         report("format", f"formatter {type(formatter).__name__} failed, shipping the record as JSON: {exc}")
         return JsonFormatter().encode_captured(rd)
@@ -106,7 +103,6 @@ class KafkaLogHandler(logging.Handler):
         self._dropped: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._enabled = self.settings.enabled
-        self._closed = False
         self._flush_gave_up = -1e9
         self._bound: tuple[Any, Any] = (None, None)  # (formatter, what _bind() worked out for it)
         self._worker = Worker(
@@ -254,7 +250,6 @@ class KafkaLogHandler(logging.Handler):
                 self._worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
                 if not settled:  # the thread now fails what is unsettled: let it count them
                     self._worker.join(1.0)
-            self._closed = True
         finally:
             super().close()
 
