@@ -10,9 +10,9 @@ and the Kafka message of the same record are the same bytes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import random
 import socket
 import time
 import traceback
@@ -35,6 +35,7 @@ ERROR = "_lk_error"  # {"type", "message", "stack_trace"} captured at the call, 
 FIELDS = "_lk_fields"  # the items of a dict logged as the message, or None
 RESOURCE = "_lk_res"  # a handler's service identity, overriding the formatter's
 EID = "_lk_eid"  # the event id as a 128-bit int, also kept on the caller's record
+EXTRA = "_lk_extra"  # the extra members, named as they ship, JSON-safe
 
 #: Fields the formatter owns; an ``extra`` or context key of the same name is
 #: shipped as ``extra.<name>`` instead.
@@ -44,7 +45,7 @@ CORE_FIELDS = frozenset({
     "trace_id", "span_id", "error", "stack_info",
 })
 _SKIP = frozenset(RESERVED_ATTRS) | {
-    "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID,
+    "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID, EXTRA,
 }
 #: ``LogRecord.__init__`` sets this many attributes; ``makeRecord`` adds ``extra`` after them.
 N_STD = len(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
@@ -52,9 +53,10 @@ HOST = socket.gethostname()
 _OPTS = orjson.OPT_NON_STR_KEYS
 _FLAT = frozenset({str, int, bool, type(None)})
 _dumps = orjson.dumps
-_randbits = random.getrandbits
-_UUID_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)  # version and variant bits
-_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
+_U128 = (1 << 128) - 1
+_SEQ_BITS = 48
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
+_VERSION_VARIANT = (0x8 << 76) | (0b10 << 62)  # RFC 9562: version 8 (custom layout), variant 10
 _MILLIS = tuple(f".{i:03d}Z" for i in range(1000))
 _MILLIS_B = tuple(m.encode() for m in _MILLIS)
 _OWN_PROCESS_LOG_RECORD = BaseJsonFormatter.process_log_record
@@ -91,9 +93,49 @@ def check_identity(service_name: Any, environment: Any, version: Any, instance_i
 
 
 def uuid_text(n: int) -> str:
-    """A 128-bit random number as version 4 UUID text."""
-    h = "%032x" % ((n & _UUID_MASK) | _UUID_V4)
-    return "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:]))
+    """A 128-bit number as UUID text."""
+    b = (n & _U128).to_bytes(16, "big")
+    return f"{b[:4].hex()}-{b[4:10].hex('-', 2)}-{b[10:].hex()}"
+
+
+class _EventIds:
+    """Where event ids come from: this process's random prefix and its sequence.
+
+    An event id is a UUID (RFC 9562 version 8): 74 random bits drawn once per
+    process (again in a forked child), then a 48-bit sequence number. Unique
+    like a random UUID, increasing within a process, and much cheaper to make
+    and to render (the prefix's text is kept).
+    """
+
+    __slots__ = ("high", "json", "prefix", "seq")
+
+    def __init__(self) -> None:
+        bits = int.from_bytes(os.urandom(16), "big") & ~(0xF << 76) & ~(0b11 << 62) & ~_SEQ_MASK
+        self.prefix = bits | _VERSION_VARIANT
+        self.high = self.prefix >> _SEQ_BITS
+        self.json = ('"' + uuid_text(self.prefix)[:24]).encode()  # '"xxxxxxxx-xxxx-8xxx-yxxx-'
+        self.seq = itertools.count().__next__
+
+
+_ids = _EventIds()
+
+
+def _renew_event_ids() -> None:
+    global _ids
+    _ids = _EventIds()
+
+
+os.register_at_fork(after_in_child=_renew_event_ids)
+
+
+def new_event_id() -> int:
+    """A new event id, as the 128-bit number :func:`uuid_text` renders."""
+    ids = _ids
+    n = ids.seq()
+    if n > _SEQ_MASK:  # 2**48 records from one process: start a new prefix
+        _renew_event_ids()
+        return new_event_id()
+    return ids.prefix | n
 
 
 def error_info(
@@ -122,12 +164,16 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     """
     rd = record.__dict__
     if EID not in rd:
-        rd[EID] = _randbits(128)
+        ids = _ids
+        n = ids.seq()
+        rd[EID] = ids.prefix | n if n <= _SEQ_MASK else new_event_id()
     d = rd.copy()
+    # Only the keys below are added: every insertion costs the caller. ERROR, FIELDS,
+    # SPAN and RESOURCE are there only when they have a value; msg and args keep the
+    # caller's, _record_of() fixes them for formatters that format the message again.
     msg = record.msg
-    fields = None
     if type(msg) is dict:  # python-json-logger's dict message: its items become fields
-        fields = jsonable({k: v for k, v in msg.items() if k != "message"})
+        d[FIELDS] = jsonable({k: v for k, v in msg.items() if k != "message"})
         message = to_text(msg.get("message", ""))
     else:
         try:
@@ -136,25 +182,31 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
             message = f"{to_text(msg)} {to_text(record.args)} <format error: {to_text(exc)}>"
         if type(message) is not str:
             message = to_text(message)
-    d["message"] = d["msg"] = message
-    d["args"] = None
-    d[FIELDS] = fields
+    d["message"] = message
     if record.exc_info:
         error = d[ERROR] = error_info(record.exc_info)
-        d["exc_info"] = None
+        d["exc_info"] = None  # not the traceback: it holds every frame's locals
         d["exc_text"] = error["stack_trace"] if error else None  # for formatters of other kinds
     elif record.exc_text:
         d[ERROR] = {"type": None, "message": None, "stack_trace": to_text(record.exc_text)}
-    else:
-        d[ERROR] = None
-    if len(rd) > N_STD + 1:  # extra keys follow the standard ones: copy what is not flat
-        for k in [k for k in islice(rd, N_STD, None) if type(rd[k]) not in _FLAT
-                  or (type(rd[k]) is int and not INT_MIN <= rd[k] <= INT_MAX and k != EID)]:  # too big for JSON
-            d[k] = jsonable(d[k])
+    # Extra keys follow the standard ones: copy what is mutable or not JSON (integers
+    # too big for JSON are immutable: the formatter turns them into digits), and
+    # name them as they ship, so the formatter does not look for them again.
+    extra = {}
+    if len(rd) > N_STD + 1:
+        for k in islice(rd, N_STD, None):
+            v = rd[k]
+            if type(v) not in _FLAT:  # "code" and "event_id" too
+                v = d[k] = jsonable(v)
+            if k not in _SKIP:
+                extra[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = v
+    d[EXTRA] = extra
     if type(d["stack_info"]) not in _FLAT:
         d["stack_info"] = to_text(d["stack_info"])
     d[CTX] = _context_now()
-    d[SPAN] = _otel_now() or None
+    span = _otel_now()
+    if span:
+        d[SPAN] = span
     if resource is not None:
         d[RESOURCE] = resource
     return d
@@ -262,6 +314,9 @@ class JsonFormatter(OrjsonFormatter):
         d["line"] = rd["lineno"]
         d["event_id"] = self._event_id(rd)
         d.update(self._members(rd))
+        for key, value in d.items():  # capture() keeps integers as they are: JSON takes 64 bits
+            if type(value) is int and not INT_MIN <= value <= INT_MAX:
+                d[key] = str(value)
         for key, value in self.static_fields.items():
             d.setdefault(key, value)
         if self.rename_fields:
@@ -284,24 +339,20 @@ class JsonFormatter(OrjsonFormatter):
     @staticmethod
     def _after_context(rd: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:
         """Add the trace, error, stack and extra members to ``d``, in their order."""
-        otel = rd[SPAN]
+        otel = rd.get(SPAN)
         if otel:
             ids = _tracing.span_ids(otel)
             if ids is not None:
                 d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
-        error = rd[ERROR]
+        error = rd.get(ERROR)
         if error is not None:
             d["error"] = error
         if rd["stack_info"]:
             d["stack_info"] = rd["stack_info"]
-        for k in islice(rd, N_STD, None):  # extra keys follow the standard ones
-            if k in _SKIP:
-                if k == EID:  # capture() adds only its own keys after this one
-                    break
-                continue
-            d[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = rd[k]
-        if rd[FIELDS]:
-            for k, v in rd[FIELDS].items():
+        d.update(rd[EXTRA])
+        fields = rd.get(FIELDS)
+        if fields:
+            for k, v in fields.items():
                 d[_out(k)] = v
         return d
 
@@ -355,8 +406,12 @@ class JsonFormatter(OrjsonFormatter):
         if type(eid) is str and eid:  # the caller's text: may need escaping
             eid_json = _dumps(eid)
         else:
-            h = "%032x" % ((rd[EID] & _UUID_MASK) | _UUID_V4)
-            eid_json = b'"%s"' % "-".join((h[:8], h[8:12], h[12:16], h[16:20], h[20:])).encode()
+            eid = rd[EID]
+            ids = _ids
+            if eid >> _SEQ_BITS == ids.high:  # this process's prefix, then the sequence number
+                eid_json = ids.json + b'%012x"' % (eid & _SEQ_MASK)
+            else:
+                eid_json = _dumps(uuid_text(eid))
         code = rd.get("code")
         if code is None:
             code_json = b""
@@ -374,7 +429,10 @@ class JsonFormatter(OrjsonFormatter):
         head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":%s%s' % (
             clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]), code_json,
             blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid_json, ctx_json)
-        d = self._after_context(rd, {})
+        if SPAN in rd or ERROR in rd or FIELDS in rd or rd["stack_info"]:
+            d = self._after_context(rd, {})
+        else:
+            d = rd[EXTRA]  # the common case: nothing else follows the context
         if not d:
             return head + b"}"
         if ctx_names and not ctx_names.isdisjoint(d):
@@ -442,7 +500,7 @@ class JsonFormatter(OrjsonFormatter):
             "logger": to_text(rd.get("name")),
             "message": to_text(rd.get("message", rd.get("msg"))),
             "service": self.identity["service"],
-            "event_id": uuid_text(rd[EID]) if isinstance(rd.get(EID), int) else uuid_text(_randbits(128)),
+            "event_id": uuid_text(rd[EID]) if isinstance(rd.get(EID), int) else uuid_text(new_event_id()),
             "logkafka_error": f"formatter failed: {type(exc).__name__}: {to_text(exc)}",
         }
 
@@ -451,6 +509,10 @@ _new_record = logging.LogRecord.__new__
 
 
 def _record_of(rd: dict[str, Any]) -> logging.LogRecord:
+    """A LogRecord over captured attributes, its message already rendered (``getMessage()`` gives it)."""
+    if rd["args"] is not None or rd["msg"] is not rd["message"]:
+        rd["msg"] = rd["message"]
+        rd["args"] = None
     record = _new_record(logging.LogRecord)
     record.__dict__ = rd
     return record

@@ -256,13 +256,52 @@ class TestTimestamp:
 
 
 class TestEventId:
-    def test_uuid4_text(self) -> None:
-        """event_id is a version 4 UUID in canonical lower-case text."""
+    def test_uuid_text(self) -> None:
+        """event_id is an RFC 9562 version 8 UUID in canonical lower-case text."""
         eid = out(JsonFormatter(), make_record())["event_id"]
         parsed = uuid.UUID(eid)
-        assert parsed.version == 4
+        assert parsed.version == 8
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == eid
+
+    def test_increasing_within_a_process(self) -> None:
+        """Ids share this process's random prefix and then increase, by the order of the calls."""
+        f = JsonFormatter()
+        records = [make_record() for _ in range(50)]
+        for record in records:
+            capture(record)
+        ids = [out(f, record)["event_id"] for record in reversed(records)][::-1]
+        assert len({i[:24] for i in ids}) == 1
+        assert ids == sorted(ids) and len(set(ids)) == 50
+
+    def test_rendered_elsewhere(self) -> None:
+        """A record whose id came from another prefix (another process) renders the same on both paths."""
+        record = make_record()
+        capture(record)
+        record.__dict__[EID] ^= 1 << 100  # as if drawn by another process
+        f = JsonFormatter()
+        expected = str(uuid.UUID(int=record.__dict__[EID]))
+        assert out(f, record)["event_id"] == expected
+        assert f.to_dict(record)["event_id"] == expected
+
+    def test_forked_child_draws_its_own_prefix(self) -> None:
+        """A forked child's ids never repeat the parent's: the child draws a new random prefix."""
+        f = JsonFormatter()
+        parent = out(f, make_record())["event_id"]
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report an id and leave at once
+            try:
+                os.write(write, out(f, make_record())["event_id"].encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        child = os.read(read, 100).decode()
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert uuid.UUID(child).version == 8
+        assert child[:24] != parent[:24]
+        assert out(f, make_record())["event_id"][:24] == parent[:24]  # the parent keeps its prefix
 
     def test_same_record_same_id(self) -> None:
         """The same record formatted twice, or by two formatters, has one event_id."""
@@ -311,7 +350,7 @@ class TestContextFields:
         assert data["host"] == socket.gethostname()
         assert data["extra.host"] == "elsewhere"
         assert data["extra.event_id"] == "ctx-id"
-        assert uuid.UUID(data["event_id"]).version == 4
+        assert uuid.UUID(data["event_id"]).version == 8
 
     def test_context_and_extra_of_one_name(self) -> None:
         """A key both bound and given in extra appears once, with the extra's value."""

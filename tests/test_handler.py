@@ -116,7 +116,7 @@ class TestDictConfig:
         assert data["module"] == "test_handler"
         assert data["function"] == "test_one_record_carries_every_field"
         assert data["line"] == line
-        assert uuid.UUID(data["event_id"]).version == 4
+        assert uuid.UUID(data["event_id"]).version == 8
         assert data["request_id"] == "req-81"
         assert data["tenant"] == "acme"
         assert data["amount"] == 12.5
