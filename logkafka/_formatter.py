@@ -47,6 +47,9 @@ CORE_FIELDS = frozenset({
 _SKIP = frozenset(RESERVED_ATTRS) | {
     "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID, EXTRA,
 }
+#: The record attributes a ``capture(full=False)`` keeps.
+SLIM_KEYS = frozenset({"name", "levelname", "created", "process", "threadName", "module", "funcName", "lineno",
+                       "stack_info", "message"})
 #: ``LogRecord.__init__`` sets this many attributes; ``makeRecord`` adds ``extra`` after them.
 N_STD = len(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
 HOST = socket.gethostname()
@@ -154,26 +157,28 @@ def error_info(
     return {"type": name, "message": to_text(value), "stack_trace": stack}
 
 
-def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None) -> dict[str, Any]:
+def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None,
+            full: bool = True) -> dict[str, Any]:
     """The attributes of ``record`` with everything fixed as it is at the call.
 
     The message is rendered, the exception formatted, the bound context and the
     OpenTelemetry context taken, mutable ``extra`` values copied (JSON-safe).
     The caller's record only gains the private event-id number, so every
     handler that formats it shows the same ``event_id``.
+
+    ``full=False`` keeps only what ``JsonFormatter`` renders (:data:`SLIM_KEYS`,
+    the extras in ``EXTRA``): a smaller dict, cheaper for the caller to make and
+    to keep queued. Formatters of other kinds need ``full``: every attribute.
     """
     rd = record.__dict__
     if EID not in rd:
         ids = _ids
         n = ids.seq()
         rd[EID] = ids.prefix | n if n <= _SEQ_MASK else new_event_id()
-    d = rd.copy()
-    # Only the keys below are added: every insertion costs the caller. ERROR, FIELDS,
-    # SPAN and RESOURCE are there only when they have a value; msg and args keep the
-    # caller's, _record_of() fixes them for formatters that format the message again.
     msg = record.msg
+    fields = None
     if type(msg) is dict:  # python-json-logger's dict message: its items become fields
-        d[FIELDS] = jsonable({k: v for k, v in msg.items() if k != "message"})
+        fields = jsonable({k: v for k, v in msg.items() if k != "message"})
         message = to_text(msg.get("message", ""))
     else:
         try:
@@ -182,7 +187,18 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
             message = f"{to_text(msg)} {to_text(record.args)} <format error: {to_text(exc)}>"
         if type(message) is not str:
             message = to_text(message)
-    d["message"] = message
+    # Only the keys below are added: every insertion costs the caller. ERROR, FIELDS,
+    # SPAN and RESOURCE are there only when they have a value; msg and args keep the
+    # caller's, _record_of() fixes them for formatters that format the message again.
+    if full:
+        d = rd.copy()
+        d["message"] = message
+    else:
+        d = {"name": rd["name"], "levelname": rd["levelname"], "created": rd["created"], "process": rd["process"],
+             "threadName": rd["threadName"], "module": rd["module"], "funcName": rd["funcName"],
+             "lineno": rd["lineno"], "stack_info": rd["stack_info"], "message": message, EID: rd[EID]}
+    if fields is not None:
+        d[FIELDS] = fields
     if record.exc_info:
         error = d[ERROR] = error_info(record.exc_info)
         d["exc_info"] = None  # not the traceback: it holds every frame's locals
@@ -200,6 +216,8 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
                 v = d[k] = jsonable(v)
             if k not in _SKIP:
                 extra[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = v
+            elif k == "code" or k == "event_id":  # extras with a field of their own
+                d[k] = v
     d[EXTRA] = extra
     if type(d["stack_info"]) not in _FLAT:
         d["stack_info"] = to_text(d["stack_info"])
@@ -279,11 +297,16 @@ class JsonFormatter(OrjsonFormatter):
         # The byte template renders records only when no hook or option changes the object
         # (python-json-logger's options are settled by now, as in its own formatters).
         cls = type(self)
-        self._templated = (
+        #: Whether slim captures (``capture(full=False)``) hold all this formatter reads:
+        #: true unless a subclass overrides a method that is given the record.
+        self.slim_capture = (
             cls.to_dict is JsonFormatter.to_dict
-            and cls.process_log_record is _OWN_PROCESS_LOG_RECORD
             and cls.encode_captured is JsonFormatter.encode_captured
             and cls.render_captured is JsonFormatter.render_captured
+        )
+        self._templated = (
+            self.slim_capture
+            and cls.process_log_record is _OWN_PROCESS_LOG_RECORD
             and not (self.defaults or self.static_fields or self.rename_fields)
         )
 
@@ -292,7 +315,7 @@ class JsonFormatter(OrjsonFormatter):
         """The JSON-safe object for ``record``, before python-json-logger's hooks."""
         rd = record.__dict__
         if CTX not in rd:
-            rd = capture(record)
+            rd = capture(record, None, not self.slim_capture)
         identity = rd.get(RESOURCE) or self.identity
         d: dict[str, Any] = dict(self.defaults) if self.defaults else {}
         d["timestamp"] = self._clock(rd["created"])
@@ -457,7 +480,7 @@ class JsonFormatter(OrjsonFormatter):
         rd = record.__dict__
         if CTX not in rd:
             try:
-                rd = capture(record)
+                rd = capture(record, None, not self.slim_capture)
             except Exception as exc:  # pragma: no cover - capture() is written not to raise
                 return _dumps(repair_text(self._minimal(rd, exc)), default=to_text, option=_OPTS)
         return self.encode_captured(rd)
@@ -510,7 +533,7 @@ _new_record = logging.LogRecord.__new__
 
 def _record_of(rd: dict[str, Any]) -> logging.LogRecord:
     """A LogRecord over captured attributes, its message already rendered (``getMessage()`` gives it)."""
-    if rd["args"] is not None or rd["msg"] is not rd["message"]:
+    if rd.get("args") is not None or rd.get("msg") is not rd["message"]:
         rd["msg"] = rd["message"]
         rd["args"] = None
     record = _new_record(logging.LogRecord)

@@ -11,10 +11,15 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from logkafka import _tracing
 from logkafka._formatter import (
     CTX,
+    EXTRA,
     HOST,
+    SLIM_KEYS,
+    SPAN,
     JsonFormatter,
+    _out,
     _record_of,
     capture,
     check_identity,
@@ -31,6 +36,8 @@ _get_ident = threading.get_ident
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
 _IDENTITY_KEYS = {"service", "environment", "version", "instance_id"}
+_STD_ATTRS = frozenset(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
+_OWN_FIELD_EXTRAS = ("code", "event_id")  # extras with a field of their own: captured as they are
 _RECORD_KEYS = {
     "logger": "name", "level": "levelname", "function": "funcName", "line": "lineno",
     "thread": "threadName", "module": "module", "process": "process",
@@ -41,9 +48,25 @@ Encode = Callable[[dict[str, Any]], bytes]
 KeyOf = Callable[[dict[str, Any]], bytes | None]
 
 
+def _complete(rd: dict[str, Any]) -> dict[str, Any]:
+    """Every LogRecord attribute for a slim capture (made before a formatter of another
+    kind was set): those it lacks are worked out from what it has, where they can be."""
+    created = rd["created"]
+    module = rd.get("module") or ""
+    return {
+        "msg": rd["message"], "args": None, "levelno": logging.getLevelName(rd["levelname"]),
+        "pathname": module, "filename": f"{module}.py", "exc_info": None, "exc_text": None,
+        "msecs": int((created - int(created)) * 1000) + 0.0,
+        "relativeCreated": (created - getattr(logging, "_startTime", created)) * 1000,
+        "thread": None, "processName": None, "taskName": None, **rd,
+    }
+
+
 def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
     """A message from a formatter that is not a JsonFormatter; never raises."""
     try:
+        if "msecs" not in rd:
+            rd = _complete(rd)
         return formatter.format(_record_of(rd)).encode("utf-8", "replace")
     except Exception as exc:
         report("format", f"formatter {type(formatter).__name__} failed, shipping the record as JSON: {exc}")
@@ -105,6 +128,11 @@ class KafkaLogHandler(logging.Handler):
         self._enabled = self.settings.enabled
         self._flush_gave_up = -1e9
         self._bound: tuple[Any, Any] = (None, None)  # (formatter, what _bind() worked out for it)
+        # Whether emit() must capture every record attribute (capture(full=True)): for
+        # formatters that may read any, and for a key that names one a slim capture lacks.
+        attr = _RECORD_KEYS.get(self.settings.key or "", self.settings.key)
+        self._key_needs_full = attr in _STD_ATTRS and attr not in SLIM_KEYS
+        self._capture_plan: tuple[Any, bool] = (None, self._key_needs_full)  # (formatter, full)
         self._worker = Worker(
             name=f"logkafka-{self.settings.topic}",
             topic=self.settings.topic,
@@ -137,7 +165,10 @@ class KafkaLogHandler(logging.Handler):
             if len(queue) >= self._maxsize:
                 self._drop("queue_full")
                 return
-            queue.append(capture(record, self._resource))
+            plan = self._capture_plan
+            formatter = self.formatter
+            queue.append(capture(record, self._resource,
+                                 plan[1] if plan[0] is formatter else self._plan_capture(formatter)))
             worker = self._worker
             if not worker.running:
                 worker.start()  # False only at interpreter exit: flush() then serves the queue
@@ -151,6 +182,13 @@ class KafkaLogHandler(logging.Handler):
     def capture(self, record: logging.LogRecord) -> dict[str, Any]:
         """The record's attributes fixed as they are at the call (see ``logkafka._formatter.capture``)."""
         return capture(record, self._resource)
+
+    def _plan_capture(self, formatter: logging.Formatter | None) -> bool:
+        """Whether records for ``formatter`` need every attribute captured; remembered per formatter."""
+        slim = formatter is None or (isinstance(formatter, JsonFormatter) and formatter.slim_capture)
+        full = not slim or self._key_needs_full
+        self._capture_plan = (formatter, full)
+        return full
 
     def _drop(self, reason: str) -> None:
         with self._drop_lock:
@@ -203,11 +241,24 @@ class KafkaLogHandler(logging.Handler):
         if kind == "context" and name:
             return (lambda rd: _key_bytes(rd[CTX].get(name))), None
         if kind == "extra" and name:
-            return (lambda rd: _key_bytes(rd.get(name))), None
-        attr = _RECORD_KEYS.get(key, key)
+            if name in _OWN_FIELD_EXTRAS:
+                return (lambda rd: _key_bytes(rd.get(name))), None
+            shipped = _out(name)
+            return (lambda rd: _key_bytes(rd[EXTRA].get(shipped))), None
+        if key in ("trace_id", "span_id"):  # of the span active at the call
+            which = 0 if key == "trace_id" else 1
 
-        def record_key(rd: dict[str, Any]) -> bytes | None:
-            value = rd.get(attr)
+            def span_key(rd: dict[str, Any]) -> bytes | None:
+                ids = _tracing.span_ids(rd.get(SPAN))
+                return _tracing.hex_ids(ids)[which].encode() if ids is not None else None
+            return span_key, None
+        attr = _RECORD_KEYS.get(key, key)
+        if attr in _STD_ATTRS or attr in _OWN_FIELD_EXTRAS:
+            return (lambda rd: _key_bytes(rd.get(attr))), None
+        shipped = _out(attr)
+
+        def record_key(rd: dict[str, Any]) -> bytes | None:  # an extra, else a context key
+            value = rd[EXTRA].get(shipped)
             return _key_bytes(value if value is not None else rd[CTX].get(attr))
         return record_key, None
 

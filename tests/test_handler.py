@@ -312,6 +312,104 @@ class TestSharedFormatter:
             assert values[json.loads(line)["event_id"]] == line
 
 
+class TestCaptureKinds:
+    """A JsonFormatter needs only part of a record; other formatters and some keys need all of it."""
+
+    def test_formatter_subclass_reading_the_record(self, make_handler: Make, app_logger: logging.Logger,
+                                                   kafka_broker: Any, kafka_topic: str) -> None:
+        """A JsonFormatter subclass whose to_dict reads any record attribute gets every attribute."""
+
+        class WithPath(logkafka.JsonFormatter):
+            def to_dict(self, record: logging.LogRecord) -> dict[str, Any]:
+                d = super().to_dict(record)
+                d["path"] = f"{record.pathname}:{record.levelno}:{record.msecs:.0f}"
+                return d
+
+        handler = make_handler()
+        handler.setFormatter(WithPath())
+        app_logger.addHandler(handler)
+        app_logger.warning("hello", extra={"code": "C"})
+        assert handler.flush() is True
+        (msg,) = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=1)
+        assert msg.data["path"].startswith(f"{__file__}:30:")
+        assert msg.data["code"] == "C" and msg.data["message"] == "hello"
+
+    def test_formatter_of_another_kind(self, make_handler: Make, app_logger: logging.Logger,
+                                       kafka_broker: Any, kafka_topic: str) -> None:
+        """A logging.Formatter on the handler sees every attribute, as on any handler."""
+        handler = make_handler()
+        handler.setFormatter(logging.Formatter("%(filename)s %(levelno)s %(thread)d %(processName)s %(message)s"))
+        app_logger.addHandler(handler)
+        app_logger.error("boom %s", 1)
+        assert handler.flush() is True
+        (msg,) = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=1)
+        expected = f"test_handler.py 40 {threading.get_ident()} MainProcess boom 1"
+        assert msg.value.decode() == expected
+
+    def test_slim_capture_meets_a_formatter_of_another_kind(self) -> None:
+        """Records captured for a JsonFormatter, then formatted by another kind (the formatter was
+        replaced while they waited): the attributes they lack are worked out, the text is the same."""
+        from logkafka._formatter import capture
+        from logkafka._handler import _encode_with
+
+        fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(levelno)s %(name)s %(module)s "
+                                "%(filename)s %(funcName)s:%(lineno)d %(process)d %(threadName)s %(message)s")
+        record = logging.getLogger("slim").makeRecord("slim", logging.WARNING, __file__, 7, "x=%s", (1,), None,
+                                                      func="fn", extra={"code": "C"})
+        slim = capture(record, None, full=False)
+        assert "pathname" not in slim  # what makes it slim
+        assert _encode_with(fmt, slim) == fmt.format(record).encode()
+
+    @pytest.mark.parametrize("key", ["pathname", "filename", "processName"])
+    def test_key_naming_an_attribute_a_slim_capture_lacks(self, make_handler: Make, app_logger: logging.Logger,
+                                                          kafka_broker: Any, kafka_topic: str, key: str) -> None:
+        """key="pathname" (and others a JsonFormatter does not ship) still keys by the attribute."""
+        handler = make_handler(key=key)
+        handler.setFormatter(logkafka.JsonFormatter())
+        app_logger.addHandler(handler)
+        app_logger.info("keyed")
+        assert handler.flush() is True
+        (msg,) = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=1)
+        expected = {"pathname": __file__, "filename": os.path.basename(__file__), "processName": "MainProcess"}[key]
+        assert msg.key == expected.encode()
+
+    @pytest.mark.parametrize("key", ["tenant_id", "extra.tenant_id", "code", "extra.code", "context.tenant_id"])
+    def test_key_from_extra_or_context(self, make_handler: Make, app_logger: logging.Logger,
+                                       kafka_broker: Any, kafka_topic: str, key: str) -> None:
+        """Keys naming an extra or a bound value find it; an attribute key falls back to the context."""
+        handler = make_handler(key=key)
+        app_logger.addHandler(handler)
+        field = key.rpartition(".")[2]
+        with logkafka.bound(tenant_id="ctx-tenant"):
+            app_logger.info("from extra", extra={field: "extra-value"})
+            app_logger.info("from context")
+        assert handler.flush() is True
+        msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=2)
+        keys = {m.data["message"]: m.key for m in msgs}
+        if key.startswith("context."):
+            assert keys == {"from extra": b"ctx-tenant", "from context": b"ctx-tenant"}
+        elif key == "tenant_id":
+            assert keys == {"from extra": b"extra-value", "from context": b"ctx-tenant"}
+        else:
+            assert keys == {"from extra": b"extra-value", "from context": None}
+
+    def test_key_trace_id_is_the_active_span(self, make_handler: Make, app_logger: logging.Logger,
+                                             kafka_broker: Any, kafka_topic: str) -> None:
+        """key="trace_id" keys each record by the trace of the span active at the call."""
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer = TracerProvider().get_tracer("t")
+        handler = make_handler(key="trace_id")
+        app_logger.addHandler(handler)
+        with tracer.start_as_current_span("a"):
+            app_logger.info("in span")
+        app_logger.info("no span")
+        assert handler.flush() is True
+        msgs = {m.data["message"]: m for m in read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=2)}
+        assert msgs["in span"].key == msgs["in span"].data["trace_id"].encode()
+        assert msgs["no span"].key is None
+
+
 class TestExceptions:
     def test_exception_in_except_block(self, make_handler: Make, app_logger: logging.Logger,
                                        kafka_broker: Any, kafka_topic: str) -> None:

@@ -31,7 +31,14 @@ def general(formatter: logkafka.JsonFormatter, captured: dict[str, Any]) -> byte
     return orjson.dumps(formatter.to_dict(F._record_of(captured)), option=orjson.OPT_NON_STR_KEYS)
 
 
-def random_records(seed: int, count: int) -> Iterator[dict[str, Any]]:
+def _captured(record: logging.LogRecord, resource: dict[str, str] | None, full: bool | None) -> Any:
+    if full is None:
+        return F.capture(record, resource), F.capture(record, resource, False)
+    return F.capture(record, resource, full)
+
+
+def random_records(seed: int, count: int, full: bool | None = True) -> Iterator[Any]:
+    """Captured records of every kind; ``full=None`` gives (full, slim) captures of each record."""
     rnd = random.Random(seed)
     tracer = TracerProvider().get_tracer("t")
     logger = logging.getLogger("tests.render")
@@ -54,20 +61,21 @@ def random_records(seed: int, count: int) -> Iterator[dict[str, Any]]:
             with tracer.start_as_current_span("s"):
                 record = logger.makeRecord(f"r.{i % 3}", rnd.choice([10, 20, 30, 40]), "f.py", i % 50, msg, args,
                                            exc, "fn", extra, sinfo)
-                yield F.capture(record, resource)
+                yield _captured(record, resource, full)
         else:
             record = logger.makeRecord(f"r.{i % 3}", rnd.choice([10, 20, 30, 40]), "f.py", i % 50, msg, args,
                                        exc, "fn", extra, sinfo)
-            yield F.capture(record, resource)
+            yield _captured(record, resource, full)
 
 
 class TestRenderEquivalence:
+    @pytest.mark.parametrize("full", [True, False], ids=["full-capture", "slim-capture"])
     @pytest.mark.parametrize("kwargs", [{}, {"service_name": "svc", "environment": "e\u00e9"}])
-    def test_random_records_render_like_the_general_path(self, kwargs: dict[str, str]) -> None:
+    def test_random_records_render_like_the_general_path(self, kwargs: dict[str, str], full: bool) -> None:
         """2,000 varied records: encode_captured() equals orjson.dumps(to_dict()) byte for byte."""
         formatter = logkafka.JsonFormatter(**kwargs)
         fast_used = 0
-        for captured in random_records(7, 2000):
+        for captured in random_records(7, 2000, full):
             expected = general(formatter, captured)
             assert formatter.encode_captured(captured) == expected
             try:
@@ -103,3 +111,12 @@ class TestRenderEquivalence:
         data = orjson.loads(formatter.encode(record))
         assert data["process"] is None
         assert "logkafka_repaired" not in data
+
+    def test_slim_and_full_captures_give_the_same_bytes(self) -> None:
+        """A slim capture holds everything the formatter ships: both kinds render alike, on both paths."""
+        formatter = logkafka.JsonFormatter()
+        fmt_rename = logkafka.JsonFormatter(rename_fields={"level": "severity"}, static_fields={"team": "a"})
+        for a, b in random_records(11, 1000, None):
+            assert len(b) < len(a)
+            assert formatter.encode_captured(b) == formatter.encode_captured(a)
+            assert fmt_rename.encode_captured(b) == fmt_rename.encode_captured(a)
