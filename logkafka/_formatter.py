@@ -5,7 +5,9 @@ the call (message, exception, bound context, OpenTelemetry context, copies of
 mutable ``extra`` values); ``KafkaLogHandler.emit`` runs it on the caller's
 thread. The formatter then renders the captured attributes, on whatever
 thread it runs. Both steps are shared by every handler, so a FileHandler line
-and the Kafka message of the same record are the same bytes.
+and the Kafka message of the same record are the same bytes (unless a
+handler's filter changes the record in between: each handler ships the record
+as it finds it).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
 from itertools import islice
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ FIELDS = "_lk_fields"  # the items of a dict logged as the message, or None
 RESOURCE = "_lk_res"  # a handler's service identity, overriding the formatter's
 EID = "_lk_eid"  # the event id as a 128-bit int, also kept on the caller's record
 EXTRA = "_lk_extra"  # the extra members, named as they ship, JSON-safe
+FMT = "_lk_fmt"  # the handler's formatter when the record was logged (set by KafkaLogHandler.emit)
 
 #: Fields the formatter owns; an ``extra`` or context key of the same name is
 #: shipped as ``extra.<name>`` instead.
@@ -105,14 +108,17 @@ class _EventIds:
     """Where event ids come from: this process's random prefix and its sequence.
 
     An event id is a UUID (RFC 9562 version 8): 74 random bits drawn once per
-    process (again in a forked child), then a 48-bit sequence number. Unique
-    like a random UUID, increasing within a process, and much cheaper to make
-    and to render (the prefix's text is kept).
+    process (again in a forked child, and when a record shows another process
+    id: a copy made without Python's fork hooks, as uWSGI does by default),
+    then a 48-bit sequence number. Unique like a random UUID, increasing within
+    a process, and much cheaper to make and to render (the prefix's text is
+    kept). Not a secret: it tells the order of a process's records.
     """
 
-    __slots__ = ("high", "json", "prefix", "seq")
+    __slots__ = ("high", "json", "pid", "prefix", "seq")
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         bits = int.from_bytes(os.urandom(16), "big") & ~(0xF << 76) & ~(0b11 << 62) & ~_SEQ_MASK
         self.prefix = bits | _VERSION_VARIANT
         self.high = self.prefix >> _SEQ_BITS
@@ -123,9 +129,10 @@ class _EventIds:
 _ids = _EventIds()
 
 
-def _renew_event_ids() -> None:
+def _renew_event_ids() -> _EventIds:
     global _ids
     _ids = _EventIds()
+    return _ids
 
 
 os.register_at_fork(after_in_child=_renew_event_ids)
@@ -141,10 +148,19 @@ def new_event_id() -> int:
     return ids.prefix | n
 
 
-def error_info(
-    exc_info: tuple[type[BaseException] | None, BaseException | None, TracebackType | None],
-) -> dict[str, str] | None:
-    """``{"type", "message", "stack_trace"}`` for an exception tuple; never raises."""
+def error_info(exc_info: Any) -> dict[str, str | None] | None:
+    """``{"type", "message", "stack_trace"}`` for an exception tuple; never raises.
+
+    Also for what ``makeLogRecord`` lets through: ``True`` (the exception being
+    handled now, as ``Logger`` reads it), an exception, or anything else (as text).
+    """
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if type(exc_info) is not tuple or len(exc_info) != 3:
+        text = to_text(exc_info)
+        return {"type": None, "message": text, "stack_trace": text}
     etype, value, tb = exc_info
     if etype is None:
         return None
@@ -173,6 +189,9 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     rd = record.__dict__
     if EID not in rd:
         ids = _ids
+        pid = rd["process"]
+        if pid != ids.pid and pid is not None:  # a copy of this process made without fork hooks
+            ids = _renew_event_ids()
         n = ids.seq()
         rd[EID] = ids.prefix | n if n <= _SEQ_MASK else new_event_id()
     msg = record.msg
@@ -192,7 +211,8 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     # caller's, _record_of() fixes them for formatters that format the message again.
     if full:
         d = rd.copy()
-        d["message"] = message
+        d["message"] = d["msg"] = message
+        d["args"] = None  # not the caller's objects: they could be held long while the record waits
     else:
         d = {"name": rd["name"], "levelname": rd["levelname"], "created": rd["created"], "process": rd["process"],
              "threadName": rd["threadName"], "module": rd["module"], "funcName": rd["funcName"],

@@ -14,7 +14,9 @@ from typing import Any
 from logkafka import _tracing
 from logkafka._formatter import (
     CTX,
+    EID,
     EXTRA,
+    FMT,
     HOST,
     SLIM_KEYS,
     SPAN,
@@ -24,6 +26,7 @@ from logkafka._formatter import (
     capture,
     check_identity,
     default_identity,
+    uuid_text,
 )
 from logkafka._report import report
 from logkafka._settings import HandlerSettings, build_settings, level_of
@@ -48,25 +51,9 @@ Encode = Callable[[dict[str, Any]], bytes]
 KeyOf = Callable[[dict[str, Any]], bytes | None]
 
 
-def _complete(rd: dict[str, Any]) -> dict[str, Any]:
-    """Every LogRecord attribute for a slim capture (made before a formatter of another
-    kind was set): those it lacks are worked out from what it has, where they can be."""
-    created = rd["created"]
-    module = rd.get("module") or ""
-    return {
-        "msg": rd["message"], "args": None, "levelno": logging.getLevelName(rd["levelname"]),
-        "pathname": module, "filename": f"{module}.py", "exc_info": None, "exc_text": None,
-        "msecs": int((created - int(created)) * 1000) + 0.0,
-        "relativeCreated": (created - getattr(logging, "_startTime", created)) * 1000,
-        "thread": None, "processName": None, "taskName": None, **rd,
-    }
-
-
 def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
     """A message from a formatter that is not a JsonFormatter; never raises."""
     try:
-        if "msecs" not in rd:
-            rd = _complete(rd)
         return formatter.format(_record_of(rd)).encode("utf-8", "replace")
     except Exception as exc:
         report("format", f"formatter {type(formatter).__name__} failed, shipping the record as JSON: {exc}")
@@ -128,6 +115,7 @@ class KafkaLogHandler(logging.Handler):
         self._enabled = self.settings.enabled
         self._flush_gave_up = -1e9
         self._bound: tuple[Any, Any] = (None, None)  # (formatter, what _bind() worked out for it)
+        self._default_formatter: JsonFormatter | None = None  # for records logged while no formatter was set
         # Whether emit() must capture every record attribute (capture(full=True)): for
         # formatters that may read any, and for a key that names one a slim capture lacks.
         attr = _RECORD_KEYS.get(self.settings.key or "", self.settings.key)
@@ -167,8 +155,9 @@ class KafkaLogHandler(logging.Handler):
                 return
             plan = self._capture_plan
             formatter = self.formatter
-            queue.append(capture(record, self._resource,
-                                 plan[1] if plan[0] is formatter else self._plan_capture(formatter)))
+            rd = capture(record, self._resource, plan[1] if plan[0] is formatter else self._plan_capture(formatter))
+            rd[FMT] = formatter  # formatted as by a synchronous handler: by the formatter of the moment
+            queue.append(rd)
             worker = self._worker
             if not worker.running:
                 worker.start()  # False only at interpreter exit: flush() then serves the queue
@@ -198,24 +187,28 @@ class KafkaLogHandler(logging.Handler):
         return sum(self._dropped.values())
 
     # -- the worker's side ---------------------------------------------------------------
-    def _bind(self) -> tuple[Encode, Encode, KeyOf | None, bytes | None]:
-        """How the worker turns captured records into messages.
+    def _bind(self, formatter: logging.Formatter | None) -> tuple[Encode, Encode, KeyOf | None, bytes | None]:
+        """How the worker turns records captured for ``formatter`` into messages.
 
         ``(encode, fallback, key_of, key)``: ``encode`` may raise, ``fallback``
         never does; ``key_of`` gives the partition key of a record, or is None
         when every record has ``key``. Worked out again only when the formatter
-        changes, so the worker asks once per batch.
+        changes. ``None`` (no formatter set when the record was logged) means the
+        handler's default JsonFormatter.
         """
-        formatter = self.formatter
-        bound = self._bound
-        if formatter is not None and bound[0] is formatter:
-            return bound[1]  # type: ignore[no-any-return]
         if formatter is None:
-            identity = self.settings.identity
-            formatter = self.formatter = JsonFormatter(
-                service_name=identity["service"], environment=identity["environment"],
-                version=identity["version"], instance_id=identity["instance_id"],
-            )
+            formatter = self._default_formatter
+            if formatter is None:
+                identity = self.settings.identity
+                formatter = self._default_formatter = JsonFormatter(
+                    service_name=identity["service"], environment=identity["environment"],
+                    version=identity["version"], instance_id=identity["instance_id"],
+                )
+                if self.formatter is None:
+                    self.formatter = formatter
+        bound = self._bound
+        if bound[0] is formatter:
+            return bound[1]  # type: ignore[no-any-return]
         if isinstance(formatter, JsonFormatter):
             fallback: Encode = formatter.encode_captured
             encode = formatter.render_captured if formatter._templated else fallback
@@ -245,20 +238,22 @@ class KafkaLogHandler(logging.Handler):
                 return (lambda rd: _key_bytes(rd.get(name))), None
             shipped = _out(name)
             return (lambda rd: _key_bytes(rd[EXTRA].get(shipped))), None
-        if key in ("trace_id", "span_id"):  # of the span active at the call
-            which = 0 if key == "trace_id" else 1
-
-            def span_key(rd: dict[str, Any]) -> bytes | None:
-                ids = _tracing.span_ids(rd.get(SPAN))
-                return _tracing.hex_ids(ids)[which].encode() if ids is not None else None
-            return span_key, None
         attr = _RECORD_KEYS.get(key, key)
-        if attr in _STD_ATTRS or attr in _OWN_FIELD_EXTRAS:
+        if attr in _STD_ATTRS:
             return (lambda rd: _key_bytes(rd.get(attr))), None
-        shipped = _out(attr)
+        if attr == "event_id":  # the record's event id, whoever chose it
+            return (lambda rd: uuid_text(rd[EID]).encode() if rd.get("event_id") is None
+                    else _key_bytes(rd["event_id"])), None
+        shipped = attr if attr in _OWN_FIELD_EXTRAS else _out(attr)
+        span_part = {"trace_id": 0, "span_id": 1}.get(attr)
 
-        def record_key(rd: dict[str, Any]) -> bytes | None:  # an extra, else a context key
-            value = rd[EXTRA].get(shipped)
+        def record_key(rd: dict[str, Any]) -> bytes | None:
+            """The span's id (trace_id, span_id), else an extra, else a bound value."""
+            if span_part is not None:
+                ids = _tracing.span_ids(rd.get(SPAN))
+                if ids is not None:
+                    return _tracing.hex_ids(ids)[span_part].encode()
+            value = rd.get(shipped) if attr in _OWN_FIELD_EXTRAS else rd[EXTRA].get(shipped)
             return _key_bytes(value if value is not None else rd[CTX].get(attr))
         return record_key, None
 

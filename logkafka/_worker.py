@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from logkafka._formatter import FMT
 from logkafka._report import report
 
 #: Threads that belong to logkafka: a record logged on one of them never
@@ -20,7 +21,7 @@ _BATCH = 1000  # records produced between two polls of delivery reports
 _NAP = 0.02  # seconds between batches while records are about (a batch per GIL turn, not a record)
 _BARRIER_POLL = 0.001  # seconds between looks at the producer while a flush waits
 _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
-  # records produced between two polls of delivery reports
+_UNBOUND = object()
 
 
 class Barrier:
@@ -60,8 +61,8 @@ class Worker:
         topic: str,
         producer_config: dict[str, Any],
         queue: deque[Any],
-        bind: Callable[[], tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes],
-                                 Callable[[dict[str, Any]], bytes | None] | None, bytes | None]],
+        bind: Callable[[Any], tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes],
+                                    Callable[[dict[str, Any]], bytes | None] | None, bytes | None]],
         dropped: Callable[[], int],
         flush_timeout: float,
     ) -> None:
@@ -249,8 +250,8 @@ class Worker:
         """Produce up to a batch of queued records; stop at a barrier until it is settled."""
         if self._barriers:
             return 0
-        queue, topic, produce = self._queue, self._topic, producer.produce
-        encode, fallback, key_of, key = self._bind()
+        queue, topic, produce, bind = self._queue, self._topic, producer.produce, self._bind
+        bound: Any = _UNBOUND
         n = produced = 0
         try:
             while n < _BATCH:
@@ -262,6 +263,9 @@ class Worker:
                 if type(item) is Barrier:
                     self._barriers.append(item)
                     break
+                if item[FMT] is not bound:  # the formatter the record was logged under
+                    bound = item[FMT]
+                    encode, fallback, key_of, key = bind(bound)
                 try:
                     value = encode(item)
                 except Exception:  # the fast path met something unusual: the general one never raises

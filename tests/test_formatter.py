@@ -284,6 +284,17 @@ class TestEventId:
         assert out(f, record)["event_id"] == expected
         assert f.to_dict(record)["event_id"] == expected
 
+    def test_copy_made_without_fork_hooks_draws_a_new_prefix(self) -> None:
+        """A record showing another process id (a worker copied without Python's fork hooks,
+        as uWSGI does by default) gets ids from a new random prefix, not the copied one."""
+        f = JsonFormatter()
+        before = out(f, make_record())["event_id"]
+        copied = make_record()
+        copied.process = os.getpid() + 1
+        other = out(f, copied)["event_id"]
+        assert other[:24] != before[:24]
+        assert uuid.UUID(other).version == 8
+
     def test_forked_child_draws_its_own_prefix(self) -> None:
         """A forked child's ids never repeat the parent's: the child draws a new random prefix."""
         f = JsonFormatter()
@@ -455,6 +466,22 @@ class TestError:
         assert error["type"].endswith("Hostile")
         assert isinstance(error["message"], str)
         assert "Hostile" in error["message"]
+
+
+    def test_exc_info_as_make_log_record_lets_it_through(self) -> None:
+        """makeLogRecord takes any exc_info: True (the exception being handled), an exception, or junk."""
+        f = JsonFormatter()
+        try:
+            raise OrderError("while handling")
+        except OrderError as exc:
+            handled = out(f, logging.makeLogRecord({"msg": "m", "exc_info": True}))["error"]
+            instance = out(f, logging.makeLogRecord({"msg": "m", "exc_info": exc}))["error"]
+        assert handled["type"] == instance["type"] == f"{__name__}.OrderError"
+        assert handled["message"] == instance["message"] == "while handling"
+        assert "raise OrderError" in handled["stack_trace"] and "raise OrderError" in instance["stack_trace"]
+        junk = out(f, logging.makeLogRecord({"msg": "m", "exc_info": "not an exception"}))
+        assert junk["error"]["message"] == "not an exception"
+        assert junk["message"] == "m" and "logkafka_error" not in junk
 
 
 class TestUnencodable:

@@ -346,19 +346,36 @@ class TestCaptureKinds:
         expected = f"test_handler.py 40 {threading.get_ident()} MainProcess boom 1"
         assert msg.value.decode() == expected
 
-    def test_slim_capture_meets_a_formatter_of_another_kind(self) -> None:
-        """Records captured for a JsonFormatter, then formatted by another kind (the formatter was
-        replaced while they waited): the attributes they lack are worked out, the text is the same."""
-        from logkafka._formatter import capture
-        from logkafka._handler import _encode_with
+    def test_formatter_replaced_while_records_wait(self, make_handler: Make, app_logger: logging.Logger,
+                                                  kafka_broker: Any, kafka_topic: str) -> None:
+        """Each record is formatted by the formatter the handler had when it was logged, as a
+        synchronous handler would: records waiting while setFormatter() runs keep theirs."""
+        inside, release = threading.Event(), threading.Event()
 
-        fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(levelno)s %(name)s %(module)s "
-                                "%(filename)s %(funcName)s:%(lineno)d %(process)d %(threadName)s %(message)s")
-        record = logging.getLogger("slim").makeRecord("slim", logging.WARNING, __file__, 7, "x=%s", (1,), None,
-                                                      func="fn", extra={"code": "C"})
-        slim = capture(record, None, full=False)
-        assert "pathname" not in slim  # what makes it slim
-        assert _encode_with(fmt, slim) == fmt.format(record).encode()
+        class Blocking(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                inside.set()
+                release.wait(10)
+                return "blocked " + super().format(record)
+
+        handler = make_handler()
+        app_logger.addHandler(handler)
+        handler.setFormatter(Blocking("%(message)s"))
+        app_logger.info("r0")
+        assert inside.wait(10)  # the worker now waits inside Blocking.format
+        handler.setFormatter(logkafka.JsonFormatter())
+        app_logger.info("r1", extra={"code": "C1"})
+        app_logger.info("r2")
+        handler.setFormatter(logging.Formatter("%(levelname)s %(levelno)d %(thread)d %(processName)s %(message)s"))
+        app_logger.info("r3")
+        release.set()
+        assert handler.flush() is True
+
+        values = sorted(m.value for m in read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=4))
+        texts = [v for v in values if not v.startswith(b"{")]
+        assert texts == [f"INFO 20 {threading.get_ident()} MainProcess r3".encode(), b"blocked r0"]
+        jsons = sorted(json.loads(v)["message"] for v in values if v.startswith(b"{"))
+        assert jsons == ["r1", "r2"]
 
     @pytest.mark.parametrize("key", ["pathname", "filename", "processName"])
     def test_key_naming_an_attribute_a_slim_capture_lacks(self, make_handler: Make, app_logger: logging.Logger,
@@ -373,25 +390,38 @@ class TestCaptureKinds:
         expected = {"pathname": __file__, "filename": os.path.basename(__file__), "processName": "MainProcess"}[key]
         assert msg.key == expected.encode()
 
-    @pytest.mark.parametrize("key", ["tenant_id", "extra.tenant_id", "code", "extra.code", "context.tenant_id"])
+    @pytest.mark.parametrize("key", ["tenant_id", "code", "trace_id", "span_id", "extra.tenant_id", "extra.code",
+                                     "extra.level", "context.tenant_id"])
     def test_key_from_extra_or_context(self, make_handler: Make, app_logger: logging.Logger,
                                        kafka_broker: Any, kafka_topic: str, key: str) -> None:
-        """Keys naming an extra or a bound value find it; an attribute key falls back to the context."""
+        """A key naming an extra finds it; an attribute key falls back to the bound value of that name."""
         handler = make_handler(key=key)
         app_logger.addHandler(handler)
         field = key.rpartition(".")[2]
-        with logkafka.bound(tenant_id="ctx-tenant"):
+        with logkafka.bound(**{field: "ctx-value"}):
             app_logger.info("from extra", extra={field: "extra-value"})
             app_logger.info("from context")
         assert handler.flush() is True
         msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=2)
         keys = {m.data["message"]: m.key for m in msgs}
         if key.startswith("context."):
-            assert keys == {"from extra": b"ctx-tenant", "from context": b"ctx-tenant"}
-        elif key == "tenant_id":
-            assert keys == {"from extra": b"extra-value", "from context": b"ctx-tenant"}
-        else:
+            assert keys == {"from extra": b"ctx-value", "from context": b"ctx-value"}
+        elif key.startswith("extra."):
             assert keys == {"from extra": b"extra-value", "from context": None}
+        else:
+            assert keys == {"from extra": b"extra-value", "from context": b"ctx-value"}
+
+    def test_key_event_id(self, make_handler: Make, app_logger: logging.Logger,
+                          kafka_broker: Any, kafka_topic: str) -> None:
+        """key="event_id" keys each record by its event id: the generated one, or the caller's."""
+        handler = make_handler(key="event_id")
+        app_logger.addHandler(handler)
+        app_logger.info("generated")
+        app_logger.info("given", extra={"event_id": "evt-1"})
+        assert handler.flush() is True
+        msgs = {m.data["message"]: m for m in read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=2)}
+        assert msgs["generated"].key == msgs["generated"].data["event_id"].encode()
+        assert msgs["given"].key == b"evt-1"
 
     def test_key_trace_id_is_the_active_span(self, make_handler: Make, app_logger: logging.Logger,
                                              kafka_broker: Any, kafka_topic: str) -> None:
