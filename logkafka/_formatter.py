@@ -174,7 +174,7 @@ def error_info(exc_info: Any) -> dict[str, str | None] | None:
 
 
 def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None,
-            full: bool = True) -> dict[str, Any]:
+            full: bool = True, formatter: logging.Formatter | None = None) -> dict[str, Any]:
     """The attributes of ``record`` with everything fixed as it is at the call.
 
     The message is rendered, the exception formatted, the bound context and the
@@ -185,6 +185,7 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     ``full=False`` keeps only what ``JsonFormatter`` renders (:data:`SLIM_KEYS`,
     the extras in ``EXTRA``): a smaller dict, cheaper for the caller to make and
     to keep queued. Formatters of other kinds need ``full``: every attribute.
+    ``formatter`` is kept with it (``FMT``): the one to render it with.
     """
     rd = record.__dict__
     if EID not in rd:
@@ -213,10 +214,12 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
         d = rd.copy()
         d["message"] = d["msg"] = message
         d["args"] = None  # not the caller's objects: they could be held long while the record waits
+        d[FMT] = formatter
     else:
         d = {"name": rd["name"], "levelname": rd["levelname"], "created": rd["created"], "process": rd["process"],
              "threadName": rd["threadName"], "module": rd["module"], "funcName": rd["funcName"],
-             "lineno": rd["lineno"], "stack_info": rd["stack_info"], "message": message, EID: rd[EID]}
+             "lineno": rd["lineno"], "stack_info": rd["stack_info"], "message": message, EID: rd[EID],
+             FMT: formatter}
     if fields is not None:
         d[FIELDS] = fields
     if record.exc_info:

@@ -16,7 +16,6 @@ from logkafka._formatter import (
     CTX,
     EID,
     EXTRA,
-    FMT,
     HOST,
     SLIM_KEYS,
     SPAN,
@@ -155,9 +154,9 @@ class KafkaLogHandler(logging.Handler):
                 return
             plan = self._capture_plan
             formatter = self.formatter
-            rd = capture(record, self._resource, plan[1] if plan[0] is formatter else self._plan_capture(formatter))
-            rd[FMT] = formatter  # formatted as by a synchronous handler: by the formatter of the moment
-            queue.append(rd)
+            # kept with the formatter of the moment: formatted as by a synchronous handler
+            queue.append(capture(record, self._resource,
+                                 plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
             worker = self._worker
             if not worker.running:
                 worker.start()  # False only at interpreter exit: flush() then serves the queue
