@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -30,10 +32,14 @@ from logkafka._formatter import (
 from logkafka._report import report
 from logkafka._settings import HandlerSettings, build_settings, level_of
 from logkafka._snapshot import to_text
+from logkafka._spool import Spool, destination_dir
 from logkafka._worker import WORKER_IDENTS, Barrier, Worker
 
 #: Loggers whose records never enter a KafkaLogHandler: our own and the Kafka client's.
 _OWN_LOGGERS = ("logkafka", "confluent_kafka")
+#: Every live handler, for the fork hook.
+_HANDLERS: weakref.WeakSet[KafkaLogHandler] = weakref.WeakSet()
+_ABANDONED: list[Any] = []  # the parent's workers in a forked child: kept, never torn down there
 _get_ident = threading.get_ident
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
@@ -91,6 +97,12 @@ class KafkaLogHandler(logging.Handler):
         version: str | None = None,
         instance_id: str | None = None,
         enabled: bool | str | None = None,
+        spool_dir: str | os.PathLike[str] | bool | None = None,
+        spool_max_bytes: int | None = None,
+        spool_fsync: str | None = None,
+        durability: str | None = None,
+        overflow: str | None = None,
+        block_timeout: float | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
         explicit = check_identity(service_name, environment, version, instance_id)
@@ -104,6 +116,12 @@ class KafkaLogHandler(logging.Handler):
             key=key,
             identity=identity,
             enabled=enabled,
+            spool_dir=spool_dir,  # type: ignore[arg-type]
+            spool_max_bytes=spool_max_bytes,
+            spool_fsync=spool_fsync,
+            durability=durability,
+            overflow=overflow,
+            block_timeout=block_timeout,
         )
         super().__init__(level_of(level))
         self._resource = identity if explicit else None
@@ -120,15 +138,42 @@ class KafkaLogHandler(logging.Handler):
         attr = _RECORD_KEYS.get(self.settings.key or "", self.settings.key)
         self._key_needs_full = attr in _STD_ATTRS and attr not in SLIM_KEYS
         self._capture_plan: tuple[Any, bool] = (None, self._key_needs_full)  # (formatter, full)
-        self._worker = Worker(
-            name=f"logkafka-{self.settings.topic}",
-            topic=self.settings.topic,
-            producer_config=self.settings.producer_config,
+        self._overflow = self.settings.overflow
+        self._worker = self._new_worker()
+        _HANDLERS.add(self)
+
+    def _new_worker(self) -> Worker:
+        st = self.settings
+        spool = None
+        if st.spool_dir is not None and self._enabled:
+            spool = Spool(destination_dir(st.spool_dir, st.topic, st.bootstrap_servers),
+                          max_bytes=st.spool_max_bytes, fsync=st.spool_fsync)
+        return Worker(
+            name=f"logkafka-{st.topic}",
+            topic=st.topic,
+            producer_config=st.producer_config,
             queue=self._queue,
             bind=self._bind,
             dropped=self._dropped_total,
-            flush_timeout=self.settings.flush_timeout,
+            flush_timeout=st.flush_timeout,
+            spool=spool,
+            durability=st.durability,
         )
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a queue, thread and producer of its own, made on its first record.
+
+        The parent's queued records stay the parent's (never shipped twice); the
+        parent's producer and its threads do not exist here and are left alone.
+        """
+        old = self._worker
+        self._queue = deque()
+        self._drop_lock = threading.Lock()
+        self._dropped = {}
+        if old.spool is not None:
+            old.spool.after_fork_in_child()
+        _ABANDONED.append(old)  # never destroyed here: librdkafka's state is the parent's
+        self._worker = self._new_worker()
 
     # -- the caller's side ----------------------------------------------------------
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
@@ -149,8 +194,7 @@ class KafkaLogHandler(logging.Handler):
                     or _get_ident() in WORKER_IDENTS):
                 return
             queue = self._queue
-            if len(queue) >= self._maxsize:
-                self._drop("queue_full")
+            if len(queue) >= self._maxsize and not self._make_room(queue):
                 return
             plan = self._capture_plan
             formatter = self.formatter
@@ -178,12 +222,41 @@ class KafkaLogHandler(logging.Handler):
         self._capture_plan = (formatter, full)
         return full
 
+    def _make_room(self, queue: deque[Any]) -> bool:
+        """The queue is full: apply the overflow policy; True when the record may be queued."""
+        policy = self._overflow
+        if policy == "drop_oldest":
+            try:
+                oldest = queue.popleft()
+            except IndexError:
+                return True
+            if type(oldest) is Barrier:  # a flush waits on it: keep it, drop the new record instead
+                queue.appendleft(oldest)
+                self._drop("queue_full")
+                return False
+            self._drop("drop_oldest")
+            return True
+        if policy == "block":
+            deadline = time.monotonic() + self.settings.block_timeout
+            worker = self._worker
+            worker.wake()
+            while len(queue) >= self._maxsize:
+                if time.monotonic() >= deadline or not worker.running:
+                    self._drop("block_timeout")
+                    return False
+                time.sleep(0.001)
+            return True
+        # "spool": the worker moves the backlog to disk; it did not keep up with this record
+        self._drop("drop_newest" if policy == "drop_newest" else "queue_full")
+        return False
+
     def _drop(self, reason: str) -> None:
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
     def _dropped_total(self) -> int:
-        return sum(self._dropped.values())
+        spool = self._worker.spool if hasattr(self, "_worker") else None
+        return sum(self._dropped.values()) + (spool.dropped + spool.torn if spool is not None else 0)
 
     # -- the worker's side ---------------------------------------------------------------
     def _bind(self, formatter: logging.Formatter | None) -> tuple[Encode, Encode, KeyOf | None, bytes | None]:
@@ -268,7 +341,7 @@ class KafkaLogHandler(logging.Handler):
         if not self._enabled:
             return True
         worker = self._worker
-        if not self._queue and not worker.in_flight():
+        if not self._queue and not worker.in_flight() and not worker.spooling:
             return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
         barrier = Barrier(time.monotonic() + limit)
@@ -303,6 +376,10 @@ class KafkaLogHandler(logging.Handler):
         w = self._worker
         with self._drop_lock:
             dropped = dict(self._dropped)
+        if w.spool is not None:
+            for reason, n in (("spool_full", w.spool.dropped), ("spool_torn", w.spool.torn)):
+                if n:
+                    dropped[reason] = n
         return {
             "enabled": self._enabled,
             "topic": self.settings.topic,
@@ -317,4 +394,21 @@ class KafkaLogHandler(logging.Handler):
             "errors": w.errors,
             "last_error": w.last_error,
             "broker_reachable": w.broker_reachable,
+            "spooling": w.spooling,
+            "replayed": w.replayed,
+            "producer_rebuilds": w.rebuilds,
+            **(w.spool.stats() if w.spool is not None else
+               {"spooled": 0, "spool_dropped": 0, "spool_torn": 0, "spool_errors": 0, "spool_bytes": 0}),
         }
+
+
+def _after_fork_in_child() -> None:
+    WORKER_IDENTS.clear()
+    for handler in list(_HANDLERS):
+        try:
+            handler._after_fork_in_child()
+        except Exception as exc:  # never let a fork fail because of logging
+            report("fork", f"could not reset a handler after fork: {exc}")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -14,6 +14,10 @@ from logkafka._formatter import CORE_FIELDS
 DEFAULT_TOPIC = "logs.application.v1"
 DEFAULT_QUEUE_SIZE = 20_000
 DEFAULT_FLUSH_TIMEOUT = 10.0
+DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # 1 GiB per destination
+DEFAULT_BLOCK_TIMEOUT = 1.0
+OVERFLOW_POLICIES = ("spool", "drop_newest", "drop_oldest", "block")
+DURABILITY_MODES = ("memory", "disk")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -25,6 +29,10 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "linger.ms": 5,
     "partitioner": "murmur2_random",  # the same partition for a key as the Java client
+    # librdkafka's own buffer, bounded: during a long outage the backlog moves to the disk
+    # spool instead of growing in memory (librdkafka's default is 1 GiB)
+    "queue.buffering.max.messages": 100_000,
+    "queue.buffering.max.kbytes": 65_536,
 }
 #: Settings logkafka owns: changing them would break delivery accounting.
 _RESERVED_PRODUCER = {
@@ -140,6 +148,12 @@ class HandlerSettings:
     key: str | None
     identity: dict[str, str]
     producer_config: dict[str, Any] = field(repr=False)
+    spool_dir: str | None = None  # None: no spool
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    spool_fsync: str = "interval"
+    durability: str = "memory"
+    overflow: str = "spool"
+    block_timeout: float = DEFAULT_BLOCK_TIMEOUT
 
 
 def build_settings(
@@ -152,6 +166,12 @@ def build_settings(
     key: str | None,
     identity: dict[str, str],
     enabled: bool | str | None,
+    spool_dir: str | bool | None = None,
+    spool_max_bytes: int | None = None,
+    spool_fsync: str | None = None,
+    durability: str | None = None,
+    overflow: str | None = None,
+    block_timeout: float | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -186,7 +206,46 @@ def build_settings(
         key=check_key(key),
         identity=identity,
         producer_config=config,
+        spool_dir=check_spool_dir(spool_dir),
+        spool_max_bytes=_number("spool_max_bytes", "LOGKAFKA_SPOOL_MAX_BYTES", spool_max_bytes,
+                                DEFAULT_SPOOL_MAX_BYTES, int),
+        spool_fsync=_choice("spool_fsync", "LOGKAFKA_SPOOL_FSYNC", spool_fsync, "interval",
+                            ("always", "interval", "never")),
+        durability=_choice("durability", "LOGKAFKA_DURABILITY", durability, "memory", DURABILITY_MODES),
+        overflow=_choice("overflow", "LOGKAFKA_OVERFLOW", overflow, "spool", OVERFLOW_POLICIES),
+        block_timeout=_number("block_timeout", "LOGKAFKA_BLOCK_TIMEOUT", block_timeout, DEFAULT_BLOCK_TIMEOUT, float),
     )
+
+
+def _choice(name: str, env: str, value: Any, default: str, allowed: tuple[str, ...]) -> str:
+    source = name
+    if value is None:
+        value = os.environ.get(env) or default
+        source = env if os.environ.get(env) else name
+    if value not in allowed:
+        raise ValueError(f"{source}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return str(value)
+
+
+def check_spool_dir(value: Any) -> str | None:
+    """The spool directory: the argument, else ``LOGKAFKA_SPOOL_DIR``, else a per-user default;
+    ``False`` or ``""`` turns the spool off."""
+    from logkafka._spool import default_spool_dir
+
+    if value is None:
+        env = os.environ.get("LOGKAFKA_SPOOL_DIR")
+        if env is not None:
+            return None if env.strip().lower() in ("", *_FALSE) else env
+        return default_spool_dir()
+    if value is False or value == "":
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ValueError(f"spool_dir: expected a directory path, or False for no spool, got {value!r}")
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise ValueError(f"spool_dir: {value!r} exists and is not a directory")
+    return value
 
 
 def level_of(value: int | str) -> int:

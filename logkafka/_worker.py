@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logkafka._formatter import FMT
 from logkafka._report import report
+from logkafka._spool import Segment, Spool, SpooledRecord
 
 #: Threads that belong to logkafka: a record logged on one of them never
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
@@ -22,6 +23,15 @@ _NAP = 0.02  # seconds between batches while records are about (a batch per GIL 
 _BARRIER_POLL = 0.001  # seconds between looks at the producer while a flush waits
 _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
 _UNBOUND = object()
+_PROBE_EVERY = 1.0  # seconds between looks at the broker while records wait in the spool
+_PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller never does)
+_REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
+#: Delivery errors that no retry can cure: the record is counted failed, not spooled.
+_PERMANENT = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
+    KafkaError._INVALID_ARG, KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TOPIC_EXCEPTION, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
+})
 
 
 class Barrier:
@@ -65,6 +75,8 @@ class Worker:
                                     Callable[[dict[str, Any]], bytes | None] | None, bytes | None]],
         dropped: Callable[[], int],
         flush_timeout: float,
+        spool: Spool | None = None,
+        durability: str = "memory",
     ) -> None:
         self._name = name
         self._topic = topic
@@ -91,6 +103,20 @@ class Worker:
         self.errors = 0
         self.last_error: str | None = None
         self.broker_reachable: bool | None = None
+        self.spool = spool
+        self._disk = durability == "disk" and spool is not None
+        # While True, records go to the spool, not to the producer: the spool holds older
+        # records that must go first (after an outage, or from an earlier run), or durability
+        # is "disk" (write-ahead). The spool is replayed in order, then this goes False.
+        self._spooling = self._disk or (spool is not None and spool.pending())
+        self._next_probe = 0.0
+        self._replay: Segment | None = None  # the segment being replayed
+        self._replay_iter: Any = None
+        self._replay_next: SpooledRecord | None = None  # read, not yet accepted by the producer
+        self._replay_produced = False  # the whole segment was handed to the producer
+        self.replayed = 0  # spooled records handed to the producer again
+        self.rebuilds = 0  # producers replaced after a fatal error
+        self._fatal = False
 
     # -- control, from any thread ---------------------------------------------------
     def start(self) -> bool:
@@ -140,6 +166,11 @@ class Worker:
         self._wake.set()
         if thread is None and self._queue:  # no thread could start (interpreter exit): serve here
             self._serve_inline(deadline)
+
+    @property
+    def spooling(self) -> bool:
+        """Whether records wait in the spool (or go through it: durability "disk")."""
+        return self._spooling
 
     def in_flight(self) -> int:
         """Records (and client events) the producer holds that are not settled yet."""
@@ -210,8 +241,14 @@ class Worker:
         queue = self._queue
         last_work = time.monotonic()
         while True:
+            if self._fatal:
+                producer = self._rebuild(producer)
             worked = self._drain(producer)
             producer.poll(0)
+            if self._spooling:
+                self._replay_step(producer)
+            if self.spool is not None:
+                self.spool.tick()
             self._settle_barriers()
             self._report_drops()
             now = time.monotonic()
@@ -232,7 +269,7 @@ class Worker:
                             self._stop_at = max(self._stop_at, now + self._flush_timeout)
                 if worked >= _BATCH and not self._barriers:
                     continue  # a backlog: keep draining
-            if self._barriers:
+            if self._barriers or self._replay is not None:
                 producer.poll(_BARRIER_POLL)  # success is silent: look often whether all is settled
             elif len(producer) or now - last_work < _AWAKE_FOR:
                 # Records are about: nap instead of sleeping, so emit() need not wake us
@@ -247,8 +284,13 @@ class Worker:
                 self._wake.clear()
 
     def _drain(self, producer: Producer) -> int:
-        """Produce up to a batch of queued records; stop at a barrier until it is settled."""
-        if self._barriers:
+        """Produce up to a batch of queued records; stop at a barrier until it is settled.
+
+        While spooling, records go to the spool instead, barriers or not: the
+        queue keeps draining during an outage.
+        """
+        spooling = self._spooling
+        if self._barriers and not spooling:
             return 0
         queue, topic, produce, bind = self._queue, self._topic, producer.produce, self._bind
         bound: Any = _UNBOUND
@@ -262,6 +304,8 @@ class Worker:
                 n += 1
                 if type(item) is Barrier:
                     self._barriers.append(item)
+                    if spooling:
+                        continue
                     break
                 if item[FMT] is not bound:  # the formatter the record was logged under
                     bound = item[FMT]
@@ -276,13 +320,21 @@ class Worker:
                 except Exception as exc:  # a key that cannot be computed: the record still ships, unkeyed
                     report("key", f"could not compute a record's partition key: {type(exc).__name__}: {exc}")
                     key = None
+                if spooling:
+                    self._to_spool(topic, key, value, int(item["created"] * 1000))
+                    continue
                 try:
                     # positional (partition -1: the partitioner decides; on_delivery and its alias
                     # callback None, then timestamp): cheaper than keywords
                     produce(topic, value, key, -1, None, None, int(item["created"] * 1000))
                     produced += 1
-                except BufferError:
-                    self._produce_when_room(producer, value, key, int(item["created"] * 1000))
+                except BufferError:  # librdkafka's buffer is full (broker slow or away)
+                    if self.spool is not None:
+                        self._start_spooling("the producer's queue is full")
+                        spooling = True
+                        self._to_spool(topic, key, value, int(item["created"] * 1000))
+                    else:
+                        self._produce_when_room(producer, value, key, int(item["created"] * 1000))
                 except (KafkaException, TypeError, ValueError) as exc:
                     self._refused(exc)
         finally:
@@ -290,7 +342,7 @@ class Worker:
         return n
 
     def _produce_when_room(self, producer: Producer, value: bytes, key: bytes | None, ts: int) -> None:
-        """librdkafka's queue is full: serve reports until there is room, never drop."""
+        """No spool: librdkafka's queue is full, serve reports until there is room."""
         while True:
             producer.poll(0.05)
             if self._stop_at is not None and time.monotonic() >= self._stop_at:
@@ -307,6 +359,94 @@ class Worker:
             self._produced += 1
             return
 
+    # -- the spool -------------------------------------------------------------------------
+    def _start_spooling(self, why: str) -> None:
+        if not self._spooling:
+            self._spooling = True
+            report("spooling", f"spooling records to disk: {why}")
+        self.broker_reachable = False
+        self._next_probe = time.monotonic() + _PROBE_EVERY
+
+    def _to_spool(self, topic: str, key: bytes | None, value: bytes, ts: int) -> None:
+        spool = self.spool
+        if spool is None or not spool.append(topic, key, value, ts):
+            self.failed += 1
+            if spool is not None:
+                self.last_error = spool.last_error
+                report("spool", f"record lost: {spool.last_error}")
+
+    def _replay_step(self, producer: Producer) -> None:
+        """Hand spooled records to the producer, oldest first, once the broker answers.
+
+        A segment is deleted when all its records are settled: acknowledged, or
+        failed and spooled again. When no segment is left, spooling stops.
+        """
+        spool = self.spool
+        if spool is None or not self._spooling:
+            return
+        if self._replay is None:
+            now = time.monotonic()
+            if not self._disk or self.broker_reachable is False:
+                if self.broker_reachable is not True:
+                    if now < self._next_probe:
+                        return
+                    self._next_probe = now + _PROBE_EVERY
+                    if not self._probe(producer):
+                        return
+            segment = spool.claim()
+            if segment is None:
+                spool.rotate()  # our own open segment, if it holds anything
+                segment = spool.claim()
+                if segment is None:
+                    if not self._disk:
+                        self._spooling = False
+                        report("spooling", "spool replayed: records go to Kafka again")
+                    return
+            self._replay, self._replay_iter, self._replay_produced = segment, segment.records(), False
+        if not self._replay_produced:
+            self._replay_records(producer)
+        if self._replay_produced and not len(producer):
+            segment = self._replay
+            assert segment is not None
+            spool.torn += segment.torn
+            segment.delete()
+            self._replay = self._replay_iter = None
+
+    def _replay_records(self, producer: Producer) -> None:
+        produce = producer.produce
+        n = 0
+        try:
+            while n < _REPLAY_BATCH:
+                rec = self._replay_next
+                if rec is None:
+                    rec = next(self._replay_iter, None)
+                    if rec is None:
+                        self._replay_produced = True
+                        return
+                try:
+                    produce(rec.topic, rec.value, rec.key, -1, None, None, rec.timestamp_ms)
+                except BufferError:
+                    self._replay_next = rec  # the next turn tries it again
+                    return
+                except (KafkaException, TypeError, ValueError) as exc:
+                    self._refused(exc)
+                self._replay_next = None
+                n += 1
+        finally:
+            self._produced += n
+            self.replayed += n
+
+    def _probe(self, producer: Producer) -> bool:
+        """Whether a broker answers a metadata request now."""
+        try:
+            md = producer.list_topics(self._topic, timeout=_PROBE_TIMEOUT)
+            ok = bool(md.brokers)
+        except Exception:
+            ok = False
+        if ok:
+            self.broker_reachable = True
+        return ok
+
     def _refused(self, exc: Exception) -> None:
         self.failed += 1
         self.last_error = str(exc)
@@ -315,14 +455,22 @@ class Worker:
     def _on_failed_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:  # only failures are reported; be safe if a success comes anyway
             return
-        self.failed += 1
         self._dr_failed += 1
         self.last_error = err.str()
+        if self.spool is not None and err.code() not in _PERMANENT:
+            self._start_spooling(f"delivery failed: {err.str()}")
+            ts = msg.timestamp()
+            self._to_spool(msg.topic() or self._topic, msg.key(), msg.value() or b"",
+                           ts[1] if ts and ts[1] > 0 else int(time.time() * 1000))
+            return
+        self.failed += 1
         report("delivery", f"delivery failed: {err.str()}")
 
     def _on_error(self, err: KafkaError) -> None:
         self.errors += 1
         self.last_error = err.str()
+        if err.fatal():  # e.g. the idempotent producer lost its sequence state: build a new one
+            self._fatal = True
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_reachable = False
         report(f"error:{err.code()}", f"Kafka client error: {err.str()}")
@@ -331,7 +479,7 @@ class Worker:
         if not self._barriers:
             return
         producer = self._producer
-        if producer is None or not len(producer):
+        if (producer is None or not len(producer)) and not self._spooling:
             for barrier in self._barriers:
                 barrier.event.set()
             self._barriers = []
@@ -350,16 +498,42 @@ class Worker:
             self._reported_drops = dropped
 
     def _finish(self, producer: Producer, stop_at: float) -> None:
-        """Wait for acknowledgements until ``stop_at``; what is left then has failed."""
+        """Wait for acknowledgements until ``stop_at``; what is left then is spooled (or has failed)."""
         while len(producer) and time.monotonic() < stop_at:
             producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))
         if len(producer):
-            producer.purge()  # the records left report as failed (purged)
+            producer.purge()  # the records left report as failed (purged): spooled for the next start
             producer.poll(0)
             producer.flush(0)
-            report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s)")
+            where = "spooled for the next start" if self.spool is not None else "lost"
+            report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s): {where}")
         left = len(producer)  # not even a purge report came back: count those as failed too
         self.failed += left
         self._dr_failed += left
         self._producer = None
+        if self._replay is not None:  # stopped half way: the segment is replayed again next time
+            self._replay.release()
+            self._replay = self._replay_iter = self._replay_next = None
+        if self.spool is not None:
+            self.spool.close()
         self._settle_barriers()
+
+    def _rebuild(self, producer: Producer) -> Producer:
+        """A fatal producer error: spool what it holds, then carry on with a new producer."""
+        self._fatal = False
+        report("fatal", f"fatal producer error ({self.last_error}): building a new producer")
+        try:
+            producer.purge()
+            producer.poll(0)
+            producer.flush(0)
+        except Exception as exc:
+            report("fatal", f"could not purge the failed producer: {exc}")
+        left = len(producer)
+        self.failed += left
+        self._dr_failed += left
+        self.rebuilds += 1
+        if self._replay is not None:
+            self._replay.release()
+            self._replay = self._replay_iter = self._replay_next = None
+        self._producer = self._make_producer()
+        return self._producer

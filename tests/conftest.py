@@ -22,6 +22,12 @@ def _attached_handlers() -> set[logging.Handler]:
 
 
 @pytest.fixture(autouse=True)
+def _own_spool_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test spools into its own directory (handlers made by dictConfig and subprocesses too)."""
+    monkeypatch.setenv("LOGKAFKA_SPOOL_DIR", str(tmp_path / "spool"))
+
+
+@pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Restore root handlers and level, every logger's settings and the bound context."""
     root = logging.getLogger()

@@ -483,11 +483,25 @@ class TestExceptions:
         assert "error" not in third
 
 
+SPOOL = pytest.mark.parametrize("spool", [True, False], ids=["spool", "no-spool"])
+
+
+def lost_or_spooled(stats: dict[str, Any], spool: bool) -> int:
+    """Records that could not be delivered: spooled for later, or (no spool) failed."""
+    if spool:
+        assert stats["failed"] == 0
+        return int(stats["spooled"])
+    assert stats["spooled"] == 0
+    return int(stats["failed"])
+
+
 class TestBrokerDown:
-    def test_never_blocks_never_raises(self, make_handler: Make, app_logger: logging.Logger) -> None:
+    @SPOOL
+    def test_never_blocks_never_raises(self, make_handler: Make, app_logger: logging.Logger, spool: bool) -> None:
         """With no broker: construction and logging are quick, flush gives up, nothing counts as delivered."""
         t0 = time.monotonic()
-        handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout=2)
+        handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout=2,
+                               **({} if spool else {"spool_dir": False}))
         assert time.monotonic() - t0 < 2
         app_logger.addHandler(handler)
         slowest = 0.0
@@ -506,19 +520,23 @@ class TestBrokerDown:
         assert stats["delivered"] == 0
         assert stats["broker_reachable"] is not True
         assert stats["produced"] + stats["queue_depth"] == 200
-        assert stats["failed"] + stats["in_flight"] + stats["queue_depth"] >= 200
+        assert stats["failed"] + stats["spooled"] + stats["in_flight"] + stats["queue_depth"] >= 200
 
         t0 = time.monotonic()
         handler.close()
         assert time.monotonic() - t0 < 2 + 3
         stats = handler.stats()
         assert stats["delivered"] == 0
-        assert stats["failed"] == 200
+        assert lost_or_spooled(stats, spool) == 200
         assert stats["in_flight"] == 0 and stats["queue_depth"] == 0
 
-    def test_close_returns_within_flush_timeout(self, make_handler: Make, app_logger: logging.Logger) -> None:
-        """close() with undeliverable records returns within flush_timeout plus a little, counting them failed."""
-        handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout=2)
+    @SPOOL
+    def test_close_returns_within_flush_timeout(self, make_handler: Make, app_logger: logging.Logger,
+                                                spool: bool) -> None:
+        """close() with undeliverable records returns within flush_timeout plus a little; they are
+        spooled for the next start, or (no spool) counted failed."""
+        handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout=2,
+                               **({} if spool else {"spool_dir": False}))
         app_logger.addHandler(handler)
         for seq in range(50):
             app_logger.info("lost %d", seq)
@@ -528,12 +546,14 @@ class TestBrokerDown:
         assert took < 2 + 3
         stats = handler.stats()
         assert stats["delivered"] == 0
-        assert stats["failed"] == 50
+        assert lost_or_spooled(stats, spool) == 50
         assert stats["broker_reachable"] is not True
 
-    def test_queue_full_drops_are_counted(self, make_handler: Make, app_logger: logging.Logger) -> None:
+    @SPOOL
+    def test_queue_full_drops_are_counted(self, make_handler: Make, app_logger: logging.Logger, spool: bool) -> None:
         """queue_size=10 and no broker: 1000 calls never block, losses are counted, the queue stays bounded."""
-        handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", queue_size=10, flush_timeout=2)
+        handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", queue_size=10, flush_timeout=2,
+                               **({} if spool else {"spool_dir": False}))
         app_logger.addHandler(handler)
         deepest = 0
         slowest = 0.0
@@ -553,7 +573,7 @@ class TestBrokerDown:
         handler.close()
         stats = handler.stats()
         assert stats["dropped"]["queue_full"] == dropped
-        assert stats["failed"] + dropped == 1000
+        assert lost_or_spooled(stats, spool) + dropped == 1000
         assert stats["delivered"] == 0
 
 

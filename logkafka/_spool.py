@@ -1,0 +1,283 @@
+"""The disk spool: records that cannot go to Kafka now wait here, in order.
+
+One directory per destination (topic and cluster) under ``spool_dir``. Each
+writer appends to its own segment file, named so that names sort by age
+(``<time ns>-<pid>-<random>.seg``), and holds an exclusive ``flock`` on it
+while it is open. A replayer claims a segment with a non-blocking ``flock``:
+a segment that another live writer or replayer holds is skipped, so two
+processes sharing a ``spool_dir`` never corrupt or double-replay a file, and
+the segments of a crashed process are free to claim.
+
+A segment holds one record per line, ``[topic, key, value, timestamp_ms]`` as
+JSON, written with one ``write`` call. A line that is torn (the process died
+in the middle of it) or unreadable is skipped and counted; it never stops the
+replay. Only the worker thread touches the spool, never the caller.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+
+FSYNC_POLICIES = ("always", "interval", "never")
+_FSYNC_INTERVAL = 1.0  # seconds, for spool_fsync="interval"
+_SUFFIX = ".seg"
+
+
+def default_spool_dir() -> str:
+    """A per-user directory: ``$XDG_CACHE_HOME/logkafka/spool``, else ``~/.cache/logkafka/spool``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "logkafka", "spool")
+
+
+def destination_dir(spool_dir: str, topic: str, bootstrap_servers: str) -> str:
+    """The directory of one destination: the topic and a short hash of the cluster's address."""
+    digest = hashlib.sha1(bootstrap_servers.encode(), usedforsecurity=False).hexdigest()[:10]
+    return os.path.join(spool_dir, f"{topic}-{digest}")
+
+
+@dataclass
+class SpooledRecord:
+    """One record read back from a segment."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+def _line(topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> bytes:
+    k = None if key is None else key.decode("utf-8", "replace")
+    return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms]) + b"\n"
+
+
+class Segment:
+    """A claimed segment: read its records, then delete it (or release it)."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self.torn = 0  # lines skipped: torn or unreadable
+
+    def records(self) -> Iterator[SpooledRecord]:
+        """The segment's records, oldest first; bad lines are skipped and counted in ``torn``."""
+        with os.fdopen(os.dup(self._fd), "rb") as f:
+            f.seek(0)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    self.torn += 1  # the last line of a crashed writer
+                    continue
+                try:
+                    topic, key, value, ts = orjson.loads(raw)
+                    yield SpooledRecord(str(topic), None if key is None else str(key).encode(),
+                                        str(value).encode(), int(ts))
+                except Exception:
+                    self.torn += 1
+
+    def delete(self) -> None:
+        """Remove the segment: its records are delivered (or spooled again)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        """Give the segment back unread (replay stopped): it stays for later."""
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = -1
+
+
+class Spool:
+    """Append-only segments in one destination directory (see the module docstring)."""
+
+    def __init__(self, directory: str, *, max_bytes: int, fsync: str, segment_bytes: int | None = None) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.segment_bytes = segment_bytes or max(64 * 1024, min(64 * 1024 * 1024, max_bytes // 8))
+        self._file: IO[bytes] | None = None
+        self._path: str | None = None
+        self._size = 0  # of the open segment
+        self._synced_at = time.monotonic()
+        self._dirty = False
+        self.spooled = 0  # records appended
+        self.dropped = 0  # records lost to spool_max_bytes (oldest segments removed)
+        self.torn = 0  # torn or unreadable lines skipped in replays
+        self.errors = 0  # appends that failed (disk full, permissions): the record is lost, counted
+        self.last_error: str | None = None
+
+    # -- writing -------------------------------------------------------------------------
+    def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> bool:
+        """Append one record, whole; False (counted in ``errors``) if the disk refused it."""
+        line = _line(topic, key, value, timestamp_ms)
+        try:
+            f = self._file
+            if f is None or (self._size + len(line) > self.segment_bytes and self._size):
+                f = self._open_new()
+            f.write(line)
+            f.flush()  # one write(2) per record: a crash tears at most the last line
+            self._size += len(line)
+            self.spooled += 1
+            self._dirty = True
+            if self.fsync == "always":
+                self.sync()
+            elif self.fsync == "interval" and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL:
+                self.sync()
+            return True
+        except OSError as exc:
+            self.errors += 1
+            self.last_error = f"spool write failed: {exc}"
+            self._close_current()
+            return False
+
+    def sync(self) -> None:
+        """fsync the open segment if it has unsynced records."""
+        f = self._file
+        if f is not None and self._dirty:
+            os.fsync(f.fileno())
+            self._dirty = False
+        self._synced_at = time.monotonic()
+
+    def tick(self) -> None:
+        """Called by the worker now and then: the "interval" fsync of a quiet spool."""
+        if self.fsync == "interval" and self._dirty and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL:
+            try:
+                self.sync()
+            except OSError as exc:
+                self.errors += 1
+                self.last_error = f"spool fsync failed: {exc}"
+
+    def _open_new(self) -> IO[bytes]:
+        self._close_current()
+        os.makedirs(self.directory, exist_ok=True)
+        self._enforce_limit()
+        name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(4).hex()}{_SUFFIX}"
+        path = os.path.join(self.directory, name)
+        f = open(path, "ab")
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # ours alone until closed
+        self._file, self._path, self._size = f, path, 0
+        return f
+
+    def rotate(self) -> None:
+        """Close the open segment so that it can be claimed for replay."""
+        self._close_current()
+
+    def _close_current(self) -> None:
+        f = self._file
+        self._file = self._path = None
+        self._size = 0
+        if f is not None:
+            try:
+                if self._dirty and self.fsync != "never":
+                    os.fsync(f.fileno())
+            except OSError:
+                pass
+            finally:
+                self._dirty = False
+                f.close()
+
+    def close(self) -> None:
+        """Close the open segment (fsync first unless ``spool_fsync="never"``)."""
+        self._close_current()
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's open segment (its lock belongs to the parent)."""
+        f = self._file
+        self._file = self._path = None
+        self._size = 0
+        self._dirty = False
+        if f is not None:
+            try:
+                os.close(f.fileno())  # the child's copy of the descriptor; the parent keeps its own
+            except OSError:
+                pass
+
+    # -- reading -----------------------------------------------------------------------------
+    def _segments(self) -> list[str]:
+        try:
+            names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
+        except FileNotFoundError:
+            return []
+        return [os.path.join(self.directory, n) for n in sorted(names)]
+
+    def pending(self) -> bool:
+        """Whether any segment (ours or another process's) holds records."""
+        return any(os.path.getsize(p) for p in self._segments() if os.path.exists(p)) or self._size > 0
+
+    def bytes(self) -> int:
+        """Bytes in this destination's segments."""
+        total = 0
+        for path in self._segments():
+            try:
+                total += os.path.getsize(path)
+            except OSError:
+                pass
+        return total
+
+    def claim(self) -> Segment | None:
+        """The oldest segment no live process holds, locked for us; None if there is none."""
+        for path in self._segments():
+            if path == self._path:
+                continue  # ours, still being written: rotate() first
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # a live writer or another replayer holds it
+                continue
+            if not os.path.exists(path):  # deleted by its replayer between listdir and flock
+                os.close(fd)
+                continue
+            return Segment(path, fd)
+        return None
+
+    def _enforce_limit(self) -> None:
+        """Remove the oldest segments while the destination holds more than ``max_bytes``."""
+        segments = self._segments()
+        sizes = {}
+        for p in segments:
+            try:
+                sizes[p] = os.path.getsize(p)
+            except OSError:
+                pass
+        total = sum(sizes.values()) + self.segment_bytes
+        for path in segments:
+            if total <= self.max_bytes:
+                return
+            seg = self.claim_path(path)
+            if seg is None:
+                continue
+            lines = sum(1 for _ in seg.records()) + seg.torn
+            seg.delete()
+            self.dropped += lines
+            total -= sizes.get(path, 0)
+
+    def claim_path(self, path: str) -> Segment | None:
+        """Claim one given segment (see :meth:`claim`)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return Segment(path, fd)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the spool."""
+        return {"spooled": self.spooled, "spool_dropped": self.dropped, "spool_torn": self.torn,
+                "spool_errors": self.errors, "spool_bytes": self.bytes()}
