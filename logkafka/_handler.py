@@ -141,6 +141,8 @@ class KafkaLogHandler(logging.Handler):
         self._overflow = self.settings.overflow
         self._worker = self._new_worker()
         _HANDLERS.add(self)
+        if self._worker.spooling:  # records from an earlier run wait in the spool: send them now
+            self._worker.start()
 
     def _new_worker(self) -> Worker:
         st = self.settings
@@ -256,7 +258,7 @@ class KafkaLogHandler(logging.Handler):
 
     def _dropped_total(self) -> int:
         spool = self._worker.spool if hasattr(self, "_worker") else None
-        return sum(self._dropped.values()) + (spool.dropped + spool.torn if spool is not None else 0)
+        return sum(self._dropped.values()) + (spool.dropped + spool.torn + spool.errors if spool is not None else 0)
 
     # -- the worker's side ---------------------------------------------------------------
     def _bind(self, formatter: logging.Formatter | None) -> tuple[Encode, Encode, KeyOf | None, bytes | None]:
@@ -377,7 +379,8 @@ class KafkaLogHandler(logging.Handler):
         with self._drop_lock:
             dropped = dict(self._dropped)
         if w.spool is not None:
-            for reason, n in (("spool_full", w.spool.dropped), ("spool_torn", w.spool.torn)):
+            for reason, n in (("spool_full", w.spool.dropped), ("spool_torn", w.spool.torn),
+                              ("spool_error", w.spool.errors)):
                 if n:
                     dropped[reason] = n
         return {
@@ -397,6 +400,7 @@ class KafkaLogHandler(logging.Handler):
             "spooling": w.spooling,
             "replayed": w.replayed,
             "producer_rebuilds": w.rebuilds,
+            "truncated": w.truncated,
             **(w.spool.stats() if w.spool is not None else
                {"spooled": 0, "spool_dropped": 0, "spool_torn": 0, "spool_errors": 0, "spool_bytes": 0}),
         }

@@ -105,6 +105,8 @@ class Spool:
         self.fsync = fsync
         self.segment_bytes = segment_bytes or max(64 * 1024, min(64 * 1024 * 1024, max_bytes // 8))
         self._file: IO[bytes] | None = None
+        self._pending: list[bytes] = []  # lines appended, not yet written (commit() writes them)
+        self._pending_bytes = 0
         self._path: str | None = None
         self._size = 0  # of the open segment
         self._synced_at = time.monotonic()
@@ -117,24 +119,46 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------
     def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> bool:
-        """Append one record, whole; False (counted in ``errors``) if the disk refused it."""
+        """Add one record; it is written by the next :meth:`commit` (the worker commits after
+        each batch, so a batch costs one write call). Returns False if a commit failed."""
         line = _line(topic, key, value, timestamp_ms)
+        self._pending.append(line)
+        self._pending_bytes += len(line)
+        if self._pending_bytes >= 1 << 20:
+            return self.commit()
+        return True
+
+    def commit(self) -> bool:
+        """Write the appended records (whole lines, one write call), then fsync as the policy says.
+        False, with the records counted in ``errors``, if the disk refused them."""
+        lines = self._pending
+        if not lines:
+            return True
+        self._pending, self._pending_bytes = [], 0
+        start = 0
         try:
-            f = self._file
-            if f is None or (self._size + len(line) > self.segment_bytes and self._size):
-                f = self._open_new()
-            f.write(line)
-            f.flush()  # one write(2) per record: a crash tears at most the last line
-            self._size += len(line)
-            self.spooled += 1
-            self._dirty = True
+            while start < len(lines):
+                f = self._file
+                if f is None or self._size >= self.segment_bytes:
+                    f = self._open_new()
+                room, end = self.segment_bytes - self._size, start
+                while end < len(lines) and (end == start or room >= len(lines[end])):
+                    room -= len(lines[end])
+                    end += 1
+                data = b"".join(lines[start:end])
+                f.write(data)
+                f.flush()  # a crash tears at most the last line, which replay skips
+                self._size += len(data)
+                self.spooled += end - start
+                self._dirty = True
+                start = end
             if self.fsync == "always":
                 self.sync()
             elif self.fsync == "interval" and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL:
                 self.sync()
             return True
         except OSError as exc:
-            self.errors += 1
+            self.errors += len(lines) - start
             self.last_error = f"spool write failed: {exc}"
             self._close_current()
             return False
@@ -169,6 +193,7 @@ class Spool:
 
     def rotate(self) -> None:
         """Close the open segment so that it can be claimed for replay."""
+        self.commit()
         self._close_current()
 
     def _close_current(self) -> None:
@@ -186,7 +211,8 @@ class Spool:
                 f.close()
 
     def close(self) -> None:
-        """Close the open segment (fsync first unless ``spool_fsync="never"``)."""
+        """Write what is appended and close the open segment (fsync first unless ``spool_fsync="never"``)."""
+        self.commit()
         self._close_current()
 
     def after_fork_in_child(self) -> None:
@@ -195,6 +221,7 @@ class Spool:
         self._file = self._path = None
         self._size = 0
         self._dirty = False
+        self._pending, self._pending_bytes = [], 0  # the parent's: the parent writes them
         if f is not None:
             try:
                 os.close(f.fileno())  # the child's copy of the descriptor; the parent keeps its own
@@ -211,7 +238,8 @@ class Spool:
 
     def pending(self) -> bool:
         """Whether any segment (ours or another process's) holds records."""
-        return any(os.path.getsize(p) for p in self._segments() if os.path.exists(p)) or self._size > 0
+        return bool(self._pending) or self._size > 0 or any(
+            os.path.getsize(p) for p in self._segments() if os.path.exists(p))
 
     def bytes(self) -> int:
         """Bytes in this destination's segments."""

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from logkafka._formatter import FMT
 from logkafka._report import report
 from logkafka._spool import Segment, Spool, SpooledRecord
+from logkafka._trim import fit, value_limit
 
 #: Threads that belong to logkafka: a record logged on one of them never
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
@@ -114,9 +115,16 @@ class Worker:
         self._replay_iter: Any = None
         self._replay_next: SpooledRecord | None = None  # read, not yet accepted by the producer
         self._replay_produced = False  # the whole segment was handed to the producer
+        self._spool_idle = not self._spooling  # the last look found nothing of ours left to replay
         self.replayed = 0  # spooled records handed to the producer again
         self.rebuilds = 0  # producers replaced after a fatal error
+        self.truncated = 0  # records cut to fit message.max.bytes
         self._fatal = False
+        try:
+            self._max_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
+        except (TypeError, ValueError):
+            self._max_bytes = 1_000_000
+        self._limit = value_limit(self._max_bytes)  # below it, no record needs a look
 
     # -- control, from any thread ---------------------------------------------------
     def start(self) -> bool:
@@ -245,9 +253,10 @@ class Worker:
                 producer = self._rebuild(producer)
             worked = self._drain(producer)
             producer.poll(0)
-            if self._spooling:
-                self._replay_step(producer)
             if self.spool is not None:
+                self._commit_spool()  # what this turn spooled, in one write
+                if self._spooling:
+                    self._replay_step(producer)
                 self.spool.tick()
             self._settle_barriers()
             self._report_drops()
@@ -320,6 +329,8 @@ class Worker:
                 except Exception as exc:  # a key that cannot be computed: the record still ships, unkeyed
                     report("key", f"could not compute a record's partition key: {type(exc).__name__}: {exc}")
                     key = None
+                if len(value) > self._limit:  # would be refused as too large: cut it so it still arrives
+                    value = self._fit(value, key)
                 if spooling:
                     self._to_spool(topic, key, value, int(item["created"] * 1000))
                     continue
@@ -359,6 +370,14 @@ class Worker:
             self._produced += 1
             return
 
+    def _fit(self, value: bytes, key: bytes | None) -> bytes:
+        limit = value_limit(self._max_bytes, len(key or b""))
+        if len(value) <= limit:
+            return value
+        self.truncated += 1
+        report("truncated", f"a record of {len(value)} bytes was cut to fit message.max.bytes ({self._max_bytes})")
+        return fit(value, limit)
+
     # -- the spool -------------------------------------------------------------------------
     def _start_spooling(self, why: str) -> None:
         if not self._spooling:
@@ -368,12 +387,21 @@ class Worker:
         self._next_probe = time.monotonic() + _PROBE_EVERY
 
     def _to_spool(self, topic: str, key: bytes | None, value: bytes, ts: int) -> None:
+        self._spool_idle = False
         spool = self.spool
-        if spool is None or not spool.append(topic, key, value, ts):
+        if spool is None:
             self.failed += 1
-            if spool is not None:
-                self.last_error = spool.last_error
-                report("spool", f"record lost: {spool.last_error}")
+        elif not spool.append(topic, key, value, ts):
+            self._spool_failed(spool)
+
+    def _commit_spool(self) -> None:
+        spool = self.spool
+        if spool is not None and not spool.commit():
+            self._spool_failed(spool)
+
+    def _spool_failed(self, spool: Spool) -> None:
+        self.last_error = spool.last_error
+        report("spool", f"records lost: {spool.last_error}")
 
     def _replay_step(self, producer: Producer) -> None:
         """Hand spooled records to the producer, oldest first, once the broker answers.
@@ -386,18 +414,20 @@ class Worker:
             return
         if self._replay is None:
             now = time.monotonic()
-            if not self._disk or self.broker_reachable is False:
-                if self.broker_reachable is not True:
-                    if now < self._next_probe:
-                        return
-                    self._next_probe = now + _PROBE_EVERY
-                    if not self._probe(producer):
-                        return
+            if self.broker_reachable is not True and (not self._disk or self.broker_reachable is False):
+                if len(producer):
+                    return  # librdkafka still holds records: their acknowledgements will tell
+                if now < self._next_probe:
+                    return
+                self._next_probe = now + _PROBE_EVERY
+                if not self._probe(producer):
+                    return
             segment = spool.claim()
             if segment is None:
                 spool.rotate()  # our own open segment, if it holds anything
                 segment = spool.claim()
                 if segment is None:
+                    self._spool_idle = True
                     if not self._disk:
                         self._spooling = False
                         report("spooling", "spool replayed: records go to Kafka again")
@@ -479,7 +509,7 @@ class Worker:
         if not self._barriers:
             return
         producer = self._producer
-        if (producer is None or not len(producer)) and not self._spooling:
+        if (producer is None or not len(producer)) and (not self._spooling or self._spool_idle):
             for barrier in self._barriers:
                 barrier.event.set()
             self._barriers = []

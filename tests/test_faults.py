@@ -1,0 +1,360 @@
+"""Nothing lost: faults of a real broker process, of the network, of the app itself.
+
+Every test runs its own tansu broker (or broker behind a proxy), so it can
+freeze, kill or cut it without disturbing the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import logkafka
+from logkafka.testing import LocalBroker, ProxiedBroker, free_port, read_topic
+
+
+@pytest.fixture
+def own_broker() -> Iterator[LocalBroker]:
+    with LocalBroker() as broker:
+        yield broker
+
+
+def new_topic(broker: Any) -> str:
+    topic = f"faults.{uuid.uuid4().hex[:10]}"
+    broker.create_topic(topic, 3)
+    return topic
+
+
+def seqs(msgs: list[Any], field: str = "seq") -> list[int]:
+    return sorted(m.data[field] for m in msgs)
+
+
+def logger_with(handler: logging.Handler) -> logging.Logger:
+    lg = logging.getLogger(f"faults.{uuid.uuid4().hex[:8]}")
+    lg.handlers[:] = [handler]
+    lg.propagate = False
+    lg.setLevel(logging.INFO)
+    return lg
+
+
+def run_script(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+
+
+class TestOutages:
+    def test_broker_unreachable_at_start_then_back(self, tmp_path: Path) -> None:
+        """No broker when the app starts; it comes up 10 s later: every record logged meanwhile arrives."""
+        port = free_port()
+        handler = logkafka.KafkaLogHandler(f"127.0.0.1:{port}", "faults.late", spool_dir=str(tmp_path),
+                                           flush_timeout=60)
+        lg = logger_with(handler)
+        try:
+            t0 = time.monotonic()
+            seq = 0
+            while time.monotonic() - t0 < 10:
+                lg.info("while away", extra={"seq": seq})
+                seq += 1
+                time.sleep(0.01)
+            with LocalBroker(port) as broker:
+                broker.create_topic("faults.late", 3)
+                assert handler.flush(60) is True
+                msgs = broker.read("faults.late", expected=seq, timeout=60)
+                assert seqs(msgs) == list(range(seq))
+                assert len({m.data["event_id"] for m in msgs}) == seq
+        finally:
+            handler.close()
+
+    def test_frozen_broker_never_slows_the_caller(self, own_broker: LocalBroker, tmp_path: Path) -> None:
+        """The broker frozen (SIGSTOP) while the app logs at full speed: per-call cost stays at the
+        unfrozen level, memory stays bounded (the backlog moves to disk), and after SIGCONT every
+        record arrives."""
+        topic = new_topic(own_broker)
+        handler = logkafka.KafkaLogHandler(own_broker.bootstrap_servers, topic, spool_dir=str(tmp_path),
+                                           flush_timeout=60)
+        lg = logger_with(handler)
+
+        def burst(start: int, n: int) -> list[float]:
+            times = []
+            for i in range(start, start + n):
+                t = time.perf_counter()
+                lg.info("record %d", i, extra={"seq": i})
+                times.append(time.perf_counter() - t)
+            return sorted(times)
+
+        try:
+            normal = burst(0, 30_000)
+            assert handler.flush(30) is True
+            own_broker.pause()
+            frozen = burst(30_000, 150_000)  # more than librdkafka may buffer (100,000): the rest spools
+            stats = handler.stats()
+            own_broker.resume()
+            p99_normal, p99_frozen = normal[int(len(normal) * 0.99)], frozen[int(len(frozen) * 0.99)]
+            assert p99_frozen <= max(3 * p99_normal, 0.0005), (p99_normal, p99_frozen)
+            assert stats["queue_depth"] <= stats["queue_size"]
+            assert stats["in_flight"] <= 100_001  # librdkafka's buffer, bounded
+            assert handler.flush(120) is True
+            final = handler.stats()
+            assert final["dropped_total"] == 0 and final["failed"] == 0
+            assert final["spooled"] > 0 and final["replayed"] == final["spooled"]
+            msgs = read_topic(own_broker.bootstrap_servers, topic, expected=180_000, timeout=120)
+            assert len(msgs) == 180_000
+            assert seqs(msgs) == list(range(180_000))
+        finally:
+            own_broker.resume()
+            handler.close()
+
+    def test_broker_killed_and_restarted(self, tmp_path: Path) -> None:
+        """SIGKILL the broker mid-stream and start it again on the same port: no exception reaches
+        the app, and every record logged after the restart arrives."""
+        broker = LocalBroker().start()
+        handler = logkafka.KafkaLogHandler(broker.bootstrap_servers, "faults.restart", spool_dir=str(tmp_path),
+                                           flush_timeout=30)
+        lg = logger_with(handler)
+        errors: list[BaseException] = []
+        try:
+            broker.create_topic("faults.restart", 3)
+            for i in range(2000):
+                lg.info("before", extra={"seq": i})
+            broker.kill()
+            for i in range(2000, 3000):
+                try:
+                    lg.info("while dead", extra={"seq": i})
+                except BaseException as exc:
+                    errors.append(exc)
+            broker.start()
+            broker.create_topic("faults.restart", 3)
+            for i in range(3000, 5000):
+                lg.info("after", extra={"seq": i})
+            assert handler.flush(60) is True
+            assert errors == []
+            msgs = broker.read("faults.restart", expected=2000, timeout=60, idle=3)
+            after = [s for s in seqs(msgs) if s >= 3000]
+            assert after == list(range(3000, 5000))  # the broker's memory was wiped: earlier ones may be gone
+            assert handler.stats()["failed"] == 0
+        finally:
+            handler.close()
+            broker.stop()
+
+    def test_network_cut_mid_stream(self, tmp_path: Path) -> None:
+        """Every connection cut for 15 s in the middle of 100,000 records, then restored: each
+        record arrives, counted by distinct event_id."""
+        with ProxiedBroker() as pb:
+            topic = new_topic(pb)
+            handler = logkafka.KafkaLogHandler(pb.bootstrap_servers, topic, spool_dir=str(tmp_path),
+                                               flush_timeout=60)
+            lg = logger_with(handler)
+            try:
+                for i in range(50_000):
+                    lg.info("first half", extra={"seq": i})
+                pb.proxy.cut()
+                t0 = time.monotonic()
+                for i in range(50_000, 100_000):
+                    lg.info("second half", extra={"seq": i})
+                time.sleep(max(0.0, 15 - (time.monotonic() - t0)))
+                pb.proxy.restore()
+                assert handler.flush(120) is True
+                msgs = read_topic(pb.bootstrap_servers, topic, expected=100_000, timeout=120)
+                assert len({m.data["event_id"] for m in msgs}) == 100_000
+                assert set(seqs(msgs)) == set(range(100_000))
+            finally:
+                handler.close()
+
+
+CHILD_EXITS_DURING_OUTAGE = """
+    import logging, sys
+    import logkafka
+    servers, topic, spool = sys.argv[1:4]
+    handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=spool, flush_timeout=1)
+    log = logging.getLogger("app")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    for i in range(1000):
+        log.info("logged during the outage", extra={"seq": i})
+    # returns normally: logging.shutdown() at exit gives up after flush_timeout and spools the rest
+"""
+
+CHILD_KILLED = """
+    import logging, sys, time
+    import logkafka
+    servers, topic, spool = sys.argv[1:4]
+    handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=spool, durability="disk", spool_fsync="always")
+    log = logging.getLogger("app")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    for i in range(500):
+        log.info("before the kill", extra={"seq": i})
+    while handler.stats()["spooled"] < 500:
+        time.sleep(0.01)
+    print("spooled", flush=True)
+    time.sleep(60)
+"""
+
+
+class TestRestarts:
+    def test_exit_during_outage_then_next_start_replays(self, tmp_path: Path) -> None:
+        """The app exits normally while the broker is away (durability "memory"): the next start of
+        a handler on the same spool_dir delivers everything."""
+        port = free_port()
+        servers, spool = f"127.0.0.1:{port}", str(tmp_path / "spool")
+        done = run_script(CHILD_EXITS_DURING_OUTAGE, servers, "faults.exit", spool)
+        assert done.returncode == 0, done.stderr
+        with LocalBroker(port) as broker:
+            broker.create_topic("faults.exit", 3)
+            handler = logkafka.KafkaLogHandler(servers, "faults.exit", spool_dir=spool, flush_timeout=30)
+            try:
+                assert handler.flush(60) is True
+                msgs = broker.read("faults.exit", expected=1000, timeout=60)
+                assert seqs(msgs) == list(range(1000))
+                stats = handler.stats()
+                assert stats["replayed"] == 1000 and stats["spool_bytes"] == 0
+            finally:
+                handler.close()
+
+    def test_app_killed_with_disk_durability(self, own_broker: LocalBroker, tmp_path: Path) -> None:
+        """SIGKILL while nothing is acknowledged (broker frozen), durability "disk", fsync "always":
+        a new process on the same spool_dir delivers every record logged before the kill."""
+        topic = new_topic(own_broker)
+        spool = str(tmp_path / "spool")
+        own_broker.pause()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(CHILD_KILLED), own_broker.bootstrap_servers, topic, spool],
+            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == b"spooled"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            own_broker.resume()
+        handler = logkafka.KafkaLogHandler(own_broker.bootstrap_servers, topic, spool_dir=spool,
+                                           durability="disk", flush_timeout=30)
+        try:
+            assert handler.flush(60) is True
+            msgs = read_topic(own_broker.bootstrap_servers, topic, expected=500, timeout=60)
+            assert set(seqs(msgs)) == set(range(500))  # at least once: a duplicate may come, never a gap
+            assert len({m.data["event_id"] for m in msgs}) == 500
+        finally:
+            handler.close()
+
+
+FORKING_APP = """
+    import logging, os, sys
+    import logkafka
+    servers, topic = sys.argv[1:3]
+    handler = logkafka.KafkaLogHandler(servers, topic, flush_timeout=30)
+    log = logging.getLogger("app")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    for i in range(100):
+        log.info("parent before fork", extra={"who": "parent", "seq": i})
+    pid = os.fork()
+    if pid == 0:
+        for i in range(100):
+            log.info("child", extra={"who": "child", "seq": i})
+        ok = handler.flush(30)
+        os._exit(0 if ok else 3)
+    for i in range(100, 200):
+        log.info("parent after fork", extra={"who": "parent", "seq": i})
+    _, status = os.waitpid(pid, 0)
+    assert handler.flush(30)
+    sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+class TestFork:
+    def test_child_and_parent_records_arrive_once(self, kafka_broker: Any, kafka_topic: str) -> None:
+        """A forked child gets its own queue, thread and producer: its records arrive once, the
+        parent's once, and the parent's queued records are not shipped twice by the child."""
+        done = run_script(FORKING_APP, kafka_broker.bootstrap_servers, kafka_topic)
+        assert done.returncode == 0, done.stderr
+        msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=300, timeout=60)
+        assert len(msgs) == 300
+        parent = sorted(m.data["seq"] for m in msgs if m.data["who"] == "parent")
+        child = sorted(m.data["seq"] for m in msgs if m.data["who"] == "child")
+        assert parent == list(range(200)) and child == list(range(100))
+        assert len({m.data["event_id"] for m in msgs}) == 300
+        assert len({m.data["process"] for m in msgs}) == 2
+
+
+class TestAwkwardRecords:
+    def test_huge_surrogate_and_bytes_all_arrive(self, kafka_broker: Any, kafka_topic: str, tmp_path: Path) -> None:
+        """A 5 MB message, a lone surrogate and bytes in extra each arrive, marked, nothing raises."""
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, spool_dir=str(tmp_path))
+        lg = logger_with(handler)
+        try:
+            lg.info("big " + "x" * 5_000_000 + " end", extra={"seq": 0, "code": "BIG"})
+            lg.info("bad \ud800 text", extra={"seq": 1})
+            lg.info("bytes", extra={"seq": 2, "blob": b"\x00\xff raw"})
+            assert handler.flush(30) is True
+            msgs = {m.data["seq"]: m for m in read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=3)}
+            assert sorted(msgs) == [0, 1, 2]
+            big = msgs[0].data
+            assert big["truncated"] is True and big["original_size"] > 5_000_000
+            assert big["message"].startswith("big xxx") and big["message"].endswith("x end")
+            assert big["code"] == "BIG" and len(msgs[0].value) < 1_000_000
+            assert msgs[1].data["logkafka_repaired"] is True and "\ud800" not in msgs[1].data["message"]
+            assert isinstance(msgs[2].data["blob"], str)
+            assert handler.stats()["truncated"] == 1
+        finally:
+            handler.close()
+
+
+class TestOverflow:
+    def test_drop_newest_burst_on_a_frozen_broker(self, own_broker: LocalBroker, tmp_path: Path) -> None:
+        """overflow="drop_newest", broker frozen, a 1,000,000-record burst: the queue stays bounded,
+        and every record is either delivered after the thaw or counted as dropped, exactly."""
+        topic = new_topic(own_broker)
+        handler = logkafka.KafkaLogHandler(own_broker.bootstrap_servers, topic, spool_dir=str(tmp_path),
+                                           overflow="drop_newest", queue_size=5000, flush_timeout=60)
+        lg = logger_with(handler)
+        try:
+            assert handler.flush(10) is True
+            own_broker.pause()
+            deepest = 0
+            for i in range(1_000_000):
+                lg.info("burst", extra={"seq": i})
+                if i % 10_000 == 0:
+                    deepest = max(deepest, handler.stats()["queue_depth"])
+            own_broker.resume()
+            assert deepest <= 5000
+            assert handler.flush(180) is True
+            stats = handler.stats()
+            dropped = stats["dropped"].get("drop_newest", 0)
+            assert stats["dropped_total"] == dropped and stats["failed"] == 0
+            assert stats["delivered"] + dropped == 1_000_000
+        finally:
+            own_broker.resume()
+            handler.close()
+        msgs = read_topic(own_broker.bootstrap_servers, topic, expected=1_000_000 - dropped, timeout=180)
+        assert len(msgs) == 1_000_000 - dropped
+
+
+def test_spool_lines_are_json(tmp_path: Path) -> None:
+    """What the spool writes is one JSON array per line: readable with any tool."""
+    handler = logkafka.KafkaLogHandler(f"127.0.0.1:{free_port()}", "faults.lines", spool_dir=str(tmp_path),
+                                       flush_timeout=0.5)
+    lg = logger_with(handler)
+    lg.info("one", extra={"seq": 1})
+    handler.close()
+    (dest,) = tmp_path.iterdir()
+    lines = [json.loads(line) for seg in sorted(dest.iterdir()) for line in seg.read_bytes().splitlines()]
+    assert [json.loads(line[2])["seq"] for line in lines] == [1]

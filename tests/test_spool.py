@@ -1,0 +1,162 @@
+"""The disk spool on its own: segments, locking between processes, torn lines, the size limit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from logkafka._spool import Spool, destination_dir
+
+
+def spool_at(path: Path, **kwargs: object) -> Spool:
+    kwargs.setdefault("max_bytes", 1 << 30)
+    kwargs.setdefault("fsync", "never")
+    return Spool(str(path), **kwargs)  # type: ignore[arg-type]
+
+
+def replay_all(spool: Spool) -> list[tuple[str, bytes | None, bytes, int]]:
+    out = []
+    while (seg := spool.claim()) is not None:
+        out += [(r.topic, r.key, r.value, r.timestamp_ms) for r in seg.records()]
+        spool.torn += seg.torn
+        seg.delete()
+    return out
+
+
+class TestSegments:
+    def test_records_come_back_in_order(self, tmp_path: Path) -> None:
+        """Appended records are read back whole and in order, keys and timestamps included."""
+        spool = spool_at(tmp_path, segment_bytes=4096)  # several segments
+        sent = [("t", None if i % 3 == 0 else f"k{i}".encode(), f'{{"n":{i},"s":"ü\\n"}}'.encode(), 1000 + i)
+                for i in range(500)]
+        for rec in sent:
+            assert spool.append(*rec)
+        assert spool.spooled == 0  # appended, not written yet: commit() writes a batch in one call
+        assert spool.commit()
+        assert spool.spooled == 500
+        spool.rotate()
+        assert len(os.listdir(tmp_path)) > 3
+        assert replay_all(spool) == sent
+        assert os.listdir(tmp_path) == []
+
+    def test_open_segment_is_not_claimed_until_rotated(self, tmp_path: Path) -> None:
+        """The segment being written is not handed out for replay; after rotate() it is."""
+        spool = spool_at(tmp_path)
+        spool.append("t", None, b"1", 1)
+        assert spool.claim() is None
+        assert spool.pending()
+        spool.rotate()
+        seg = spool.claim()
+        assert seg is not None
+        assert [r.value for r in seg.records()] == [b"1"]
+
+    def test_torn_last_line_is_skipped_and_counted(self, tmp_path: Path) -> None:
+        """A crash in the middle of a line: that line is skipped and counted, the others replay."""
+        spool = spool_at(tmp_path)
+        for i in range(3):
+            spool.append("t", None, str(i).encode(), i)
+        spool.rotate()
+        (seg_path,) = tmp_path.iterdir()
+        with open(seg_path, "ab") as f:
+            f.write(b'["t",null,"half a rec')  # no newline: the writer died here
+        with open(seg_path, "rb") as f:
+            data = f.read()
+        with open(seg_path, "wb") as f:  # and a garbled line in the middle
+            f.write(data.replace(b'"1"', b'"1', 1))
+        assert [v for _, _, v, _ in replay_all(spool)] == [b"0", b"2"]
+        assert spool.torn == 2
+
+    def test_size_limit_drops_oldest_segments_and_counts(self, tmp_path: Path) -> None:
+        """Beyond max_bytes the oldest segments go; every record lost that way is counted."""
+        spool = spool_at(tmp_path, max_bytes=200_000, segment_bytes=64 * 1024)
+        value = b"x" * 1000
+        for i in range(1000):
+            spool.append("t", None, value, i)
+        spool.rotate()
+        assert spool.bytes() <= 200_000
+        kept = replay_all(spool)
+        assert spool.dropped > 0
+        assert len(kept) + spool.dropped == 1000
+        assert [ts for *_, ts in kept] == list(range(1000 - len(kept), 1000))  # the newest are kept
+
+    def test_disk_error_is_counted_not_raised(self, tmp_path: Path) -> None:
+        """A spool that cannot be written (a file where the directory should be) counts, never raises."""
+        blocked = tmp_path / "file"
+        blocked.write_text("not a directory")
+        spool = spool_at(blocked / "sub")
+        assert spool.append("t", None, b"v", 1) is True
+        assert spool.commit() is False
+        assert spool.errors == 1 and spool.last_error
+
+    @pytest.mark.parametrize("fsync", ["always", "interval", "never"])
+    def test_fsync_policies_write_the_same(self, tmp_path: Path, fsync: str) -> None:
+        """Every fsync policy keeps every record."""
+        spool = spool_at(tmp_path, fsync=fsync)
+        for i in range(20):
+            spool.append("t", None, b"v", i)
+        spool.tick()
+        spool.close()
+        assert len(replay_all(spool)) == 20
+
+    def test_destinations_are_separate(self, tmp_path: Path) -> None:
+        """Each topic and cluster has its own directory."""
+        a = destination_dir(str(tmp_path), "logs.a", "h1:9092")
+        assert a != destination_dir(str(tmp_path), "logs.b", "h1:9092")
+        assert a != destination_dir(str(tmp_path), "logs.a", "h2:9092")
+        assert a == destination_dir(str(tmp_path), "logs.a", "h1:9092")
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from logkafka._spool import Spool
+    spool = Spool(sys.argv[1], max_bytes=1 << 30, fsync="always")
+    for i in range(100):
+        spool.append("t", None, b"other-%d" % i, i)
+    spool.commit()
+    print("written", flush=True)
+    time.sleep(30)  # holds its open segment (and its lock) until killed
+""")
+
+
+class TestTwoProcesses:
+    def test_live_writers_segment_is_not_replayed_and_a_dead_ones_is(self, tmp_path: Path) -> None:
+        """Two processes on one spool directory: a live writer's segment is never claimed by the
+        other; once the writer is killed, its records are replayed exactly once."""
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == b"written"
+            mine = spool_at(tmp_path)
+            mine.append("t", None, b"mine", 0)
+            mine.rotate()
+            first = replay_all(mine)
+            assert [v for _, _, v, _ in first] == [b"mine"]  # the live writer's segment stays
+            other = spool_at(tmp_path)
+            assert other.claim() is None
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        second = replay_all(mine)
+        assert [v for _, _, v, _ in second] == [b"other-%d" % i for i in range(100)]
+        assert replay_all(spool_at(tmp_path)) == []
+
+    def test_a_claimed_segment_is_not_claimed_twice(self, tmp_path: Path) -> None:
+        """While one replayer holds a segment, another gets the next one or none."""
+        writer = spool_at(tmp_path, segment_bytes=64 * 1024)
+        for i in range(2):
+            writer.append("t", None, str(i).encode(), i)
+            writer.rotate()
+        a, b = spool_at(tmp_path), spool_at(tmp_path)
+        first, second = a.claim(), b.claim()
+        assert first is not None and second is not None and first.path != second.path
+        assert b.claim() is None
+        first.release()  # given back unread: claimable again
+        again = b.claim()
+        assert again is not None and again.path == first.path
