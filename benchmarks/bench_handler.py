@@ -121,13 +121,15 @@ def main() -> int:
             handler.addFilter(add_ids)
         return handler
 
-    def new_kafka_handler(topic: str, queue: int) -> logkafka.KafkaLogHandler:
-        handler = logkafka.KafkaLogHandler(servers, topic, queue_size=queue, **IDENTITY)
+    def new_kafka_handler(topic: str, queue: int, **kwargs: Any) -> logkafka.KafkaLogHandler:
+        kwargs.setdefault("spool_dir", os.path.join(tmp, "spool"))
+        handler = logkafka.KafkaLogHandler(servers, topic, queue_size=queue, **IDENTITY, **kwargs)
         handler.setFormatter(logkafka.JsonFormatter(**IDENTITY))
         return handler
 
-    caller: dict[str, list[tuple[float, float]]] = {"null": [], "file": [], "file_plain": [], "kafka": []}
-    e2e: dict[str, list[float]] = {"file": [], "file_plain": [], "kafka": []}
+    caller: dict[str, list[tuple[float, float]]] = {"null": [], "file": [], "file_plain": [], "kafka": [],
+                                                    "kafka_disk": [], "kafka_frozen": [], "null_frozen": []}
+    e2e: dict[str, list[float]] = {"file": [], "file_plain": [], "kafka": [], "kafka_disk": []}
     last_topic, e2e_n = "", 2 * n
     try:
         # the same handlers serve every caller-cost round, warmed up once
@@ -136,18 +138,39 @@ def main() -> int:
         file_logger, file_plain_logger = make_logger(fh), make_logger(fph)
         kh = new_kafka_handler(new_topic(), 2 * n)
         kafka_logger = make_logger(kh)
-        for logger in (null_logger, file_logger, file_plain_logger, kafka_logger):
+        dh = new_kafka_handler(new_topic(), 2 * n, durability="disk")
+        disk_logger = make_logger(dh)
+        for logger in (null_logger, file_logger, file_plain_logger, kafka_logger, disk_logger):
             log_loop(logger, 2000)
         settle(kh, 2000)
+        settle(dh, 2000)
         for r in range(rounds):
             caller["null"].append(timed_loop(null_logger, n))
             caller["file"].append(timed_loop(file_logger, n))
             caller["file_plain"].append(timed_loop(file_plain_logger, n))
             caller["kafka"].append(timed_loop(kafka_logger, n))
+            caller["kafka_disk"].append(timed_loop(disk_logger, n))
             settle(kh, 2000 + (r + 1) * n)  # not timed: keeps the queue from filling up
+            settle(dh, 2000 + (r + 1) * n)
         fh.close()
         fph.close()
         kh.close()
+        dh.close()
+
+        if broker is not None:  # the caller's cost while the broker is frozen (SIGSTOP)
+            zh = new_kafka_handler(new_topic(), 2 * n)
+            frozen_logger = make_logger(zh)
+            log_loop(frozen_logger, 2000)
+            settle(zh, 2000)
+            broker.pause()
+            try:
+                for _ in range(rounds):
+                    caller["kafka_frozen"].append(timed_loop(frozen_logger, n))
+                    caller["null_frozen"].append(timed_loop(null_logger, n))  # paired with the frozen rounds
+            finally:
+                broker.resume()
+            settle(zh, 2000 + rounds * n)
+            zh.close()
 
         for _ in range(rounds):
             for name, same_fields in (("file", True), ("file_plain", False)):
@@ -169,6 +192,16 @@ def main() -> int:
             log_loop(logger, e2e_n)
             settle(h, 1 + e2e_n)
             e2e["kafka"].append(e2e_n / (time.perf_counter() - t0))
+            h.close()
+
+            h = new_kafka_handler(new_topic(), 2 * e2e_n, durability="disk")
+            logger = make_logger(h)
+            logger.info("warm up")
+            settle(h, 1)
+            t0 = time.perf_counter()
+            log_loop(logger, e2e_n)
+            settle(h, 1 + e2e_n)
+            e2e["kafka_disk"].append(e2e_n / (time.perf_counter() - t0))
             h.close()
         arrived = len(read_topic(servers, last_topic, expected=e2e_n + 1, timeout=60))
         if arrived != e2e_n + 1:
@@ -196,8 +229,12 @@ def main() -> int:
             "file_plain_caller_wall_vs_null": ratio(caller["file_plain"], caller["null"], 0),
             "kafka_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka"], e2e["file"], strict=True)]),
             "kafka_e2e_vs_file_plain": med([k / f for k, f in zip(e2e["kafka"], e2e["file_plain"], strict=True)]),
+            "kafka_disk_caller_wall_vs_null": ratio(caller["kafka_disk"], caller["null"], 0),
+            "kafka_disk_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka_disk"], e2e["file"], strict=True)]),
         },
     }
+    if caller["kafka_frozen"]:
+        results["ratios"]["kafka_frozen_caller_wall_vs_null"] = ratio(caller["kafka_frozen"], caller["null_frozen"], 0)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -205,18 +242,25 @@ def main() -> int:
     print(f"Python {results['python']}; {n} calls per measurement, {rounds} interleaved rounds; medians\n")
     print("caller cost per logger.info call        caller CPU µs   wall µs")
     for label, key in (("logging.NullHandler", "null"), ("FileHandler + python-json-logger", "file"),
-                       ("  the same without event/correlation id", "file_plain"), ("KafkaLogHandler", "kafka")):
-        print(f"  {label:40s} {c[key]['cpu']:10.2f} {c[key]['wall']:9.2f}")
+                       ("  the same without event/correlation id", "file_plain"), ("KafkaLogHandler", "kafka"),
+                       ("  durability='disk'", "kafka_disk"), ("  broker frozen (SIGSTOP)", "kafka_frozen")):
+        if caller[key]:
+            print(f"  {label:40s} {c[key]['cpu']:10.2f} {c[key]['wall']:9.2f}")
     print(f"\nend-to-end rate, {e2e_n} records (first call to last record settled)")
     print(f"  FileHandler + python-json-logger         {e['file']:10,.0f} records/s (written and flushed)")
     print(f"    the same without event/correlation id  {e['file_plain']:10,.0f} records/s")
     print(f"  KafkaLogHandler                          {e['kafka']:10,.0f} records/s (acknowledged by the broker)")
+    print(f"    durability='disk'                      {e['kafka_disk']:10,.0f} records/s")
     print("\nratios (median of per-round ratios)")
     print(f"  KafkaLogHandler caller CPU / NullHandler          {r['kafka_caller_cpu_vs_null']:.2f}x")
     print(f"  KafkaLogHandler caller wall / NullHandler         {r['kafka_caller_wall_vs_null']:.2f}x")
     print(f"  FileHandler caller wall / NullHandler             {r['file_caller_wall_vs_null']:.2f}x")
     print(f"  KafkaLogHandler e2e rate / FileHandler            {r['kafka_e2e_vs_file']:.2f}x")
     print(f"  KafkaLogHandler e2e rate / FileHandler, fewer fields  {r['kafka_e2e_vs_file_plain']:.2f}x")
+    print(f"  durability='disk': caller wall / NullHandler  {r['kafka_disk_caller_wall_vs_null']:.2f}x, "
+          f"e2e rate / FileHandler {r['kafka_disk_e2e_vs_file']:.2f}x")
+    if "kafka_frozen_caller_wall_vs_null" in r:
+        print(f"  broker frozen: caller wall / NullHandler      {r['kafka_frozen_caller_wall_vs_null']:.2f}x")
     return 0
 
 

@@ -101,6 +101,7 @@ class TestOutages:
             own_broker.pause()
             frozen = burst(30_000, 150_000)  # more than librdkafka may buffer (100,000): the rest spools
             stats = handler.stats()
+            assert stats["delivered"] == 30_000  # nothing counts as sent before the broker acknowledges it
             own_broker.resume()
             p99_normal, p99_frozen = normal[int(len(normal) * 0.99)], frozen[int(len(frozen) * 0.99)]
             assert p99_frozen <= max(3 * p99_normal, 0.0005), (p99_normal, p99_frozen)
@@ -202,6 +203,55 @@ CHILD_KILLED = """
     print("spooled", flush=True)
     time.sleep(60)
 """
+
+
+class TestDeliveryFailures:
+    def test_expired_records_are_spooled_not_lost(self, own_broker: LocalBroker, tmp_path: Path) -> None:
+        """Records that librdkafka expires (message.timeout.ms) while the broker is frozen are not
+        lost: the failed delivery report sends them to the spool, and they arrive after the thaw."""
+        topic = new_topic(own_broker)
+        handler = logkafka.KafkaLogHandler(own_broker.bootstrap_servers, topic, spool_dir=str(tmp_path),
+                                           producer_config={"message.timeout.ms": 2000}, flush_timeout=60)
+        lg = logger_with(handler)
+        try:
+            assert handler.flush(10) is True
+            own_broker.pause()
+            for i in range(1000):
+                lg.info("expires", extra={"seq": i})
+            deadline = time.monotonic() + 20
+            while handler.stats()["spooled"] < 1000 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stats = handler.stats()
+            assert stats["spooled"] == 1000 and stats["failed"] == 0 and stats["delivered"] == 0
+            own_broker.resume()
+            assert handler.flush(60) is True
+            msgs = read_topic(own_broker.bootstrap_servers, topic, expected=1000, timeout=60)
+            assert set(seqs(msgs)) == set(range(1000))
+        finally:
+            own_broker.resume()
+            handler.close()
+
+    def test_fatal_producer_error_builds_a_new_producer(self, kafka_broker: Any, kafka_topic: str,
+                                                        tmp_path: Path) -> None:
+        """A fatal error (as librdkafka reports when the idempotent producer loses its state) does not
+        end delivery: a new producer is built and records before and after it arrive."""
+        from confluent_kafka import KafkaError
+
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, spool_dir=str(tmp_path))
+        lg = logger_with(handler)
+        try:
+            for i in range(100):
+                lg.info("before", extra={"seq": i})
+            assert handler.flush(30) is True
+            handler._worker._on_error(KafkaError(KafkaError._FATAL, "injected: sequence state lost", fatal=True))
+            for i in range(100, 200):
+                lg.info("after", extra={"seq": i})
+            assert handler.flush(30) is True
+            assert handler.stats()["producer_rebuilds"] == 1
+            msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=200)
+            assert seqs(msgs) == list(range(200))
+        finally:
+            handler.close()
 
 
 class TestRestarts:
