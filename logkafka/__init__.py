@@ -12,6 +12,7 @@ from importlib.metadata import version as _version
 from logkafka._context import bind, bound, clear_context, get_context, unbind
 from logkafka._formatter import JsonFormatter
 from logkafka._handler import KafkaLogHandler
+from logkafka._prometheus import PrometheusCollector
 
 try:
     __version__ = _version("logkafka")
@@ -21,6 +22,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "JsonFormatter",
     "KafkaLogHandler",
+    "PrometheusCollector",
     "__version__",
     "bind",
     "bound",

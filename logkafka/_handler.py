@@ -401,6 +401,7 @@ class KafkaLogHandler(logging.Handler):
             "replayed": w.replayed,
             "producer_rebuilds": w.rebuilds,
             "truncated": w.truncated,
+            "latency_s": w.latency(),
             **(w.spool.stats() if w.spool is not None else
                {"spooled": 0, "spool_dropped": 0, "spool_torn": 0, "spool_errors": 0, "spool_bytes": 0}),
         }

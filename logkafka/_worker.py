@@ -27,6 +27,8 @@ _UNBOUND = object()
 _PROBE_EVERY = 1.0  # seconds between looks at the broker while records wait in the spool
 _PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller never does)
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
+_SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
+_LATENCIES = 4096  # latencies kept for the percentiles
 #: Delivery errors that no retry can cure: the record is counted failed, not spooled.
 _PERMANENT = frozenset({
     KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
@@ -102,6 +104,7 @@ class Worker:
         self.failed = 0  # records that failed: refused by produce() or by a delivery report
         self._dr_failed = 0  # of which reported by a delivery report
         self.errors = 0
+        self.error_counts: dict[str, int] = {}  # by librdkafka error name
         self.last_error: str | None = None
         self.broker_reachable: bool | None = None
         self.spool = spool
@@ -119,6 +122,12 @@ class Worker:
         self.replayed = 0  # spooled records handed to the producer again
         self.rebuilds = 0  # producers replaced after a fatal error
         self.truncated = 0  # records cut to fit message.max.bytes
+        # Delivery latency, log call to acknowledgement, sampled: librdkafka reports failures
+        # only, so a sample (its position among produced records, its creation time) counts as
+        # acknowledged once that many records are delivered (acknowledgements come in order
+        # per partition, so this is close, not exact, across partitions).
+        self._samples: deque[tuple[int, float]] = deque()
+        self._latencies: deque[float] = deque(maxlen=_LATENCIES)
         self._fatal = False
         try:
             self._max_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
@@ -184,6 +193,13 @@ class Worker:
         """Records (and client events) the producer holds that are not settled yet."""
         producer = self._producer
         return len(producer) if producer is not None else 0
+
+    def latency(self) -> dict[str, float | None]:
+        """Delivery latency percentiles (seconds, log call to acknowledgement) of recent samples."""
+        values = sorted(self._latencies)
+        if not values:
+            return {"p50": None, "p95": None, "p99": None}
+        return {f"p{q}": values[min(len(values) - 1, len(values) * q // 100)] for q in (50, 95, 99)}
 
     def produced(self) -> int:
         """Records the producer accepted so far."""
@@ -339,6 +355,8 @@ class Worker:
                     # callback None, then timestamp): cheaper than keywords
                     produce(topic, value, key, -1, None, None, int(item["created"] * 1000))
                     produced += 1
+                    if not produced % _SAMPLE_EVERY:
+                        self._samples.append((self._produced + produced, item["created"]))
                 except BufferError:  # librdkafka's buffer is full (broker slow or away)
                     if self.spool is not None:
                         self._start_spooling("the producer's queue is full")
@@ -498,6 +516,8 @@ class Worker:
 
     def _on_error(self, err: KafkaError) -> None:
         self.errors += 1
+        name = err.name()
+        self.error_counts[name] = self.error_counts.get(name, 0) + 1
         self.last_error = err.str()
         if err.fatal():  # e.g. the idempotent producer lost its sequence state: build a new one
             self._fatal = True
@@ -522,6 +542,11 @@ class Worker:
         if delivered != self._seen_delivered:  # the broker acknowledged something since
             self._seen_delivered = delivered
             self.broker_reachable = True
+            samples = self._samples
+            if samples and samples[0][0] <= delivered + self._dr_failed:
+                now = time.time()
+                while samples and samples[0][0] <= delivered + self._dr_failed:
+                    self._latencies.append(now - samples.popleft()[1])
         dropped = self._dropped()
         if dropped != self._reported_drops:
             report("dropped", f"{dropped - self._reported_drops} records dropped (in-memory queue full)")

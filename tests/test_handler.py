@@ -651,3 +651,16 @@ class TestStats:
         assert stats["errors"] == 0
         assert stats["broker_reachable"] is True
         assert len(read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=20)) == 20
+
+    def test_delivery_latency_percentiles(self, make_handler: Make, app_logger: logging.Logger) -> None:
+        """latency_s gives p50 <= p95 <= p99 of the time from the log call to the acknowledgement."""
+        handler = make_handler()
+        assert handler.stats()["latency_s"] == {"p50": None, "p95": None, "p99": None}
+        app_logger.addHandler(handler)
+        t0 = time.time()
+        for seq in range(2000):
+            app_logger.info("timed", extra={"seq": seq})
+        assert handler.flush() is True
+        took = time.time() - t0
+        lat = handler.stats()["latency_s"]
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= took
