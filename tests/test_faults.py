@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -408,3 +409,74 @@ def test_spool_lines_are_json(tmp_path: Path) -> None:
     (dest,) = tmp_path.iterdir()
     lines = [json.loads(line) for seg in sorted(dest.iterdir()) for line in seg.read_bytes().splitlines()]
     assert [json.loads(line[2])["seq"] for line in lines] == [1]
+
+
+class _Gate(logging.Formatter):
+    """A formatter that holds the handler's thread until released: the queue then fills."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self.inner = logkafka.JsonFormatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        self.inside.set()
+        self.release.wait(30)
+        return self.inner.format(record)
+
+
+class TestOverflowPolicies:
+    def test_drop_oldest_keeps_the_newest(self, kafka_broker: Any, kafka_topic: str, tmp_path: Path) -> None:
+        """overflow="drop_oldest": with the thread held, the queue keeps the newest records; the
+        oldest are dropped and counted by that name."""
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, spool_dir=str(tmp_path),
+                                           overflow="drop_oldest", queue_size=10)
+        gate = _Gate()
+        handler.setFormatter(gate)
+        lg = logger_with(handler)
+        try:
+            lg.info("first", extra={"seq": 0})
+            assert gate.inside.wait(10)  # the thread holds record 0
+            for i in range(1, 101):
+                lg.info("more", extra={"seq": i})
+            assert handler.stats()["queue_depth"] == 10
+            gate.release.set()
+            assert handler.flush(30) is True
+            stats = handler.stats()
+            assert stats["dropped"] == {"drop_oldest": 90}
+            msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=11)
+            assert seqs(msgs) == [0, *range(91, 101)]
+        finally:
+            gate.release.set()
+            handler.close()
+
+    def test_block_waits_then_counts(self, kafka_broker: Any, kafka_topic: str, tmp_path: Path) -> None:
+        """overflow="block": a caller facing a full queue waits up to block_timeout, then the record is
+        counted as block_timeout; once the thread moves again the caller goes on without loss."""
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, spool_dir=str(tmp_path),
+                                           overflow="block", block_timeout=0.5, queue_size=5)
+        gate = _Gate()
+        handler.setFormatter(gate)
+        lg = logger_with(handler)
+        try:
+            lg.info("first", extra={"seq": 0})
+            assert gate.inside.wait(10)
+            for i in range(1, 6):
+                lg.info("fills", extra={"seq": i})
+            t0 = time.monotonic()
+            lg.info("waits, then is dropped", extra={"seq": 6})
+            waited = time.monotonic() - t0
+            assert 0.45 <= waited < 2
+            assert handler.stats()["dropped"] == {"block_timeout": 1}
+            threading.Timer(0.1, gate.release.set).start()
+            t0 = time.monotonic()
+            lg.info("waits, then is queued", extra={"seq": 7})
+            assert time.monotonic() - t0 < 2
+            assert handler.flush(30) is True
+            assert handler.stats()["dropped"] == {"block_timeout": 1}
+            msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=7)
+            assert seqs(msgs) == [0, 1, 2, 3, 4, 5, 7]
+        finally:
+            gate.release.set()
+            handler.close()
