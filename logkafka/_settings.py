@@ -12,7 +12,7 @@ from typing import Any
 from logkafka._formatter import CORE_FIELDS
 
 DEFAULT_TOPIC = "logs.application.v1"
-DEFAULT_QUEUE_SIZE = 20_000
+DEFAULT_QUEUE_SIZE = 100_000
 DEFAULT_FLUSH_TIMEOUT = 10.0
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # 1 GiB per destination
 DEFAULT_BLOCK_TIMEOUT = 1.0

@@ -257,12 +257,12 @@ class TestEnvironment:
             NOWHERE, "arg.topic", 5, 0.5, True)
 
     def test_documented_defaults(self) -> None:
-        """With neither arguments nor environment: localhost:9092, logs.application.v1, 20000, 10 s, enabled."""
+        """With neither arguments nor environment: localhost:9092, logs.application.v1, 100000, 10 s, enabled."""
         handler = KafkaLogHandler()
         try:
             s = handler.settings
             assert (s.bootstrap_servers, s.topic, s.queue_size, s.flush_timeout, s.enabled, s.key) == (
-                "localhost:9092", "logs.application.v1", 20000, 10.0, True, "service")
+                "localhost:9092", "logs.application.v1", 100000, 10.0, True, "service")
         finally:
             handler.close()
 
