@@ -238,8 +238,7 @@ class Spool:
 
     def pending(self) -> bool:
         """Whether any segment (ours or another process's) holds records."""
-        return bool(self._pending) or self._size > 0 or any(
-            os.path.getsize(p) for p in self._segments() if os.path.exists(p))
+        return bool(self._pending) or self._size > 0 or self.bytes() > 0
 
     def bytes(self) -> int:
         """Bytes in this destination's segments."""
@@ -256,19 +255,9 @@ class Spool:
         for path in self._segments():
             if path == self._path:
                 continue  # ours, still being written: rotate() first
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)  # a live writer or another replayer holds it
-                continue
-            if not os.path.exists(path):  # deleted by its replayer between listdir and flock
-                os.close(fd)
-                continue
-            return Segment(path, fd)
+            segment = self.claim_path(path)
+            if segment is not None:
+                return segment
         return None
 
     def _enforce_limit(self) -> None:
@@ -301,6 +290,9 @@ class Spool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            os.close(fd)  # a live writer or another replayer holds it
+            return None
+        if not os.path.exists(path):  # deleted by its replayer between listdir and flock
             os.close(fd)
             return None
         return Segment(path, fd)
