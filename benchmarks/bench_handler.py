@@ -127,6 +127,20 @@ def main() -> int:
         handler.setFormatter(logkafka.JsonFormatter(**IDENTITY))
         return handler
 
+    def kafka_e2e(name: str, **kwargs: Any) -> str:
+        """One end-to-end round of a KafkaLogHandler into ``e2e[name]``; returns its topic."""
+        topic = new_topic()
+        h = new_kafka_handler(topic, 2 * e2e_n, **kwargs)
+        logger = make_logger(h)
+        logger.info("warm up")
+        settle(h, 1)
+        t0 = time.perf_counter()
+        log_loop(logger, e2e_n)
+        settle(h, 1 + e2e_n)
+        e2e[name].append(e2e_n / (time.perf_counter() - t0))
+        h.close()
+        return topic
+
     caller: dict[str, list[tuple[float, float]]] = {"null": [], "file": [], "file_plain": [], "kafka": [],
                                                     "kafka_disk": [], "kafka_frozen": [], "null_frozen": []}
     e2e: dict[str, list[float]] = {"file": [], "file_plain": [], "kafka": [], "kafka_disk": []}
@@ -183,26 +197,8 @@ def main() -> int:
                 e2e[name].append(e2e_n / (time.perf_counter() - t0))
                 h.close()
 
-            last_topic = new_topic()
-            h = new_kafka_handler(last_topic, 2 * e2e_n)
-            logger = make_logger(h)
-            logger.info("warm up")
-            settle(h, 1)
-            t0 = time.perf_counter()
-            log_loop(logger, e2e_n)
-            settle(h, 1 + e2e_n)
-            e2e["kafka"].append(e2e_n / (time.perf_counter() - t0))
-            h.close()
-
-            h = new_kafka_handler(new_topic(), 2 * e2e_n, durability="disk")
-            logger = make_logger(h)
-            logger.info("warm up")
-            settle(h, 1)
-            t0 = time.perf_counter()
-            log_loop(logger, e2e_n)
-            settle(h, 1 + e2e_n)
-            e2e["kafka_disk"].append(e2e_n / (time.perf_counter() - t0))
-            h.close()
+            last_topic = kafka_e2e("kafka")
+            kafka_e2e("kafka_disk", durability="disk")
         arrived = len(read_topic(servers, last_topic, expected=e2e_n + 1, timeout=60))
         if arrived != e2e_n + 1:
             raise SystemExit(f"{arrived} of {e2e_n + 1} records read back from the last end-to-end topic")

@@ -212,8 +212,7 @@ class Spool:
 
     def close(self) -> None:
         """Write what is appended and close the open segment (fsync first unless ``spool_fsync="never"``)."""
-        self.commit()
-        self._close_current()
+        self.rotate()
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's open segment (its lock belongs to the parent)."""
