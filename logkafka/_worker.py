@@ -29,6 +29,7 @@ _PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller ne
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
 _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 _LATENCIES = 4096  # latencies kept for the percentiles
+_REAP_POLL = 0.2  # seconds the reaper waits in poll() for the next delivery report
 #: Delivery errors that no retry can cure: the record is counted failed, not spooled.
 _PERMANENT = frozenset({
     KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
@@ -129,6 +130,16 @@ class Worker:
         self._samples: deque[tuple[int, float]] = deque()
         self._latencies: deque[float] = deque(maxlen=_LATENCIES)
         self._fatal = False
+        # Delivery reports are served by a second thread, the reaper. confluent-kafka takes
+        # the GIL once per delivered record to serve its report; while the app logs on a busy
+        # thread each take waits for a GIL switch, so serving reports is slow (thousands a
+        # second). On its own thread that only slows acknowledgements (the producer's buffer
+        # fills and the backlog goes to the spool); the thread draining the queue never waits.
+        self._reaper: threading.Thread | None = None
+        self._reaper_stop = threading.Event()
+        # Failed delivery reports, appended by whichever thread served them, handled (spooled
+        # or counted) by the draining thread. Appended before librdkafka forgets the record.
+        self._failures: deque[tuple[KafkaError, Any]] = deque()
         try:
             self._max_bytes = int(producer_config.get("message.max.bytes", 1_000_000))
         except (TypeError, ValueError):
@@ -211,8 +222,12 @@ class Worker:
         librdkafka reports only failures (``delivery.report.only.error``): a
         record it accepted is acknowledged once it is neither failed nor still
         held by the producer, whose count includes reports not yet served.
+        Read in this order, a record in passage between the counts is never
+        counted as delivered too early.
         """
-        return max(0, self._produced - self._dr_failed - self.in_flight())
+        produced = self._produced
+        held = self.in_flight()
+        return max(0, produced - held - self._dr_failed - len(self._failures))
 
     # -- the thread ---------------------------------------------------------------------
     def _thread_main(self) -> None:
@@ -236,6 +251,44 @@ class Worker:
                     self.running = True
                     # records arrived while stopping: give them their own flush_timeout
                     self._stop_at = time.monotonic() + self._flush_timeout
+        finally:
+            self._stop_reaper()
+            WORKER_IDENTS.discard(ident)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is not None:
+            return
+        self._reaper_stop.clear()
+        thread = threading.Thread(target=self._reap, name=f"{self._name}-reports", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutdown: the draining thread polls itself
+            return
+        self._reaper = thread
+
+    def _stop_reaper(self) -> None:
+        thread, self._reaper = self._reaper, None
+        if thread is not None:
+            self._reaper_stop.set()
+            if thread is not threading.current_thread():
+                thread.join()
+
+    def _reap(self) -> None:
+        """The reaper: serves delivery reports and client events until stopped."""
+        ident = threading.get_ident()
+        WORKER_IDENTS.add(ident)
+        stop = self._reaper_stop
+        try:
+            while not stop.is_set():
+                producer = self._producer
+                if producer is None:
+                    stop.wait(_REAP_POLL)
+                    continue
+                try:
+                    producer.poll(_REAP_POLL)
+                except Exception as exc:  # a callback of ours failed: keep serving
+                    report("worker", f"delivery report error, continuing: {type(exc).__name__}: {exc}")
+                    stop.wait(0.1)
         finally:
             WORKER_IDENTS.discard(ident)
 
@@ -262,13 +315,18 @@ class Worker:
         producer = self._producer
         if producer is None:
             producer = self._producer = self._make_producer()
+        if deadline is None:
+            self._start_reaper()
         queue = self._queue
         last_work = time.monotonic()
         while True:
             if self._fatal:
-                producer = self._rebuild(producer)
+                producer = self._rebuild(producer, reaper=deadline is None)
             worked = self._drain(producer)
-            producer.poll(0)
+            if self._reaper is None:
+                producer.poll(0)  # no reaper (serving inline at exit): serve the reports here
+            if self._failures:
+                self._handle_failures()
             if self.spool is not None:
                 self._commit_spool()  # what this turn spooled, in one write
                 if self._spooling:
@@ -295,7 +353,12 @@ class Worker:
                 if worked >= _BATCH and not self._barriers:
                     continue  # a backlog: keep draining
             if self._barriers or self._replay is not None:
-                producer.poll(_BARRIER_POLL)  # success is silent: look often whether all is settled
+                # success is silent: look often whether all is settled
+                if self._reaper is None:
+                    producer.poll(_BARRIER_POLL)
+                else:
+                    self._wake.wait(_BARRIER_POLL)
+                    self._wake.clear()
             elif len(producer) or now - last_work < _AWAKE_FOR:
                 # Records are about: nap instead of sleeping, so emit() need not wake us
                 # and records gather into the next batch; flush() cuts the nap short.
@@ -454,6 +517,9 @@ class Worker:
         if not self._replay_produced:
             self._replay_records(producer)
         if self._replay_produced and not len(producer):
+            if self._failures:  # reports served since the drain: spool those records first
+                self._handle_failures()
+                self._commit_spool()
             segment = self._replay
             assert segment is not None
             spool.torn += segment.torn
@@ -501,9 +567,24 @@ class Worker:
         report("produce", f"record refused by the producer: {exc}")
 
     def _on_failed_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        """A delivery report (failures only), on the thread that polled: handed to the drainer."""
         if err is None:  # only failures are reported; be safe if a success comes anyway
             return
-        self._dr_failed += 1
+        self._failures.append((err, msg))
+        self._wake.set()
+
+    def _handle_failures(self) -> None:
+        """Spool (or count as failed) the records whose delivery failed; on the draining thread."""
+        failures = self._failures
+        while failures:
+            err, msg = failures[0]
+            try:
+                self._failed(err, msg)
+            finally:
+                self._dr_failed += 1  # counted before it leaves the deque: never counted delivered
+                failures.popleft()
+
+    def _failed(self, err: KafkaError, msg: Any) -> None:
         self.last_error = err.str()
         if self.spool is not None and err.code() not in _PERMANENT:
             self._start_spooling(f"delivery failed: {err.str()}")
@@ -529,7 +610,8 @@ class Worker:
         if not self._barriers:
             return
         producer = self._producer
-        if (producer is None or not len(producer)) and (not self._spooling or self._spool_idle):
+        if ((producer is None or not len(producer)) and not self._failures
+                and (not self._spooling or self._spool_idle)):
             for barrier in self._barriers:
                 barrier.event.set()
             self._barriers = []
@@ -555,13 +637,15 @@ class Worker:
     def _finish(self, producer: Producer, stop_at: float) -> None:
         """Wait for acknowledgements until ``stop_at``; what is left then is spooled (or has failed)."""
         while len(producer) and time.monotonic() < stop_at:
-            producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))
+            producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))  # beside the reaper
+        self._stop_reaper()  # from here on, this thread alone serves the producer
         if len(producer):
             producer.purge()  # the records left report as failed (purged): spooled for the next start
             producer.poll(0)
             producer.flush(0)
             where = "spooled for the next start" if self.spool is not None else "lost"
             report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s): {where}")
+        self._handle_failures()
         left = len(producer)  # not even a purge report came back: count those as failed too
         self.failed += left
         self._dr_failed += left
@@ -573,16 +657,18 @@ class Worker:
             self.spool.close()
         self._settle_barriers()
 
-    def _rebuild(self, producer: Producer) -> Producer:
+    def _rebuild(self, producer: Producer, *, reaper: bool) -> Producer:
         """A fatal producer error: spool what it holds, then carry on with a new producer."""
         self._fatal = False
         report("fatal", f"fatal producer error ({self.last_error}): building a new producer")
+        self._stop_reaper()
         try:
             producer.purge()
             producer.poll(0)
             producer.flush(0)
         except Exception as exc:
             report("fatal", f"could not purge the failed producer: {exc}")
+        self._handle_failures()
         left = len(producer)
         self.failed += left
         self._dr_failed += left
@@ -591,4 +677,6 @@ class Worker:
             self._replay.release()
             self._replay = self._replay_iter = self._replay_next = None
         self._producer = self._make_producer()
+        if reaper:
+            self._start_reaper()
         return self._producer

@@ -245,7 +245,9 @@ class TestNoRecursion:
         assert sorted(m.data["seq"] for m in msgs) == list(range(200))
         assert not any(m.data["logger"].startswith(("confluent_kafka", "logkafka")) for m in msgs)
         client = [r for r in collect.records if r.name.startswith("confluent_kafka")]
-        from_worker = [r for r in client if r.threadName == f"logkafka-{kafka_topic}"]
+        # served by the handler's threads: the worker, or its reaper of delivery reports
+        from_worker = [r for r in client if r.threadName in (f"logkafka-{kafka_topic}",
+                                                             f"logkafka-{kafka_topic}-reports")]
         assert len(from_worker) > 0, "librdkafka's debug logs did not go through logging on the worker"
         assert any(r.levelno == logging.DEBUG for r in from_worker)
         assert len([r for r in collect.records if r.name == "app.recursion"]) == 200
