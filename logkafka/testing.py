@@ -19,23 +19,24 @@ The plugin is registered by entry point, so in any project that installs
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import selectors
+import queue
 import signal
 import socket
-import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import pytest
+
+from logkafka import _proxy
 
 __all__ = [
     "ConsumedMessage",
@@ -293,81 +294,35 @@ class ExternalBroker:
         create_topic(self.bootstrap_servers, topic, partitions)
 
 
-_BUFFER = 64 * 1024
-_LINGER_RESET = struct.pack("ii", 1, 0)
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a reset (RST) rather than an orderly FIN."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-    except OSError:
-        pass
-    sock.close()
-
-
-def _stream_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    return sock
-
-
-class _Flow:
-    """One direction of a forwarded connection: bytes read from ``src`` wait in ``buf`` for ``dst``."""
-
-    __slots__ = ("buf", "dst", "eof", "shut", "src")
-
-    def __init__(self, src: socket.socket, dst: socket.socket) -> None:
-        self.src = src
-        self.dst = dst
-        self.buf = bytearray()
-        self.eof = False  # src sent FIN
-        self.shut = False  # FIN passed on to dst
-
-    @property
-    def done(self) -> bool:
-        return self.shut
-
-
-class _Link:
-    """An accepted client connection and its own connection to the target."""
-
-    __slots__ = ("client", "closed", "connected", "flows", "masks", "upstream")
-
-    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
-        self.client = client
-        self.upstream = upstream
-        self.connected = False
-        self.closed = False
-        self.flows = (_Flow(client, upstream), _Flow(upstream, client))
-        self.masks = {client: 0, upstream: 0}  # events registered with the selector; 0: not registered
-
-
 class TcpProxy:
     """A loopback TCP proxy for network faults: 127.0.0.1:``port`` forwards to 127.0.0.1:``target_port``.
 
-    One daemon thread forwards every connection both ways (a selector, 64 KiB
-    buffers, ``TCP_NODELAY`` on both sides). :meth:`cut` resets every open
-    connection on both sides and refuses new ones; :meth:`restore` forwards again
-    on the same port. ``port=None`` takes a free port at :meth:`start`.
+    The forwarding runs in a child process of its own (a selector, 64 KiB
+    buffers, ``TCP_NODELAY`` on both sides), so it never competes for the GIL
+    with the code under test; this process talks to it over a pipe, one line per
+    command and one per answer, and a daemon thread ``logkafka-proxy-PORT``
+    reads the answers. :meth:`cut` resets every open connection on both sides
+    and refuses new ones; :meth:`restore` forwards again on the same port.
+    ``port=None`` takes a free port at :meth:`start`.
+
+    If the child process dies, the next call raises :class:`RuntimeError`.
     """
 
     def __init__(self, target_port: int, port: int | None = None) -> None:
         self.target_port = target_port
         self._port = port or 0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._selector: selectors.BaseSelector | None = None
-        self._listener: socket.socket | None = None
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._links: set[_Link] = set()
-        self._commands: list[tuple[Callable[[], None], threading.Event, list[BaseException]]] = []
-        self._stopping = False
-        self._running = False
+        self._lock = threading.Lock()  # one command at a time
+        self._running = False  # between start() and stop()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._next_id = 0
+        self._failure: str | None = None  # why the child process died, once it did
+        self._failure_raised = False  # a call raised it already: stop() does not again
         self._is_cut = False
         self._accepted = 0
-        self._error: BaseException | None = None
+        self._connections = 0
 
     @property
     def port(self) -> int:
@@ -384,11 +339,15 @@ class TcpProxy:
     @property
     def connections(self) -> int:
         """How many client connections are open (forwarded or still connecting to the target) right now."""
-        return len(self._links)
+        if self._running:
+            self._request("stats")
+        return self._connections
 
     @property
     def accepted(self) -> int:
         """How many client connections were accepted since :meth:`start` (reconnects included)."""
+        if self._running:
+            self._request("stats")
         return self._accepted
 
     @property
@@ -396,25 +355,44 @@ class TcpProxy:
         """True between :meth:`cut` and :meth:`restore`."""
         return self._is_cut
 
-    def start(self) -> TcpProxy:
-        """Listen and start forwarding; returns the proxy."""
-        if self._thread is not None:
-            raise RuntimeError("TcpProxy already started")
-        listener = self._listen(self._port)
-        self._port = int(listener.getsockname()[1])
-        self._listener = listener
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
-        self._selector.register(listener, selectors.EVENT_READ, self._on_accept)
-        self._stopping = self._is_cut = False
-        self._error = None
-        self._accepted = 0
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name=f"logkafka-proxy-{self._port}", daemon=True)
-        self._thread.start()
+    def start(self, timeout: float = 10.0) -> TcpProxy:
+        """Start the forwarding process and wait until it listens; returns the proxy."""
+        with self._lock:
+            if self._running:
+                raise RuntimeError("TcpProxy already started")
+            self._failure = None
+            self._failure_raised = False
+            self._is_cut = False
+            self._accepted = self._connections = 0
+            self._next_id = 0
+            replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+            self._replies = replies
+            stderr = tempfile.TemporaryFile()
+            try:
+                process = subprocess.Popen(
+                    [sys.executable, "-I", _proxy.__file__, str(self.target_port), str(self._port)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                )
+            except BaseException:
+                stderr.close()
+                raise
+            assert process.stdout is not None
+            reader = threading.Thread(target=self._read_replies, args=(process.stdout, replies),
+                                      name=f"logkafka-proxy-{self._port or '?'}", daemon=True)
+            self._process, self._stderr, self._reader = process, stderr, reader
+            self._running = True
+            reader.start()
+            try:
+                ready = self._wait_reply(0, timeout, "start")
+                if not ready.get("ok"):
+                    raise RuntimeError(f"TcpProxy could not start: {ready.get('error')}")
+            except BaseException:
+                self._kill()
+                self._release()
+                self._running = False
+                raise
+            self._port = int(ready["port"])
+            reader.name = f"logkafka-proxy-{self._port}"
         return self
 
     def cut(self) -> None:
@@ -422,273 +400,165 @@ class TcpProxy:
 
         Returns once done: clients see a reset at once, new connects are refused.
         """
-        self._call(self._do_cut)
+        self._request("cut")
 
     def restore(self) -> None:
         """Accept and forward connections again, on the same port."""
-        self._call(self._do_restore)
+        self._request("restore")
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Close every connection and the listening socket and end the thread (waits at most ``timeout``).
+        """Reset every connection, close the listening socket and end the child process.
 
-        Idempotent. Raises :class:`RuntimeError` if the forwarding thread had failed.
+        Waits at most ``timeout`` for it to end by itself, then kills it. Idempotent.
+        Raises :class:`RuntimeError` if the child process had died or did not stop cleanly.
         """
-        thread = self._thread
-        if thread is None:
-            return
         with self._lock:
-            self._stopping = True
-        self._wake()
-        thread.join(timeout)
-        self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"TcpProxy forwarding thread failed: {error!r}") from error
+            if not self._running:
+                return
+            failure = None if self._failure_raised else self._failure
+            try:
+                if self._failure is None:
+                    try:
+                        self._send("stop", timeout)
+                    except (RuntimeError, TimeoutError) as exc:
+                        failure = self._failure or f"TcpProxy did not stop cleanly: {exc}"
+                process = self._process
+                if process is not None:
+                    try:
+                        process.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        failure = failure or f"TcpProxy process did not exit within {timeout}s"
+                        self._kill()
+            finally:
+                self._release()
+                self._running = False
+                self._is_cut = False
+                self._connections = 0
+                self._failure = None
+                self._failure_raised = False
+        if failure is not None:
+            raise RuntimeError(failure)
 
     def __enter__(self) -> TcpProxy:
-        return self.start() if self._thread is None else self
+        return self.start() if not self._running else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "cut" if self._is_cut else "running" if self._running else "stopped"
-        return f"<TcpProxy :{self._port or '?'} -> :{self.target_port} {state}, {self.connections} connections>"
+        state = ("failed" if self._failure else "cut" if self._is_cut else "running") if self._running else "stopped"
+        return f"<TcpProxy :{self._port or '?'} -> :{self.target_port} {state}, {self._connections} connections>"
 
-    # -- the caller's side
-
-    def _wake(self) -> None:
-        with self._lock:
-            if self._wake_w is None:
-                return
-            try:
-                self._wake_w.send(b"\0")
-            except OSError:  # the pipe is full: the thread is woken already
-                pass
-
-    def _call(self, fn: Callable[[], None], timeout: float = 5.0) -> None:
-        """Run ``fn`` on the forwarding thread (it owns every socket) and wait for it."""
-        done = threading.Event()
-        failure: list[BaseException] = []
-        with self._lock:
-            if not self._running or self._stopping:
-                raise RuntimeError("TcpProxy is not running")
-            self._commands.append((fn, done, failure))
-        self._wake()
-        if not done.wait(timeout):
-            raise TimeoutError(f"TcpProxy did not answer within {timeout}s")
-        if failure:
-            raise failure[0]
-
-    # -- the forwarding thread
+    # -- talking to the child process
 
     @staticmethod
-    def _listen(port: int, retry: float = 2.0) -> socket.socket:
-        deadline = time.monotonic() + retry
-        while True:
-            sock = _stream_socket()
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("127.0.0.1", port))
-                sock.listen(128)
-                return sock
-            except OSError as exc:
-                sock.close()
-                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.01)
-
-    def _run(self) -> None:
-        selector = self._selector
-        assert selector is not None
+    def _read_replies(stdout: IO[bytes], replies: queue.Queue[dict[str, Any] | None]) -> None:
+        """The reader thread: every answer line of the child, then None at its end of output."""
         try:
-            while not self._stopping:
-                for key, mask in selector.select():
-                    if isinstance(key.data, _Link):
-                        self._on_link(key.data, key.fileobj, mask)  # type: ignore[arg-type]
-                    else:
-                        key.data(mask)
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        for link in list(self._links):
-            self._close_link(link, reset=True)
-        with self._lock:
-            self._running = False
-            commands, self._commands = self._commands, []
-            for sock in (self._listener, self._wake_r, self._wake_w):
-                if sock is not None:
-                    sock.close()
-            self._listener = self._wake_r = self._wake_w = None
-        if self._selector is not None:
-            self._selector.close()
-            self._selector = None
-        for _, done, failure in commands:
-            failure.append(RuntimeError("TcpProxy stopped"))
-            done.set()
-
-    def _on_wake(self, mask: int) -> None:
-        assert self._wake_r is not None
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
+            for line in stdout:
+                try:
+                    reply = json.loads(line)
+                except ValueError:
+                    reply = {"id": -1, "ok": False, "error": f"unreadable answer {line!r}"}
+                replies.put(reply if isinstance(reply, dict) else {"id": -1, "ok": False, "error": repr(reply)})
+        except (OSError, ValueError):
             pass
+        finally:
+            replies.put(None)
+
+    def _request(self, command: str, timeout: float = 5.0) -> dict[str, Any]:
         with self._lock:
-            commands, self._commands = self._commands, []
-        for fn, done, failure in commands:
-            try:
-                fn()
-            except Exception as exc:
-                failure.append(exc)
-            done.set()
+            return self._send(command, timeout)
 
-    def _do_cut(self) -> None:
-        self._is_cut = True
-        for link in list(self._links):
-            self._close_link(link, reset=True)
-        listener = self._listener
-        if listener is not None and self._selector is not None:
-            self._selector.unregister(listener)
-            try:
-                # Linux: the socket stops listening (connects are refused, queued ones reset)
-                # but keeps its port, so nothing else can take it before restore().
-                listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                listener.close()
-                self._listener = None
-
-    def _do_restore(self) -> None:
-        if not self._is_cut:
-            return
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        self._listener = self._listen(self._port)
-        assert self._selector is not None
-        self._selector.register(self._listener, selectors.EVENT_READ, self._on_accept)
-        self._is_cut = False
-
-    def _on_accept(self, mask: int) -> None:
-        listener = self._listener
-        if listener is None or self._is_cut:  # an event of the same round as cut()
-            return
-        for _ in range(64):
-            try:
-                client, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno == errno.ECONNABORTED:  # the client gave up already
-                    continue
-                return
-            self._accepted += 1
-            try:
-                upstream = _stream_socket()
-            except OSError:
-                _reset(client)
-                continue
-            link = _Link(client, upstream)
-            self._links.add(link)
-            try:
-                client.setblocking(False)
-                for sock in (client, upstream):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                err = upstream.connect_ex(("127.0.0.1", self.target_port))
-                if err == 0:
-                    link.connected = True
-                elif err not in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-                    raise OSError(err, os.strerror(err))
-                self._update(link)
-            except OSError:  # the target is down: the client sees a reset
-                self._close_link(link, reset=True)
-
-    def _on_link(self, link: _Link, sock: socket.socket, mask: int) -> None:
-        if link.closed:  # closed by an earlier event of the same round
-            return
+    def _send(self, command: str, timeout: float) -> dict[str, Any]:
+        """Send ``command`` and wait for its answer (the caller holds the lock)."""
+        if not self._running:
+            raise RuntimeError("TcpProxy is not running")
+        if self._failure is not None:
+            self._failure_raised = True
+            raise RuntimeError(self._failure)
+        process = self._process
+        assert process is not None and process.stdin is not None
+        self._next_id += 1
+        ident = self._next_id
         try:
-            if not link.connected:
-                err = link.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    raise OSError(err, os.strerror(err))
-                link.connected = True
-            else:
-                for flow in link.flows:
-                    if flow.src is sock and mask & selectors.EVENT_READ:
-                        self._read(flow)
-                    if flow.dst is sock and mask & selectors.EVENT_WRITE:
-                        self._write(flow)
-            if all(flow.done for flow in link.flows):
-                self._close_link(link, reset=False)
-            else:
-                self._update(link)
-        except OSError:  # a reset on either side: reset the other one too
-            self._close_link(link, reset=True)
+            process.stdin.write(f"{ident} {command}\n".encode())
+            process.stdin.flush()
+        except OSError:  # a broken pipe: the child is gone
+            self._failure_raised = True
+            raise RuntimeError(self._died()) from None
+        reply = self._wait_reply(ident, timeout, command)
+        if not reply.get("ok"):
+            raise RuntimeError(f"TcpProxy {command} failed: {reply.get('error')}")
+        self._connections = int(reply["connections"])
+        self._accepted = int(reply["accepted"])
+        self._is_cut = bool(reply["cut"])
+        return reply
 
-    def _read(self, flow: _Flow) -> None:
-        try:
-            data = flow.src.recv(_BUFFER)
-        except (BlockingIOError, InterruptedError):
-            return
-        if data:
-            flow.buf += data
-        else:
-            flow.eof = True
-        self._write(flow)
-
-    @staticmethod
-    def _write(flow: _Flow) -> None:
-        if flow.buf:
+    def _wait_reply(self, ident: int, timeout: float, command: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                sent = flow.dst.send(flow.buf)
-            except (BlockingIOError, InterruptedError):
-                return
-            del flow.buf[:sent]
-        if flow.eof and not flow.buf and not flow.shut:
-            flow.shut = True
-            flow.dst.shutdown(socket.SHUT_WR)  # pass the half-close on
+                reply = self._replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"TcpProxy did not answer {command!r} within {timeout}s") from None
+            if reply is None:
+                self._failure_raised = True
+                raise RuntimeError(self._died())
+            if reply.get("id") == ident:
+                return reply
+            # an answer to an earlier command that timed out: skip it
 
-    def _update(self, link: _Link) -> None:
-        """Register each socket of ``link`` for the events it waits for now."""
-        want = {link.client: 0, link.upstream: 0}
-        if not link.connected:
-            want[link.upstream] = selectors.EVENT_WRITE
-        else:
-            for flow in link.flows:
-                if not flow.eof and len(flow.buf) < _BUFFER:
-                    want[flow.src] |= selectors.EVENT_READ
-                if flow.buf:
-                    want[flow.dst] |= selectors.EVENT_WRITE
-        selector = self._selector
-        assert selector is not None
-        for sock, events in want.items():
-            old = link.masks[sock]
-            if events == old:
-                continue
-            if not old:
-                selector.register(sock, events, link)
-            elif not events:
-                selector.unregister(sock)
-            else:
-                selector.modify(sock, events, link)
-            link.masks[sock] = events
+    def _died(self) -> str:
+        """Record that the child process ended unexpectedly, release its resources; the reason."""
+        if self._failure is None:
+            process = self._process
+            code: int | None = None
+            if process is not None:
+                try:
+                    code = process.wait(2.0)
+                except subprocess.TimeoutExpired:
+                    self._kill()
+                    code = process.returncode
+            detail = ""
+            if self._stderr is not None:
+                try:
+                    self._stderr.seek(0)
+                    detail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
+                except OSError:
+                    pass
+            self._failure = f"TcpProxy forwarding process exited unexpectedly (exit code {code})" + (
+                f": {detail}" if detail else "")
+            self._release()
+            self._connections = 0
+        return self._failure
 
-    def _close_link(self, link: _Link, *, reset: bool) -> None:
-        if link.closed:
-            return
-        link.closed = True
-        self._links.discard(link)
-        for sock in (link.client, link.upstream):
-            if link.masks[sock] and self._selector is not None:
-                self._selector.unregister(sock)
-                link.masks[sock] = 0
-            if reset:
-                _reset(sock)
-            else:
-                sock.close()
+    def _kill(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def _release(self) -> None:
+        """Close the pipes and the stderr file and join the reader thread (the child has ended)."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.stdin is not None:
+                try:
+                    process.stdin.close()
+                except OSError:
+                    pass
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.join(2.0)
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
+        stderr, self._stderr = self._stderr, None
+        if stderr is not None:
+            stderr.close()
 
 
 class ProxiedBroker:
