@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -160,3 +161,57 @@ class TestTwoProcesses:
         first.release()  # given back unread: claimable again
         again = b.claim()
         assert again is not None and again.path == first.path
+
+
+class TestFsyncPolicies:
+    """What each ``spool_fsync`` policy syncs, seen from a handler whose records all go to the spool."""
+
+    @pytest.mark.parametrize("policy", ["always", "interval", "never"])
+    def test_when_segments_are_synced(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str) -> None:
+        """"interval" syncs about once a second while records come, and a quiet spool's last records
+        within about a second; "always" syncs every write; "never" never does (until close)."""
+        import logging
+        import threading
+        import time
+
+        import logkafka
+        from logkafka.testing import free_port
+
+        synced: list[float] = []  # when a spool segment was fsynced
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            real_fsync(fd)
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(".seg"):
+                synced.append(time.monotonic())
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        # nothing listens on the port, and librdkafka may hold 10 records: the rest go to the spool
+        handler = logkafka.KafkaLogHandler(f"127.0.0.1:{free_port()}", "spool.fsync", spool_dir=str(tmp_path),
+                                           spool_fsync=policy, flush_timeout=1,
+                                           producer_config={"queue.buffering.max.messages": 10})
+        lg = logging.getLogger(f"spool.fsync.{policy}")
+        lg.handlers[:] = [handler]
+        lg.propagate = False
+        try:
+            start = time.monotonic()
+            while time.monotonic() - start < 3.5:  # ~700 records over 3.5 s: many spool writes
+                lg.warning("record")
+                time.sleep(0.005)
+            last = time.monotonic()
+            threading.Event().wait(2.0)
+            stats = handler.stats()
+            assert stats["spooled"] > 500 and stats["spool_errors"] == 0, stats
+            during = [t for t in synced if t <= last]
+            after = [t for t in synced if t > last]
+            if policy == "always":
+                assert len(during) > 50, len(during)  # a sync per write (the worker writes per turn)
+            elif policy == "interval":
+                assert 2 <= len(during) <= 6, [round(t - start, 2) for t in synced]
+                gaps = [b - a for a, b in itertools.pairwise(during)]
+                assert all(0.9 <= g <= 1.8 for g in gaps), gaps
+                assert after and after[0] - last <= 1.7, [round(t - last, 2) for t in after]
+            else:
+                assert synced == []
+        finally:
+            handler.close()
