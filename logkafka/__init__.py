@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from logkafka._audit import audit, security
 from logkafka._context import bind, bound, clear_context, get_context, unbind
 from logkafka._formatter import JsonFormatter
 from logkafka._handler import KafkaLogHandler
@@ -24,9 +25,11 @@ __all__ = [
     "KafkaLogHandler",
     "PrometheusCollector",
     "__version__",
+    "audit",
     "bind",
     "bound",
     "clear_context",
     "get_context",
+    "security",
     "unbind",
 ]

@@ -28,6 +28,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from logkafka import _context, _tracing
+from logkafka._report import report
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
 # Attributes capture() adds to its copy of a record.
@@ -39,6 +40,7 @@ RESOURCE = "_lk_res"  # a handler's service identity, overriding the formatter's
 EID = "_lk_eid"  # the event id as a 128-bit int, also kept on the caller's record
 EXTRA = "_lk_extra"  # the extra members, named as they ship, JSON-safe
 FMT = "_lk_fmt"  # the handler's formatter when the record was logged (set by KafkaLogHandler.emit)
+STREAM = "_lk_stream"  # "audit" or "security" on records of logkafka.audit() / security(); shipped as "stream"
 
 #: Fields the formatter owns; an ``extra`` or context key of the same name is
 #: shipped as ``extra.<name>`` instead.
@@ -49,6 +51,7 @@ CORE_FIELDS = frozenset({
 })
 _SKIP = frozenset(RESERVED_ATTRS) | {
     "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID, EXTRA,
+    STREAM,
 }
 #: The record attributes a ``capture(full=False)`` keeps.
 SLIM_KEYS = frozenset({"name", "levelname", "created", "process", "threadName", "module", "funcName", "lineno",
@@ -241,6 +244,8 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
                 extra[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = v
             elif k == "code" or k == "event_id":  # extras with a field of their own
                 d[k] = v
+            elif k == STREAM:  # audit or security: routed by the handler, shipped as "stream"
+                d[k] = extra["stream"] = v
     d[EXTRA] = extra
     if type(d["stack_info"]) not in _FLAT:
         d["stack_info"] = to_text(d["stack_info"])
@@ -305,9 +310,18 @@ class JsonFormatter(OrjsonFormatter):
         environment: str | None = None,
         version: str | None = None,
         instance_id: str | None = None,
+        format: str = "flat",
+        namespace: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(fmt, datefmt, style, validate, **kwargs)
+        if format not in ("flat", "envelope"):
+            raise ValueError(f"format: expected 'flat' or 'envelope', got {format!r}")
+        from logkafka._settings import check_namespace
+
+        #: ``"flat"``: one object per record; ``"envelope"``: wrapped as ``{event_type, ..., payload}``.
+        self.format_name = format
+        self.namespace = check_namespace(namespace)
         self.identity: dict[str, str] = {
             **default_identity(), **check_identity(service_name, environment, version, instance_id),
         }
@@ -506,7 +520,21 @@ class JsonFormatter(OrjsonFormatter):
                 rd = capture(record, None, not self.slim_capture)
             except Exception as exc:  # pragma: no cover - capture() is written not to raise
                 return _dumps(repair_text(self._minimal(rd, exc)), default=to_text, option=_OPTS)
+        if self.format_name == "envelope":
+            return self.envelope(rd, self.encode_captured(rd))
         return self.encode_captured(rd)
+
+    def envelope(self, rd: dict[str, Any], payload: bytes) -> bytes:
+        """``payload`` (this formatter's flat object for ``rd``) wrapped in the event envelope; never raises."""
+        from logkafka import _envelope
+
+        try:
+            identity = rd.get(RESOURCE) or self.identity
+            return _envelope.wrap(rd, payload, timestamp=self._clock(rd["created"]), namespace=self.namespace,
+                                  source=identity["service"])
+        except Exception as exc:
+            report("envelope", f"could not build an envelope, shipping the flat record: {type(exc).__name__}: {exc}")
+            return payload
 
     def encode_captured(self, rd: dict[str, Any]) -> bytes:
         """:meth:`encode` for the attributes :func:`capture` returned."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from logkafka import _tracing
+from logkafka import _envelope, _tracing
 from logkafka._formatter import (
     CTX,
     EID,
@@ -21,7 +21,9 @@ from logkafka._formatter import (
     HOST,
     SLIM_KEYS,
     SPAN,
+    STREAM,
     JsonFormatter,
+    _Clock,
     _out,
     _record_of,
     capture,
@@ -33,7 +35,7 @@ from logkafka._report import report
 from logkafka._settings import HandlerSettings, build_settings, level_of
 from logkafka._snapshot import to_text
 from logkafka._spool import Spool, destination_dir
-from logkafka._worker import WORKER_IDENTS, Barrier, Worker
+from logkafka._worker import WORKER_IDENTS, Barrier, BindPlan, Headers, Worker
 
 #: Loggers whose records never enter a KafkaLogHandler: our own and the Kafka client's.
 _OWN_LOGGERS = ("logkafka", "confluent_kafka")
@@ -54,6 +56,11 @@ _RECORD_KEYS = {
 
 Encode = Callable[[dict[str, Any]], bytes]
 KeyOf = Callable[[dict[str, Any]], bytes | None]
+_AUDIT_QUEUE_MIN = 10_000  # the audit and security queue holds at least this many records
+
+
+def _tenant_key(rd: dict[str, Any]) -> bytes:
+    return _envelope.tenant_of(rd).encode("utf-8", "replace")
 
 
 def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
@@ -103,6 +110,10 @@ class KafkaLogHandler(logging.Handler):
         durability: str | None = None,
         overflow: str | None = None,
         block_timeout: float | None = None,
+        audit_topic: str | None = None,
+        security_topic: str | None = None,
+        namespace: str | None = None,
+        format: str | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
         explicit = check_identity(service_name, environment, version, instance_id)
@@ -122,6 +133,10 @@ class KafkaLogHandler(logging.Handler):
             durability=durability,
             overflow=overflow,
             block_timeout=block_timeout,
+            audit_topic=audit_topic,
+            security_topic=security_topic,
+            namespace=namespace,
+            format=format,
         )
         super().__init__(level_of(level))
         self._resource = identity if explicit else None
@@ -139,10 +154,22 @@ class KafkaLogHandler(logging.Handler):
         self._key_needs_full = attr in _STD_ATTRS and attr not in SLIM_KEYS
         self._capture_plan: tuple[Any, bool] = (None, self._key_needs_full)  # (formatter, full)
         self._overflow = self.settings.overflow
+        self._clock = _Clock()
+        # Audit and security records: their own queue and worker (built on the first such
+        # record), durability "disk", keyed by tenant, never dropped by the overflow policy.
+        self._stream_queue: deque[Any] = deque()
+        self._stream_max = max(self._maxsize, _AUDIT_QUEUE_MIN)
+        self._stream_lock = threading.Lock()
+        self._stream_bound: tuple[Any, Any] = (None, None)
+        self._stream_worker: Worker | None = None
         self._worker = self._new_worker()
         _HANDLERS.add(self)
         if self._worker.spooling:  # records from an earlier run wait in the spool: send them now
             self._worker.start()
+        st = self.settings
+        if (st.spool_dir is not None and self._enabled
+                and Spool.has_records(destination_dir(st.spool_dir, st.audit_topic, st.bootstrap_servers))):
+            self._streams().start()  # audit or security records of an earlier run wait
 
     def _new_worker(self) -> Worker:
         st = self.settings
@@ -162,6 +189,35 @@ class KafkaLogHandler(logging.Handler):
             durability=st.durability,
         )
 
+    def _streams(self) -> Worker:
+        """The audit and security worker, built on first use."""
+        worker = self._stream_worker
+        if worker is not None:
+            return worker
+        with self._stream_lock:
+            if self._stream_worker is None:
+                st = self.settings
+                spool = None
+                if st.spool_dir is not None:
+                    spool = Spool(destination_dir(st.spool_dir, st.audit_topic, st.bootstrap_servers),
+                                  max_bytes=st.spool_max_bytes, fsync=st.spool_fsync)
+                self._stream_worker = Worker(
+                    name=f"logkafka-{st.audit_topic}",
+                    topic=st.audit_topic,
+                    producer_config=st.producer_config,
+                    queue=self._stream_queue,
+                    bind=self._bind_stream,
+                    dropped=self._dropped_total,
+                    flush_timeout=st.flush_timeout,
+                    spool=spool,
+                    durability="disk",
+                    stream_topics={"audit": st.audit_topic, "security": st.security_topic},
+                )
+            return self._stream_worker
+
+    def _workers(self) -> list[Worker]:
+        return [self._worker] if self._stream_worker is None else [self._worker, self._stream_worker]
+
     def _after_fork_in_child(self) -> None:
         """In a forked child: a queue, thread and producer of its own, made on its first record.
 
@@ -176,6 +232,14 @@ class KafkaLogHandler(logging.Handler):
             old.spool.after_fork_in_child()
         _ABANDONED.append(old)  # never destroyed here: librdkafka's state is the parent's
         self._worker = self._new_worker()
+        old_streams = self._stream_worker
+        if old_streams is not None:
+            self._stream_queue = deque()
+            self._stream_lock = threading.Lock()
+            if old_streams.spool is not None:
+                old_streams.spool.after_fork_in_child()
+            _ABANDONED.append(old_streams)
+            self._stream_worker = None
 
     # -- the caller's side ----------------------------------------------------------
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
@@ -192,8 +256,11 @@ class KafkaLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Capture ``record`` and queue it; no I/O, no waiting, never raises."""
         try:
-            if (not self._enabled or record.name.startswith(_OWN_LOGGERS)
-                    or _get_ident() in WORKER_IDENTS):
+            if not self._enabled or _get_ident() in WORKER_IDENTS:
+                return
+            if record.name.startswith(_OWN_LOGGERS):
+                if STREAM in record.__dict__:  # logkafka.audit() / security(): their own topics
+                    self._emit_stream(record)
                 return
             queue = self._queue
             if len(queue) >= self._maxsize and not self._make_room(queue):
@@ -212,6 +279,23 @@ class KafkaLogHandler(logging.Handler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _emit_stream(self, record: logging.LogRecord) -> None:
+        """Queue an audit or security record: no overflow policy drops it (only a full queue)."""
+        queue = self._stream_queue
+        if len(queue) >= self._stream_max:
+            self._drop("queue_full")
+            report("dropped", "an audit or security record was dropped: their queue is full")
+            return
+        formatter = self.formatter
+        plan = self._capture_plan
+        queue.append(capture(record, self._resource,
+                             plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
+        worker = self._stream_worker or self._streams()
+        if not worker.running:
+            worker.start()
+        elif worker.idle:
+            worker.wake()
 
     def capture(self, record: logging.LogRecord) -> dict[str, Any]:
         """The record's attributes fixed as they are at the call (see ``logkafka._formatter.capture``)."""
@@ -257,19 +341,70 @@ class KafkaLogHandler(logging.Handler):
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
     def _dropped_total(self) -> int:
-        spool = self._worker.spool if hasattr(self, "_worker") else None
-        return sum(self._dropped.values()) + (spool.dropped + spool.torn + spool.errors if spool is not None else 0)
+        total = sum(self._dropped.values())
+        for worker in (getattr(self, "_worker", None), getattr(self, "_stream_worker", None)):
+            spool = worker.spool if worker is not None else None
+            if spool is not None:
+                total += spool.dropped + spool.torn + spool.errors
+        return total
 
     # -- the worker's side ---------------------------------------------------------------
-    def _bind(self, formatter: logging.Formatter | None) -> tuple[Encode, Encode, KeyOf | None, bytes | None]:
+    def _bind(self, formatter: logging.Formatter | None) -> BindPlan:
         """How the worker turns records captured for ``formatter`` into messages.
 
-        ``(encode, fallback, key_of, key)``: ``encode`` may raise, ``fallback``
-        never does; ``key_of`` gives the partition key of a record, or is None
-        when every record has ``key``. Worked out again only when the formatter
-        changes. ``None`` (no formatter set when the record was logged) means the
-        handler's default JsonFormatter.
+        ``(encode, fallback, key_of, key, headers_of)``: ``encode`` may raise,
+        ``fallback`` never does; ``key_of`` gives the partition key of a record,
+        or is None when every record has ``key``; ``headers_of`` gives a
+        record's Kafka headers. Worked out again only when the formatter
+        changes. ``None`` (no formatter set when the record was logged) means
+        the handler's default JsonFormatter.
         """
+        formatter = self._formatter_of(formatter)
+        bound = self._bound
+        if bound[0] is formatter:
+            return bound[1]  # type: ignore[no-any-return]
+        key_of, key = self._key_plan(formatter)
+        plan = self._plan(formatter, key_of, key)
+        self._bound = (formatter, plan)
+        return plan
+
+    def _bind_stream(self, formatter: logging.Formatter | None) -> BindPlan:
+        """``_bind`` for audit and security records: keyed by tenant."""
+        formatter = self._formatter_of(formatter)
+        bound = self._stream_bound
+        if bound[0] is formatter:
+            return bound[1]  # type: ignore[no-any-return]
+        plan = self._plan(formatter, _tenant_key, None)
+        self._stream_bound = (formatter, plan)
+        return plan
+
+    def _plan(self, formatter: logging.Formatter, key_of: KeyOf | None, key: bytes | None) -> BindPlan:
+        if isinstance(formatter, JsonFormatter):
+            fallback: Encode = formatter.encode_captured
+            encode = formatter.render_captured if formatter._templated else fallback
+            envelope = formatter.format_name == "envelope" or self.settings.format == "envelope"
+            namespace = formatter.namespace or self.settings.namespace
+        else:
+            encode = fallback = partial(_encode_with, formatter)
+            envelope = self.settings.format == "envelope"
+            namespace = self.settings.namespace
+        if envelope:
+            encode, fallback = self._enveloped(encode, namespace), self._enveloped(fallback, namespace)
+
+        def headers_of(rd: dict[str, Any]) -> Headers:
+            return _envelope.headers(rd, namespace)
+        return encode, fallback, key_of, key, headers_of
+
+    def _enveloped(self, encode: Encode, namespace: str | None) -> Encode:
+        clock, identity = self._clock, self.settings.identity
+        wrap = _envelope.wrap
+
+        def enveloped(rd: dict[str, Any]) -> bytes:
+            source = (rd.get("_lk_res") or identity)["service"]
+            return wrap(rd, encode(rd), timestamp=clock(rd["created"]), namespace=namespace, source=source)
+        return enveloped
+
+    def _formatter_of(self, formatter: logging.Formatter | None) -> logging.Formatter:
         if formatter is None:
             formatter = self._default_formatter
             if formatter is None:
@@ -280,18 +415,7 @@ class KafkaLogHandler(logging.Handler):
                 )
                 if self.formatter is None:
                     self.formatter = formatter
-        bound = self._bound
-        if bound[0] is formatter:
-            return bound[1]  # type: ignore[no-any-return]
-        if isinstance(formatter, JsonFormatter):
-            fallback: Encode = formatter.encode_captured
-            encode = formatter.render_captured if formatter._templated else fallback
-        else:
-            encode = fallback = partial(_encode_with, formatter)
-        key_of, key = self._key_plan(formatter)
-        plan = (encode, fallback, key_of, key)
-        self._bound = (formatter, plan)
-        return plan
+        return formatter
 
     def _key_plan(self, formatter: logging.Formatter) -> tuple[Callable[[dict[str, Any]], bytes | None] | None,
                                                                bytes | None]:
@@ -342,13 +466,18 @@ class KafkaLogHandler(logging.Handler):
         """
         if not self._enabled:
             return True
-        worker = self._worker
-        if not self._queue and not worker.in_flight() and not worker.spooling:
-            return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
-        barrier = Barrier(time.monotonic() + limit)
-        self._queue.append(barrier)
-        done = worker.wait_for(barrier, limit)
+        deadline = time.monotonic() + limit
+        waits = []
+        for worker, queue in ((self._worker, self._queue), (self._stream_worker, self._stream_queue)):
+            if worker is None or (not queue and worker.settled()):
+                continue
+            barrier = Barrier(deadline)
+            queue.append(barrier)
+            waits.append((worker, barrier))
+        done = True
+        for worker, barrier in waits:
+            done = worker.wait_for(barrier, max(0.0, deadline - time.monotonic())) and done
         if not done:
             self._flush_gave_up = time.monotonic()
         return done
@@ -367,43 +496,62 @@ class KafkaLogHandler(logging.Handler):
                 # Wait only for records queued before close(): other threads may go on logging
                 # to this handler while dictConfig, holding logging's lock, replaces it.
                 settled = self.flush(timeout)
-                self._worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
+                for worker in self._workers():
+                    worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
                 if not settled:  # the thread now fails what is unsettled: let it count them
-                    self._worker.join(1.0)
+                    for worker in self._workers():
+                        worker.join(1.0)
         finally:
             super().close()
 
     def stats(self) -> dict[str, Any]:
-        """Counters of this handler: what was delivered, failed, dropped, and what waits."""
+        """Counters of this handler: what was delivered, failed, dropped, and what waits.
+
+        Counters add up the application stream and the audit and security
+        streams; ``streams`` gives each worker's own counts by topic.
+        """
         w = self._worker
         with self._drop_lock:
             dropped = dict(self._dropped)
-        if w.spool is not None:
-            for reason, n in (("spool_full", w.spool.dropped), ("spool_torn", w.spool.torn),
-                              ("spool_error", w.spool.errors)):
-                if n:
-                    dropped[reason] = n
+        workers = self._workers()
+        spool_stats = {"spooled": 0, "spool_dropped": 0, "spool_torn": 0, "spool_errors": 0, "spool_bytes": 0}
+        for worker in workers:
+            if worker.spool is not None:
+                for reason, n in (("spool_full", worker.spool.dropped), ("spool_torn", worker.spool.torn),
+                                  ("spool_error", worker.spool.errors)):
+                    if n:
+                        dropped[reason] = dropped.get(reason, 0) + n
+                for name, value in worker.spool.stats().items():
+                    spool_stats[name] += value
+        streams = {}
+        for worker, queue in zip(workers, (self._queue, self._stream_queue), strict=False):
+            streams[worker.topic] = {
+                "queue_depth": sum(1 for item in list(queue) if type(item) is not Barrier),
+                "produced": worker.produced(), "delivered": worker.delivered(), "failed": worker.failed,
+                "in_flight": worker.in_flight(), "spooling": worker.spooling,
+            }
+        reachable = [wk.broker_reachable for wk in workers]
         return {
             "enabled": self._enabled,
             "topic": self.settings.topic,
-            "queue_depth": sum(1 for item in list(self._queue) if type(item) is not Barrier),
+            "queue_depth": sum(s["queue_depth"] for s in streams.values()),
             "queue_size": self._maxsize,
-            "produced": w.produced(),
-            "delivered": w.delivered(),
-            "failed": w.failed,
-            "in_flight": w.in_flight(),
+            "produced": sum(wk.produced() for wk in workers),
+            "delivered": sum(wk.delivered() for wk in workers),
+            "failed": sum(wk.failed for wk in workers),
+            "in_flight": sum(wk.in_flight() for wk in workers),
             "dropped": dropped,
             "dropped_total": sum(dropped.values()),
-            "errors": w.errors,
-            "last_error": w.last_error,
-            "broker_reachable": w.broker_reachable,
-            "spooling": w.spooling,
-            "replayed": w.replayed,
-            "producer_rebuilds": w.rebuilds,
-            "truncated": w.truncated,
+            "errors": sum(wk.errors for wk in workers),
+            "last_error": next((wk.last_error for wk in reversed(workers) if wk.last_error), None),
+            "broker_reachable": False if False in reachable else w.broker_reachable,
+            "spooling": any(wk.spooling for wk in workers),
+            "replayed": sum(wk.replayed for wk in workers),
+            "producer_rebuilds": sum(wk.rebuilds for wk in workers),
+            "truncated": sum(wk.truncated for wk in workers),
             "latency_s": w.latency(),
-            **(w.spool.stats() if w.spool is not None else
-               {"spooled": 0, "spool_dropped": 0, "spool_torn": 0, "spool_errors": 0, "spool_bytes": 0}),
+            **spool_stats,
+            "streams": streams,
         }
 
 

@@ -12,6 +12,11 @@ from typing import Any
 from logkafka._formatter import CORE_FIELDS
 
 DEFAULT_TOPIC = "logs.application.v1"
+DEFAULT_AUDIT_TOPIC = "logs.audit.v1"
+DEFAULT_SECURITY_TOPIC = "logs.security.v1"
+STREAMS = ("application", "audit", "security")
+FORMATS = ("flat", "envelope")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 DEFAULT_QUEUE_SIZE = 100_000
 DEFAULT_FLUSH_TIMEOUT = 10.0
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # 1 GiB per destination
@@ -154,6 +159,43 @@ class HandlerSettings:
     durability: str = "memory"
     overflow: str = "spool"
     block_timeout: float = DEFAULT_BLOCK_TIMEOUT
+    audit_topic: str = DEFAULT_AUDIT_TOPIC
+    security_topic: str = DEFAULT_SECURITY_TOPIC
+    namespace: str | None = None
+    format: str = "flat"
+
+    def topic_of(self, stream: str) -> str:
+        """The topic of a stream: ``application``, ``audit`` or ``security``."""
+        return {"audit": self.audit_topic, "security": self.security_topic}.get(stream, self.topic)
+
+
+def check_namespace(value: Any) -> str | None:
+    """A namespace for topic names and event types (``omninode``), else ``ValueError``."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _NAMESPACE_RE.match(value) or len(value) > 200:
+        raise ValueError(f"namespace: expected dot-separated words of A-Z a-z 0-9 _ -, got {value!r}")
+    return value
+
+
+def stream_topics(namespace: str | None, topic: str | None, audit_topic: str | None,
+                  security_topic: str | None) -> tuple[str, str, str]:
+    """The three topics: each argument, else its environment variable, else from the namespace, else the default."""
+    out = []
+    for stream, value, env, default in (
+        ("application", topic, "LOGKAFKA_TOPIC", DEFAULT_TOPIC),
+        ("audit", audit_topic, "LOGKAFKA_AUDIT_TOPIC", DEFAULT_AUDIT_TOPIC),
+        ("security", security_topic, "LOGKAFKA_SECURITY_TOPIC", DEFAULT_SECURITY_TOPIC),
+    ):
+        name = "topic" if stream == "application" else f"{stream}_topic"
+        if value is None:
+            value = os.environ.get(env) or None
+            if value is not None:
+                name = env
+        if value is None:
+            value = f"{namespace}.logging.{stream}.v1" if namespace else default
+        out.append(check_topic(name, value))
+    return out[0], out[1], out[2]
 
 
 def build_settings(
@@ -172,9 +214,15 @@ def build_settings(
     durability: str | None = None,
     overflow: str | None = None,
     block_timeout: float | None = None,
+    audit_topic: str | None = None,
+    security_topic: str | None = None,
+    namespace: str | None = None,
+    format: str | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
+    ns = check_namespace(namespace if namespace is not None else os.environ.get("LOGKAFKA_NAMESPACE"))
+    app_topic, audit, security = stream_topics(ns, topic, audit_topic, security_topic)
     if producer_config is not None and not isinstance(producer_config, Mapping):
         raise ValueError(f"producer_config: expected a mapping, got {type(producer_config).__name__}")
     user = dict(producer_config or {})
@@ -200,7 +248,11 @@ def build_settings(
     return HandlerSettings(
         enabled=on,
         bootstrap_servers=config["bootstrap.servers"],
-        topic=check_topic("topic", topic if topic is not None else os.environ.get("LOGKAFKA_TOPIC") or DEFAULT_TOPIC),
+        topic=app_topic,
+        audit_topic=audit,
+        security_topic=security,
+        namespace=ns,
+        format=_choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS),
         queue_size=_number("queue_size", "LOGKAFKA_QUEUE_SIZE", queue_size, DEFAULT_QUEUE_SIZE, int),
         flush_timeout=_number("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
         key=check_key(key),

@@ -9,7 +9,8 @@ processes sharing a ``spool_dir`` never corrupt or double-replay a file, and
 the segments of a crashed process are free to claim.
 
 A segment holds one record per line, ``[topic, key, value, timestamp_ms]`` as
-JSON, written with one ``write`` call. A line that is torn (the process died
+JSON (then ``[[name, value], ...]`` when the record has Kafka headers), written
+with one ``write`` call. A line that is torn (the process died
 in the middle of it) or unreadable is skipped and counted; it never stops the
 replay. Only the worker thread touches the spool, never the caller.
 """
@@ -51,10 +52,19 @@ class SpooledRecord:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
-def _line(topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> bytes:
+def _text(v: str | bytes | None) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else (v or "")
+
+
+def _line(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
+          headers: list[tuple[str, str | bytes | None]] | None = None) -> bytes:
     k = None if key is None else key.decode("utf-8", "replace")
+    if headers:
+        return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms,
+                             [[n, _text(v)] for n, v in headers]]) + b"\n"
     return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms]) + b"\n"
 
 
@@ -75,9 +85,11 @@ class Segment:
                     self.torn += 1  # the last line of a crashed writer
                     continue
                 try:
-                    topic, key, value, ts = orjson.loads(raw)
+                    topic, key, value, ts, *more = orjson.loads(raw)
+                    headers: list[tuple[str, str | bytes | None]] | None = (
+                        [(str(n), str(v).encode()) for n, v in more[0]] if more and more[0] else None)
                     yield SpooledRecord(str(topic), None if key is None else str(key).encode(),
-                                        str(value).encode(), int(ts))
+                                        str(value).encode(), int(ts), headers)
                 except Exception:
                     self.torn += 1
 
@@ -118,10 +130,11 @@ class Spool:
         self.last_error: str | None = None
 
     # -- writing -------------------------------------------------------------------------
-    def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> bool:
+    def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
+               headers: list[tuple[str, str | bytes | None]] | None = None) -> bool:
         """Add one record; it is written by the next :meth:`commit` (the worker commits after
         each batch, so a batch costs one write call). Returns False if a commit failed."""
-        line = _line(topic, key, value, timestamp_ms)
+        line = _line(topic, key, value, timestamp_ms, headers)
         self._pending.append(line)
         self._pending_bytes += len(line)
         if self._pending_bytes >= 1 << 20:
@@ -234,6 +247,15 @@ class Spool:
         except FileNotFoundError:
             return []
         return [os.path.join(self.directory, n) for n in sorted(names)]
+
+    @staticmethod
+    def has_records(directory: str) -> bool:
+        """Whether a destination directory holds a non-empty segment (without opening a spool)."""
+        try:
+            with os.scandir(directory) as entries:
+                return any(e.name.endswith(_SUFFIX) and e.stat().st_size > 0 for e in entries)
+        except OSError:
+            return False
 
     def pending(self) -> bool:
         """Whether any segment (ours or another process's) holds records."""

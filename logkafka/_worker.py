@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from logkafka._formatter import FMT
+from logkafka._formatter import FMT, STREAM
 from logkafka._report import report
 from logkafka._spool import Segment, Spool, SpooledRecord
 from logkafka._trim import fit, value_limit
@@ -36,6 +36,14 @@ _PERMANENT = frozenset({
     KafkaError._INVALID_ARG, KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     KafkaError.TOPIC_EXCEPTION, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
 })
+
+
+Headers = list[tuple[str, str | bytes | None]]
+#: How the worker turns records captured for one formatter into messages:
+#: (encode, fallback, key_of, key, headers_of); see ``KafkaLogHandler._bind``.
+BindPlan = tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes],
+                 Callable[[dict[str, Any]], bytes | None] | None, bytes | None,
+                 Callable[[dict[str, Any]], Headers | None] | None]
 
 
 class Barrier:
@@ -75,15 +83,17 @@ class Worker:
         topic: str,
         producer_config: dict[str, Any],
         queue: deque[Any],
-        bind: Callable[[Any], tuple[Callable[[dict[str, Any]], bytes], Callable[[dict[str, Any]], bytes],
-                                    Callable[[dict[str, Any]], bytes | None] | None, bytes | None]],
+        bind: Callable[[Any], BindPlan],
         dropped: Callable[[], int],
         flush_timeout: float,
         spool: Spool | None = None,
         durability: str = "memory",
+        stream_topics: dict[Any, str] | None = None,
     ) -> None:
         self._name = name
         self._topic = topic
+        #: For a worker that serves several streams: a record's topic by its stream.
+        self._stream_topics = stream_topics
         self._config = producer_config
         self._queue = queue
         self._bind = bind
@@ -196,9 +206,18 @@ class Worker:
             self._serve_inline(deadline)
 
     @property
+    def topic(self) -> str:
+        """The topic of records without a stream of their own."""
+        return self._topic
+
+    @property
     def spooling(self) -> bool:
         """Whether records wait in the spool (or go through it: durability "disk")."""
         return self._spooling
+
+    def settled(self) -> bool:
+        """Whether nothing waits here: nothing held by the producer, nothing left in the spool to send."""
+        return not self.in_flight() and not self._failures and (not self._spooling or self._spool_idle)
 
     def in_flight(self) -> int:
         """Records (and client events) the producer holds that are not settled yet."""
@@ -380,7 +399,10 @@ class Worker:
         spooling = self._spooling
         if self._barriers and not spooling:
             return 0
-        queue, topic, produce, bind = self._queue, self._topic, producer.produce, self._bind
+        queue, produce, bind = self._queue, producer.produce, self._bind
+        topic = default_topic = self._topic
+        stream_topics = self._stream_topics
+        headers: Headers | None = None
         bound: Any = _UNBOUND
         n = produced = 0
         try:
@@ -397,7 +419,9 @@ class Worker:
                     break
                 if item[FMT] is not bound:  # the formatter the record was logged under
                     bound = item[FMT]
-                    encode, fallback, key_of, key = bind(bound)
+                    encode, fallback, key_of, key, headers_of = bind(bound)
+                if stream_topics is not None:
+                    topic = stream_topics.get(item.get(STREAM), default_topic)
                 try:
                     value = encode(item)
                 except Exception:  # the fast path met something unusual: the general one never raises
@@ -408,15 +432,21 @@ class Worker:
                 except Exception as exc:  # a key that cannot be computed: the record still ships, unkeyed
                     report("key", f"could not compute a record's partition key: {type(exc).__name__}: {exc}")
                     key = None
+                if headers_of is not None:
+                    try:
+                        headers = headers_of(item)
+                    except Exception as exc:  # headers help routing; the record ships without them
+                        report("headers", f"could not compute a record's headers: {type(exc).__name__}: {exc}")
+                        headers = None
                 if len(value) > self._limit:  # would be refused as too large: cut it so it still arrives
                     value = self._fit(value, key)
                 if spooling:
-                    self._to_spool(topic, key, value, int(item["created"] * 1000))
+                    self._to_spool(topic, key, value, int(item["created"] * 1000), headers)
                     continue
                 try:
                     # positional (partition -1: the partitioner decides; on_delivery and its alias
-                    # callback None, then timestamp): cheaper than keywords
-                    produce(topic, value, key, -1, None, None, int(item["created"] * 1000))
+                    # callback None, then timestamp and headers): cheaper than keywords
+                    produce(topic, value, key, -1, None, None, int(item["created"] * 1000), headers)
                     produced += 1
                     if not produced % _SAMPLE_EVERY:
                         self._samples.append((self._produced + produced, item["created"]))
@@ -424,16 +454,17 @@ class Worker:
                     if self.spool is not None:
                         self._start_spooling("the producer's queue is full")
                         spooling = True
-                        self._to_spool(topic, key, value, int(item["created"] * 1000))
+                        self._to_spool(topic, key, value, int(item["created"] * 1000), headers)
                     else:
-                        self._produce_when_room(producer, value, key, int(item["created"] * 1000))
+                        self._produce_when_room(producer, topic, value, key, int(item["created"] * 1000), headers)
                 except (KafkaException, TypeError, ValueError) as exc:
                     self._refused(exc)
         finally:
             self._produced += produced
         return n
 
-    def _produce_when_room(self, producer: Producer, value: bytes, key: bytes | None, ts: int) -> None:
+    def _produce_when_room(self, producer: Producer, topic: str, value: bytes, key: bytes | None, ts: int,
+                           headers: Headers | None) -> None:
         """No spool: librdkafka's queue is full, serve reports until there is room."""
         while True:
             producer.poll(0.05)
@@ -442,7 +473,7 @@ class Worker:
                 self.last_error = "producer queue full at shutdown"
                 return
             try:
-                producer.produce(self._topic, value, key, timestamp=ts)
+                producer.produce(topic, value, key, timestamp=ts, headers=headers)
             except BufferError:
                 continue
             except (KafkaException, TypeError, ValueError) as exc:
@@ -467,12 +498,12 @@ class Worker:
         self.broker_reachable = False
         self._next_probe = time.monotonic() + _PROBE_EVERY
 
-    def _to_spool(self, topic: str, key: bytes | None, value: bytes, ts: int) -> None:
+    def _to_spool(self, topic: str, key: bytes | None, value: bytes, ts: int, headers: Headers | None = None) -> None:
         self._spool_idle = False
         spool = self.spool
         if spool is None:
             self.failed += 1
-        elif not spool.append(topic, key, value, ts):
+        elif not spool.append(topic, key, value, ts, headers):
             self._spool_failed(spool)
 
     def _commit_spool(self) -> None:
@@ -538,7 +569,7 @@ class Worker:
                         self._replay_produced = True
                         return
                 try:
-                    produce(rec.topic, rec.value, rec.key, -1, None, None, rec.timestamp_ms)
+                    produce(rec.topic, rec.value, rec.key, -1, None, None, rec.timestamp_ms, rec.headers)
                 except BufferError:
                     self._replay_next = rec  # the next turn tries it again
                     return
@@ -589,8 +620,10 @@ class Worker:
         if self.spool is not None and err.code() not in _PERMANENT:
             self._start_spooling(f"delivery failed: {err.str()}")
             ts = msg.timestamp()
+            raw = msg.headers()
+            headers: Headers | None = list(raw) if raw else None
             self._to_spool(msg.topic() or self._topic, msg.key(), msg.value() or b"",
-                           ts[1] if ts and ts[1] > 0 else int(time.time() * 1000))
+                           ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), headers)
             return
         self.failed += 1
         report("delivery", f"delivery failed: {err.str()}")

@@ -7,8 +7,8 @@ from typing import Any
 
 import logkafka
 
-PUBLIC = {"JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "__version__", "bind", "bound",
-          "clear_context", "get_context", "unbind"}
+PUBLIC = {"JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "__version__", "audit", "bind", "bound",
+          "clear_context", "get_context", "security", "unbind"}
 
 
 class TestExportedMembers:

@@ -1,0 +1,144 @@
+"""``logkafka.audit`` and ``logkafka.security``: checked records of their own streams.
+
+Each is an ordinary logging call on its own logger (``logkafka.audit``,
+``logkafka.security``), so the records also reach the application's files.
+A ``KafkaLogHandler`` sends them to the stream's topic, keyed by tenant, with
+``durability="disk"``; no sampling filter and no drop policy removes them.
+Every member is passed under a fixed name of ours, and what the caller gives
+in ``context`` is nested under ``"context"``: nothing the caller passes can
+collide with a ``LogRecord`` attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from logkafka import _context
+from logkafka._formatter import STREAM
+
+AUDIT_LOGGER = logging.getLogger("logkafka.audit")
+SECURITY_LOGGER = logging.getLogger("logkafka.security")
+OUTCOMES = ("success", "failure")
+DECISIONS = ("allow", "deny")
+
+
+def default_tenant() -> str:
+    """The tenant of records that name none: the bound ``tenant_id``, else ``$TENANT_ID``, else ``default``."""
+    bound = _context.current().get("tenant_id")
+    if isinstance(bound, str) and bound:
+        return bound
+    return os.environ.get("TENANT_ID") or "default"
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    return None if value is None else _text(name, value)
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return str(value)
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name}: expected a mapping, got {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
+
+
+def _diff(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not set(value) <= {"old", "new"} or not value:
+        raise ValueError("diff: expected {'old': {...}, 'new': {...}}")
+    out: dict[str, Any] = {}
+    for side in ("old", "new"):
+        if side in value:
+            part = value[side]
+            if part is not None and not isinstance(part, Mapping):
+                raise ValueError(f"diff: {side!r} must be a mapping or None, got {type(part).__name__}")
+            out[side] = None if part is None else {str(k): v for k, v in part.items()}
+    return out
+
+
+def _common(extra: dict[str, Any], tenant_id: Any, correlation_id: Any, context: Any) -> None:
+    extra["tenant_id"] = _optional_text("tenant_id", tenant_id) or default_tenant()
+    cid = _optional_text("correlation_id", correlation_id)
+    if cid is not None:  # else the bound context's correlation_id shows, as on every record
+        extra["correlation_id"] = cid
+    ctx = _mapping("context", context)
+    if ctx:
+        extra["context"] = ctx
+
+
+def audit(
+    action: str,
+    actor: str,
+    resource: str,
+    outcome: str,
+    *,
+    tenant_id: str | None = None,
+    diff: Mapping[str, Any] | None = None,
+    ip_address: str | None = None,
+    user_agent: str | None = None,
+    correlation_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    """Record that ``actor`` did ``action`` to ``resource``, with ``outcome`` ``success`` or ``failure``.
+
+    ``diff`` is ``{"old": {...}, "new": {...}}``. Raises ``ValueError`` naming
+    the field for a bad argument; never raises because of logging itself.
+    """
+    extra: dict[str, Any] = {
+        STREAM: "audit",
+        "action": _text("action", action),
+        "actor": _text("actor", actor),
+        "resource": _text("resource", resource),
+        "outcome": _one_of("outcome", outcome, OUTCOMES),
+    }
+    d = _diff(diff)
+    if d is not None:
+        extra["diff"] = d
+    for name, value in (("ip_address", ip_address), ("user_agent", user_agent)):
+        if _optional_text(name, value) is not None:
+            extra[name] = value
+    _common(extra, tenant_id, correlation_id, context)
+    level = logging.INFO if outcome == "success" else logging.WARNING
+    AUDIT_LOGGER.log(level, "audit: %s %s %s: %s", actor, action, resource, outcome, extra=extra)
+
+
+def security(
+    event_type: str,
+    user_id: str,
+    resource: str,
+    decision: str,
+    *,
+    tenant_id: str | None = None,
+    correlation_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> None:
+    """Record a security event (``event_type`` e.g. ``authentication``) with ``decision`` ``allow`` or ``deny``.
+
+    Raises ``ValueError`` naming the field for a bad argument.
+    """
+    extra: dict[str, Any] = {
+        STREAM: "security",
+        "event_type": _text("event_type", event_type),
+        "user_id": _text("user_id", user_id),
+        "resource": _text("resource", resource),
+        "decision": _one_of("decision", decision, DECISIONS),
+    }
+    _common(extra, tenant_id, correlation_id, context)
+    level = logging.INFO if decision == "allow" else logging.WARNING
+    SECURITY_LOGGER.log(level, "security: %s %s %s: %s", event_type, user_id, resource, decision, extra=extra)
