@@ -28,6 +28,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from logkafka import _context, _tracing
+from logkafka._presets import apply_preset
 from logkafka._report import report
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
@@ -312,6 +313,7 @@ class JsonFormatter(OrjsonFormatter):
         instance_id: str | None = None,
         format: str = "flat",
         namespace: str | None = None,
+        fields: str = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(fmt, datefmt, style, validate, **kwargs)
@@ -322,6 +324,10 @@ class JsonFormatter(OrjsonFormatter):
         #: ``"flat"``: one object per record; ``"envelope"``: wrapped as ``{event_type, ..., payload}``.
         self.format_name = format
         self.namespace = check_namespace(namespace)
+        from logkafka._presets import check_preset
+
+        #: The field names: ``default``, ``ecs``, ``datadog`` or ``otel`` (see the README).
+        self.fields = check_preset(fields)
         self.identity: dict[str, str] = {
             **default_identity(), **check_identity(service_name, environment, version, instance_id),
         }
@@ -345,6 +351,7 @@ class JsonFormatter(OrjsonFormatter):
             self.slim_capture
             and cls.process_log_record is _OWN_PROCESS_LOG_RECORD
             and not (self.defaults or self.static_fields or self.rename_fields)
+            and self.fields == "default"
         )
 
     # -- the captured record -> dict -------------------------------------------------
@@ -377,6 +384,8 @@ class JsonFormatter(OrjsonFormatter):
         for key, value in d.items():  # capture() keeps integers as they are: JSON takes 64 bits
             if type(value) is int and not INT_MIN <= value <= INT_MAX:
                 d[key] = str(value)
+        if self.fields != "default":
+            d = apply_preset(self.fields, d, rd.get("levelno"))
         for key, value in self.static_fields.items():
             d.setdefault(key, value)
         if self.rename_fields:

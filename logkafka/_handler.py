@@ -114,6 +114,7 @@ class KafkaLogHandler(logging.Handler):
         security_topic: str | None = None,
         namespace: str | None = None,
         format: str | None = None,
+        fields: str | None = None,
         level: int | str = logging.NOTSET,
     ) -> None:
         explicit = check_identity(service_name, environment, version, instance_id)
@@ -137,6 +138,7 @@ class KafkaLogHandler(logging.Handler):
             security_topic=security_topic,
             namespace=namespace,
             format=format,
+            fields=fields,
         )
         super().__init__(level_of(level))
         self._resource = identity if explicit else None
@@ -412,6 +414,7 @@ class KafkaLogHandler(logging.Handler):
                 formatter = self._default_formatter = JsonFormatter(
                     service_name=identity["service"], environment=identity["environment"],
                     version=identity["version"], instance_id=identity["instance_id"],
+                    fields=self.settings.fields, namespace=self.settings.namespace,
                 )
                 if self.formatter is None:
                     self.formatter = formatter

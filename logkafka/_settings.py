@@ -163,6 +163,7 @@ class HandlerSettings:
     security_topic: str = DEFAULT_SECURITY_TOPIC
     namespace: str | None = None
     format: str = "flat"
+    fields: str = "default"
 
     def topic_of(self, stream: str) -> str:
         """The topic of a stream: ``application``, ``audit`` or ``security``."""
@@ -218,6 +219,7 @@ def build_settings(
     security_topic: str | None = None,
     namespace: str | None = None,
     format: str | None = None,
+    fields: str | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -253,6 +255,7 @@ def build_settings(
         security_topic=security,
         namespace=ns,
         format=_choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS),
+        fields=_choice("fields", "LOGKAFKA_FIELDS", fields, "default", ("default", "ecs", "datadog", "otel")),
         queue_size=_number("queue_size", "LOGKAFKA_QUEUE_SIZE", queue_size, DEFAULT_QUEUE_SIZE, int),
         flush_timeout=_number("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
         key=check_key(key),

@@ -260,3 +260,64 @@ def test_formatter_envelope_on_a_file() -> None:
     assert env["event_type"] == "omninode.logging.security.v1"
     assert env["payload"]["stream"] == "security" and env["payload"]["user_id"] == "bob"
     assert (env["tenant_id"], env["correlation_id"], env["source"]) == ("t1", "c9", "svc")
+
+
+class TestFieldPresets:
+    @pytest.mark.parametrize(("preset", "names"), [
+        ("ecs", {"@timestamp", "log.level", "log.logger", "service.name", "event.id", "trace.id", "span.id",
+                 "error.type", "error.message", "error.stack_trace", "user.id", "http.request.method",
+                 "event.duration"}),
+        ("datadog", {"timestamp", "status", "logger.name", "service", "usr.id", "http.method", "trace_id",
+                     "dd.trace_id", "error.kind", "error.stack", "duration"}),
+        ("otel", {"timestamp", "severity_text", "severity_number", "body", "trace_id", "span_id", "attributes",
+                  "resource"}),
+    ])
+    def test_preset_through_the_handler(self, kafka_broker: Any, kafka_topic: str, preset: str,
+                                        names: set[str]) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, fields=preset,
+                                           service_name="shop")
+        lg = logging.getLogger(f"preset.{preset}")
+        lg.handlers[:] = [handler]
+        lg.propagate = False
+        tracer = TracerProvider().get_tracer("t")
+        try:
+            with tracer.start_as_current_span("s"), logkafka.bound(user_id="u-1"):
+                try:
+                    raise KeyError("sku")
+                except KeyError:
+                    lg.exception("lookup failed", extra={"http.method": "GET", "duration": 0.25})
+            assert handler.flush(30) is True
+            (m,) = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=1)
+        finally:
+            handler.close()
+        d = m.data
+        assert names <= set(d), names - set(d)
+        if preset == "ecs":
+            assert d["event.duration"] == 250_000_000 and d["service.name"] == "shop"
+        elif preset == "datadog":
+            assert d["duration"] == 250_000_000 and d["status"] == "error" and d["usr.id"] == "u-1"
+        else:
+            assert d["severity_number"] == 17 and d["body"] == "lookup failed"
+            assert d["resource"]["service.name"] == "shop" and d["attributes"]["user.id"] == "u-1"
+            assert d["attributes"]["exception.type"] == "KeyError"
+
+    def test_rename_and_static_fields_apply_after_the_preset(self) -> None:
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logkafka.JsonFormatter(fields="ecs", rename_fields={"log.level": "severity"},
+                                                    static_fields={"team": "payments"}))
+        lg = logging.getLogger("preset.rename")
+        lg.handlers[:] = [handler]
+        lg.propagate = False
+        lg.warning("careful")
+        d = json.loads(out.getvalue())
+        assert d["severity"] == "WARNING" and "log.level" not in d and d["team"] == "payments"
+        assert d["message"] == "careful" and "@timestamp" in d
+
+    def test_unknown_preset_names_the_setting(self) -> None:
+        with pytest.raises(ValueError, match=r"^fields:"):
+            logkafka.JsonFormatter(fields="elk")
+        with pytest.raises(ValueError, match=r"^fields:"):
+            logkafka.KafkaLogHandler("127.0.0.1:9", fields="splunk", enabled=False)
