@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from importlib import resources
+from typing import Any
 
 
 class ListHandler(logging.Handler):
@@ -14,3 +17,21 @@ class ListHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def schema_for(stream: str, fmt: str) -> dict[str, Any]:
+    """The JSON Schema shipped in the package for ``stream`` (application, audit, security) and ``fmt``."""
+    text = resources.files("logkafka").joinpath("schemas", f"{stream}.{fmt}.v1.json").read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def assert_valid(data: Any, stream: str | None = None, fmt: str | None = None) -> None:
+    """Validate a produced record against its schema; stream and format are read from it when not given."""
+    import jsonschema
+
+    if fmt is None:
+        fmt = "envelope" if isinstance(data, dict) and "payload" in data and "schema_ref" in data else "flat"
+    if stream is None:
+        inner = data["payload"] if fmt == "envelope" else data
+        stream = inner.get("stream", "application") if isinstance(inner, dict) else "application"
+    jsonschema.validate(data, schema_for(stream, fmt), cls=jsonschema.Draft202012Validator)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import ListHandler
+from _support import ListHandler, assert_valid
 
 import logkafka
 from logkafka.testing import ConsumedMessage, free_port, read_topic
@@ -102,6 +102,7 @@ class TestDictConfig:
         assert len(msgs) == 1
         (record,) = seen.records
         data = msgs[0].data
+        assert_valid(data, "application", "flat")
         assert TS_RE.match(data["timestamp"])
         assert data["timestamp"] == rfc3339(record.created)
         assert data["level"] == "WARNING"
@@ -139,6 +140,8 @@ class TestDictConfig:
         msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=1000)
         assert len(msgs) == 1000
         datas = [m.data for m in msgs]
+        for d in datas:
+            assert_valid(d, "application", "flat")
         assert len({d["event_id"] for d in datas}) == 1000
         assert sorted(d["seq"] for d in datas) == list(range(1000))
         assert all(d["message"] == f"step {d['seq']}" for d in datas)
@@ -306,6 +309,8 @@ class TestSharedFormatter:
         assert len(lines) == 6
         msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=6)
         assert len(msgs) == 6
+        for m in msgs:
+            assert_valid(m.data, "application", "flat")
         values = {m.data["event_id"]: m.value for m in msgs}
         assert len(values) == 6
         for line in lines:
@@ -466,6 +471,8 @@ class TestExceptions:
 
         msgs = sorted(read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=3), key=lambda m: m.data["seq"])
         assert len(msgs) == 3
+        for m in msgs:
+            assert_valid(m.data, "application", "flat")
         first, second, third = (m.data for m in msgs)
         assert first["level"] == "ERROR"
         assert first["message"] == "charge failed for o-9"

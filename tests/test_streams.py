@@ -10,7 +10,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+from _support import assert_valid, schema_for
 
 import logkafka
 from logkafka.testing import read_topic
@@ -74,6 +76,8 @@ class TestChecks:
         logkafka.audit("update", "alice", "doc:1", "success", context=hostile, diff={"old": hostile, "new": {}})
         logkafka.security("authorization", "bob", "api", "deny", context=hostile)
         lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        for d in lines:
+            assert_valid(d)
         assert [d["stream"] for d in lines] == ["audit", "security"]
         for d in lines:
             assert d["context"] == hostile
@@ -91,6 +95,7 @@ class TestChecks:
             logkafka.audit("delete", "alice", "doc:9", "failure", ip_address="10.0.0.1", user_agent="curl/8")
         handler.close()
         (d,) = [json.loads(line) for line in path.read_text().splitlines()]
+        assert_valid(d, "audit", "flat")
         assert d["logger"] == "logkafka.audit" and d["level"] == "WARNING"
         assert (d["action"], d["actor"], d["resource"], d["outcome"]) == ("delete", "alice", "doc:9", "failure")
         assert (d["ip_address"], d["user_agent"], d["correlation_id"]) == ("10.0.0.1", "curl/8", "cid-7")
@@ -164,6 +169,7 @@ class TestAgainstTheBroker:
         assert aud.data["stream"] == "audit" and aud.data["diff"] == {"old": {"total": 1}, "new": {"total": 2}}
         assert sec.data["stream"] == "security" and sec.data["decision"] == "deny"
         for stream, m in (("application", app), ("audit", aud), ("security", sec)):
+            assert_valid(m.data, stream, "flat")
             assert m.headers["content-type"] == b"application/json"
             assert m.headers["event_type"] == f"{ns}.logging.{stream}.v1".encode()
             assert m.headers["event_id"] == m.data["event_id"].encode()
@@ -191,6 +197,7 @@ class TestAgainstTheBroker:
         partitions: dict[str, set[int]] = defaultdict(set)
         trail: dict[str, list[int]] = defaultdict(list)
         for m in sorted(msgs, key=lambda m: (m.partition, m.offset)):
+            assert_valid(m.data, "audit", "flat")
             tenant = m.data["tenant_id"]
             assert m.key == tenant.encode()
             partitions[tenant].add(m.partition)
@@ -216,6 +223,8 @@ class TestAgainstTheBroker:
         finally:
             handler.close()
         assert sorted(m.data["context"]["seq"] for m in msgs) == list(range(300))
+        for m in msgs:
+            assert_valid(m.data, "security", "flat")
         assert stats["dropped"].get("drop_newest", 0) > 0  # the application's records did drop
 
     def test_envelope_wraps_the_flat_record(self, kafka_broker: Any) -> None:
@@ -239,6 +248,8 @@ class TestAgainstTheBroker:
         lines = [json.loads(line) for line in flat.getvalue().splitlines()]
         for m, line, stream in ((app, lines[0], "application"), (aud, lines[1], "audit")):
             env = m.data
+            assert_valid(env, stream, "envelope")
+            assert_valid(line, stream, "flat")
             assert set(env) == {"event_type", "event_id", "timestamp", "tenant_id", "namespace", "source",
                                 "correlation_id", "causation_id", "schema_ref", "payload"}
             assert env["payload"] == line  # the flat record, unchanged
@@ -257,6 +268,7 @@ def test_formatter_envelope_on_a_file() -> None:
     root_with(handler)
     logkafka.security("authentication", "bob", "login", "deny", tenant_id="t1", correlation_id="c9")
     env = json.loads(out.getvalue())
+    assert_valid(env, "security", "envelope")
     assert env["event_type"] == "omninode.logging.security.v1"
     assert env["payload"]["stream"] == "security" and env["payload"]["user_id"] == "bob"
     assert (env["tenant_id"], env["correlation_id"], env["source"]) == ("t1", "c9", "svc")
@@ -321,3 +333,34 @@ class TestFieldPresets:
             logkafka.JsonFormatter(fields="elk")
         with pytest.raises(ValueError, match=r"^fields:"):
             logkafka.KafkaLogHandler("127.0.0.1:9", fields="splunk", enabled=False)
+
+
+class TestSchemas:
+    @pytest.mark.parametrize("stream", STREAMS)
+    @pytest.mark.parametrize("fmt", ["flat", "envelope"])
+    def test_shipped_and_valid(self, stream: str, fmt: str) -> None:
+        schema = schema_for(stream, fmt)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["$id"] == f"urn:logkafka:schema:{stream}.{fmt}.v1"
+
+    @pytest.mark.parametrize(("stream", "change"), [
+        ("audit", {"outcome": "ok"}), ("audit", {"stream": "security"}), ("audit", {"actor": ""}),
+        ("security", {"decision": "permit"}), ("application", {"timestamp": "yesterday"}),
+        ("application", {"trace_id": "XYZ"}), ("application", {"line": "12"}),
+    ])
+    def test_a_wrong_record_fails(self, stream: str, change: dict[str, Any]) -> None:
+        """The schemas do check: a record our code writes validates, the same record altered does not."""
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logkafka.JsonFormatter())
+        root_with(handler)
+        if stream == "audit":
+            logkafka.audit("update", "alice", "doc:1", "success")
+        elif stream == "security":
+            logkafka.security("authentication", "bob", "login", "allow")
+        else:
+            logging.getLogger("app").info("hello")
+        record = json.loads(out.getvalue())
+        assert_valid(record, stream, "flat")
+        with pytest.raises(jsonschema.ValidationError):
+            assert_valid({**record, **change}, stream, "flat")
