@@ -21,6 +21,8 @@ from logkafka._formatter import CTX, EID, EXTRA, STREAM, uuid_text
 
 SCHEMA_BASE = "urn:logkafka:schema"
 CONTENT_TYPE = b"application/json"
+#: A header value longer than this is cut: headers must fit in the room _trim.OVERHEAD keeps.
+MAX_HEADER_VALUE = 200
 
 
 def event_type(stream: str, namespace: str | None) -> str:
@@ -92,7 +94,11 @@ def headers(rd: dict[str, Any], namespace: str | None) -> list[tuple[str, str | 
         ("event_type", event_type(stream_of(rd), namespace).encode()),
         ("event_id", event_id_of(rd).encode()),
     ]
+    eid = out[2][1]
+    if isinstance(eid, bytes) and len(eid) > MAX_HEADER_VALUE:  # a caller's very long event_id
+        out[2] = ("event_id", eid[:MAX_HEADER_VALUE])
     cid = member(rd, "correlation_id")
     if cid is not None:
-        out.append(("correlation_id", (cid if isinstance(cid, str) else str(cid)).encode("utf-8", "replace")))
+        text = (cid if isinstance(cid, str) else str(cid)).encode("utf-8", "replace")
+        out.append(("correlation_id", text[:MAX_HEADER_VALUE]))
     return out

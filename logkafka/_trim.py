@@ -25,8 +25,9 @@ __all__ = ["MIN_LIMIT", "OVERHEAD", "fit", "value_limit"]
 #: librdkafka counts at most 36 bytes of framing per v2 record (varints at their
 #: widest: length, attributes, timestamp and offset deltas, key and value lengths,
 #: header count) and the broker checks a batch whose v2 header is 61 bytes; the
-#: rest is headroom for headers (logkafka sends none) and rounding.
-OVERHEAD = 512
+#: rest is headroom for headers (logkafka sends four: their names, a namespace of at
+#: most 200 characters, values cut at 200 bytes, under 800 bytes in all) and rounding.
+OVERHEAD = 1024
 #: The smallest ``limit`` the JSON cutting is designed for. Below it :func:`fit`
 #: still returns at most ``limit`` bytes, but may fall back to cut text.
 MIN_LIMIT = 1024

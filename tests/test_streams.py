@@ -293,6 +293,7 @@ class TestFieldPresets:
         lg = logging.getLogger(f"preset.{preset}")
         lg.handlers[:] = [handler]
         lg.propagate = False
+        lg.setLevel(logging.INFO)
         tracer = TracerProvider().get_tracer("t")
         try:
             with tracer.start_as_current_span("s"), logkafka.bound(user_id="u-1"):
@@ -364,3 +365,23 @@ class TestSchemas:
         assert_valid(record, stream, "flat")
         with pytest.raises(jsonschema.ValidationError):
             assert_valid({**record, **change}, stream, "flat")
+
+
+def test_headers_stay_small_for_huge_values(kafka_broker: Any, kafka_topic: str) -> None:
+    """A 2 MB message with a 5,000-character correlation id still arrives: the value is cut to fit
+    message.max.bytes and the header values are cut at 200 bytes, so headers never push it over."""
+    handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic)
+    lg = logging.getLogger("headers.huge")
+    lg.handlers[:] = [handler]
+    lg.propagate = False
+    lg.setLevel(logging.INFO)
+    try:
+        with logkafka.bound(correlation_id="c" * 5000):
+            lg.info("x" * 2_000_000, extra={"event_id": "e" * 3000})
+        assert handler.flush(30) is True
+        (m,) = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=1)
+        stats = handler.stats()
+    finally:
+        handler.close()
+    assert m.data["truncated"] is True and stats["failed"] == 0 and stats["truncated"] == 1
+    assert m.headers["correlation_id"] == b"c" * 200 and m.headers["event_id"] == b"e" * 200
