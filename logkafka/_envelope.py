@@ -13,6 +13,7 @@ and works over any formatter's output.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -61,24 +62,33 @@ def event_id_of(rd: dict[str, Any]) -> str:
     return eid if type(eid) is str and eid else uuid_text(rd[EID])
 
 
-def _text_or_none(value: Any) -> str | None:
+Clean = Callable[[str], str]
+
+
+def _keep(text: str) -> str:
+    return text
+
+
+def _text_or_none(value: Any, clean: Clean) -> str | None:
     if value is None:
         return None
-    return value if isinstance(value, str) else str(value)
+    return clean(value if isinstance(value, str) else str(value))
 
 
-def wrap(rd: dict[str, Any], payload: bytes, *, timestamp: str, namespace: str | None, source: str) -> bytes:
-    """The envelope around ``payload`` (one JSON object, as bytes)."""
+def wrap(rd: dict[str, Any], payload: bytes, *, timestamp: str, namespace: str | None, source: str,
+         clean: Clean | None = None) -> bytes:
+    """The envelope around ``payload`` (one JSON object, as bytes); ``clean`` redacts its texts."""
     stream = stream_of(rd)
+    clean = clean or _keep
     head = {
         "event_type": event_type(stream, namespace),
         "event_id": event_id_of(rd),
         "timestamp": timestamp,
-        "tenant_id": tenant_of(rd),
+        "tenant_id": clean(tenant_of(rd)),
         "namespace": namespace,
         "source": source,
-        "correlation_id": _text_or_none(member(rd, "correlation_id")),
-        "causation_id": _text_or_none(member(rd, "causation_id")),
+        "correlation_id": _text_or_none(member(rd, "correlation_id"), clean),
+        "causation_id": _text_or_none(member(rd, "causation_id"), clean),
         "schema_ref": schema_ref(stream, "envelope"),
     }
     body = payload.strip()
@@ -87,7 +97,8 @@ def wrap(rd: dict[str, Any], payload: bytes, *, timestamp: str, namespace: str |
     return orjson.dumps(head)[:-1] + b',"payload":' + body + b"}"
 
 
-def headers(rd: dict[str, Any], namespace: str | None) -> list[tuple[str, str | bytes | None]]:
+def headers(rd: dict[str, Any], namespace: str | None,
+            clean: Clean | None = None) -> list[tuple[str, str | bytes | None]]:
     """Kafka headers for routing without parsing: content-type, event_type, event_id, correlation_id."""
     out: list[tuple[str, str | bytes | None]] = [
         ("content-type", CONTENT_TYPE),
@@ -99,6 +110,6 @@ def headers(rd: dict[str, Any], namespace: str | None) -> list[tuple[str, str | 
         out[2] = ("event_id", eid[:MAX_HEADER_VALUE])
     cid = member(rd, "correlation_id")
     if cid is not None:
-        text = (cid if isinstance(cid, str) else str(cid)).encode("utf-8", "replace")
+        text = (clean or _keep)(cid if isinstance(cid, str) else str(cid)).encode("utf-8", "replace")
         out.append(("correlation_id", text[:MAX_HEADER_VALUE]))
     return out

@@ -15,11 +15,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -29,6 +30,7 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from logkafka import _context, _tracing
 from logkafka._presets import apply_preset
+from logkafka._redact import Redactor
 from logkafka._report import report
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
@@ -314,6 +316,10 @@ class JsonFormatter(OrjsonFormatter):
         format: str = "flat",
         namespace: str | None = None,
         fields: str = "default",
+        redact: bool = True,
+        redact_keys: Iterable[str] = (),
+        redact_patterns: Iterable[str | re.Pattern[str]] = (),
+        redact_allow: Iterable[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(fmt, datefmt, style, validate, **kwargs)
@@ -328,6 +334,10 @@ class JsonFormatter(OrjsonFormatter):
 
         #: The field names: ``default``, ``ecs``, ``datadog`` or ``otel`` (see the README).
         self.fields = check_preset(fields)
+        redactor = Redactor(keys=redact_keys, patterns=redact_patterns, allow=redact_allow, enabled=redact)
+        #: Removes secrets from the message, exception text, context and extra members;
+        #: None with ``redact=False``.
+        self.redactor: Redactor | None = redactor if redactor.enabled else None
         self.identity: dict[str, str] = {
             **default_identity(), **check_identity(service_name, environment, version, instance_id),
         }
@@ -365,7 +375,8 @@ class JsonFormatter(OrjsonFormatter):
         d["timestamp"] = self._clock(rd["created"])
         d["level"] = rd["levelname"]
         d["logger"] = rd["name"]
-        d["message"] = rd["message"]
+        red = self.redactor
+        d["message"] = rd["message"] if red is None else red.text(rd["message"])
         code = rd.get("code")
         if code is not None:
             d["code"] = code
@@ -380,7 +391,11 @@ class JsonFormatter(OrjsonFormatter):
         d["function"] = rd["funcName"]
         d["line"] = rd["lineno"]
         d["event_id"] = self._event_id(rd)
-        d.update(self._members(rd))
+        if red is None:
+            d.update(self._members(rd))
+        else:  # as the byte template does: the context's members, then the rest
+            d.update(red.mapping({_out(k): v for k, v in rd[CTX].items()}, record=True))
+            d.update(red.mapping(self._after_context(rd, {}), record=True))
         for key, value in d.items():  # capture() keeps integers as they are: JSON takes 64 bits
             if type(value) is int and not INT_MIN <= value <= INT_MAX:
                 d[key] = str(value)
@@ -452,6 +467,8 @@ class JsonFormatter(OrjsonFormatter):
         """(context, its JSON members, their names): the same context object is
         usually current for many records, and is never changed in place."""
         members = {k if k not in CORE_FIELDS else f"extra.{k}": v for k, v in ctx.items()}
+        if self.redactor is not None:
+            members = self.redactor.mapping(members, record=True)
         cached = self._ctx = (ctx, b"," + _dumps(members, option=_OPTS)[1:-1] if members else b"",
                               frozenset(members))
         return cached
@@ -490,13 +507,15 @@ class JsonFormatter(OrjsonFormatter):
             code_json = b',"code":' + _dumps(code, option=_OPTS)
         identity = rd.get(RESOURCE) or self.identity
         blocks = self._blocks
+        red = self.redactor
+        message = rd["message"] if red is None else red.text(rd["message"])
         ctx = rd[CTX]
         cached = self._ctx
         if cached[0] is not ctx:
             cached = self._context_json(ctx)
         _, ctx_json, ctx_names = cached
         head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":%s%s' % (
-            clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(rd["message"]), code_json,
+            clock[1].encode(), _MILLIS_B[ms - second * 1000], level_logger, _dumps(message), code_json,
             blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid_json, ctx_json)
         if SPAN in rd or ERROR in rd or FIELDS in rd or rd["stack_info"]:
             d = self._after_context(rd, {})
@@ -504,6 +523,8 @@ class JsonFormatter(OrjsonFormatter):
             d = rd[EXTRA]  # the common case: nothing else follows the context
         if not d:
             return head + b"}"
+        if red is not None:
+            d = red.mapping(d, record=True)
         if ctx_names and not ctx_names.isdisjoint(d):
             raise _Collision  # an extra replaces a context value in place: the general path does that
         return head + b"," + _dumps(d, option=_OPTS)[1:]
@@ -540,7 +561,7 @@ class JsonFormatter(OrjsonFormatter):
         try:
             identity = rd.get(RESOURCE) or self.identity
             return _envelope.wrap(rd, payload, timestamp=self._clock(rd["created"]), namespace=self.namespace,
-                                  source=identity["service"])
+                                  source=identity["service"], clean=self._clean)
         except Exception as exc:
             report("envelope", f"could not build an envelope, shipping the flat record: {type(exc).__name__}: {exc}")
             return payload
@@ -575,13 +596,22 @@ class JsonFormatter(OrjsonFormatter):
         """Serialize a dict the way ``format`` does (python-json-logger's hook)."""
         return _dumps(jsonable(log_data), default=to_text, option=_OPTS).decode("utf-8")
 
+    def _clean(self, text: str) -> str:
+        red = self.redactor
+        if red is None:
+            return text
+        try:
+            return red.text(text)
+        except Exception:
+            return "[REDACTED]"
+
     def _minimal(self, rd: dict[str, Any], exc: BaseException) -> dict[str, Any]:
         created = rd.get("created")
         return {
             "timestamp": self._clock(created if isinstance(created, float) else time.time()),
             "level": to_text(rd.get("levelname")),
             "logger": to_text(rd.get("name")),
-            "message": to_text(rd.get("message", rd.get("msg"))),
+            "message": self._clean(to_text(rd.get("message", rd.get("msg")))),
             "service": self.identity["service"],
             "event_id": uuid_text(rd[EID]) if isinstance(rd.get(EID), int) else uuid_text(new_event_id()),
             "logkafka_error": f"formatter failed: {type(exc).__name__}: {to_text(exc)}",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -31,6 +32,7 @@ from logkafka._formatter import (
     default_identity,
     uuid_text,
 )
+from logkafka._redact import Redactor
 from logkafka._report import report
 from logkafka._settings import HandlerSettings, build_settings, level_of
 from logkafka._snapshot import to_text
@@ -115,6 +117,10 @@ class KafkaLogHandler(logging.Handler):
         namespace: str | None = None,
         format: str | None = None,
         fields: str | None = None,
+        redact: bool = True,
+        redact_keys: Iterable[str] = (),
+        redact_patterns: Iterable[str | re.Pattern[str]] = (),
+        redact_allow: Iterable[str] = (),
         level: int | str = logging.NOTSET,
     ) -> None:
         explicit = check_identity(service_name, environment, version, instance_id)
@@ -140,6 +146,13 @@ class KafkaLogHandler(logging.Handler):
             format=format,
             fields=fields,
         )
+        # checked now (ValueError naming the setting), used by the default formatter
+        keys: Any = list(redact_keys) if isinstance(redact_keys, Iterator) else redact_keys
+        patterns: Any = list(redact_patterns) if isinstance(redact_patterns, Iterator) else redact_patterns
+        allow: Any = list(redact_allow) if isinstance(redact_allow, Iterator) else redact_allow
+        Redactor(keys=keys, patterns=patterns, allow=allow, enabled=redact)
+        self._redaction: dict[str, Any] = {"redact": redact, "redact_keys": keys, "redact_patterns": patterns,
+                                           "redact_allow": allow}
         super().__init__(level_of(level))
         self._resource = identity if explicit else None
         self._queue: deque[Any] = deque()
@@ -381,29 +394,34 @@ class KafkaLogHandler(logging.Handler):
         return plan
 
     def _plan(self, formatter: logging.Formatter, key_of: KeyOf | None, key: bytes | None) -> BindPlan:
+        clean: Callable[[str], str] | None = None
         if isinstance(formatter, JsonFormatter):
             fallback: Encode = formatter.encode_captured
             encode = formatter.render_captured if formatter._templated else fallback
             envelope = formatter.format_name == "envelope" or self.settings.format == "envelope"
             namespace = formatter.namespace or self.settings.namespace
+            if formatter.redactor is not None:
+                clean = formatter._clean
         else:
             encode = fallback = partial(_encode_with, formatter)
             envelope = self.settings.format == "envelope"
             namespace = self.settings.namespace
         if envelope:
-            encode, fallback = self._enveloped(encode, namespace), self._enveloped(fallback, namespace)
+            encode = self._enveloped(encode, namespace, clean)
+            fallback = self._enveloped(fallback, namespace, clean)
 
         def headers_of(rd: dict[str, Any]) -> Headers:
-            return _envelope.headers(rd, namespace)
+            return _envelope.headers(rd, namespace, clean)
         return encode, fallback, key_of, key, headers_of
 
-    def _enveloped(self, encode: Encode, namespace: str | None) -> Encode:
+    def _enveloped(self, encode: Encode, namespace: str | None, clean: Callable[[str], str] | None) -> Encode:
         clock, identity = self._clock, self.settings.identity
         wrap = _envelope.wrap
 
         def enveloped(rd: dict[str, Any]) -> bytes:
             source = (rd.get("_lk_res") or identity)["service"]
-            return wrap(rd, encode(rd), timestamp=clock(rd["created"]), namespace=namespace, source=source)
+            return wrap(rd, encode(rd), timestamp=clock(rd["created"]), namespace=namespace, source=source,
+                        clean=clean)
         return enveloped
 
     def _formatter_of(self, formatter: logging.Formatter | None) -> logging.Formatter:
@@ -414,7 +432,7 @@ class KafkaLogHandler(logging.Handler):
                 formatter = self._default_formatter = JsonFormatter(
                     service_name=identity["service"], environment=identity["environment"],
                     version=identity["version"], instance_id=identity["instance_id"],
-                    fields=self.settings.fields, namespace=self.settings.namespace,
+                    fields=self.settings.fields, namespace=self.settings.namespace, **self._redaction,
                 )
                 if self.formatter is None:
                     self.formatter = formatter

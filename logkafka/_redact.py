@@ -426,12 +426,16 @@ class Redactor:
         except Exception:
             return REDACTED
 
-    def mapping(self, d: Mapping[str, Any]) -> dict[str, Any]:
-        """A new dict of ``d``'s members, redacted; ``d`` is the first of the ten levels walked."""
+    def mapping(self, d: Mapping[str, Any], *, record: bool = False) -> dict[str, Any]:
+        """A new dict of ``d``'s members, redacted; ``d`` is the first of the ten levels walked.
+
+        ``record=True``: ``d`` holds a record's members, which do not count as a level: each
+        member's value has the ten levels a value has in the formatter.
+        """
         if not self._enabled:
             return d if isinstance(d, dict) else dict(d)
         try:
-            return self._members(d, 1, {id(d)})
+            return self._members(d, 0 if record else 1, {id(d)})
         except Exception:
             return {}
 
