@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
+from logkafka import _formatter
 from logkafka._formatter import CTX, EID, EXTRA, STREAM, uuid_text
 
 SCHEMA_BASE = "urn:logkafka:schema"
-CONTENT_TYPE = b"application/json"
+CONTENT_TYPE = "application/json"
 #: A header value longer than this is cut: headers must fit in the room _trim.OVERHEAD keeps.
 MAX_HEADER_VALUE = 200
 
@@ -97,19 +98,51 @@ def wrap(rd: dict[str, Any], payload: bytes, *, timestamp: str, namespace: str |
     return orjson.dumps(head)[:-1] + b',"payload":' + body + b"}"
 
 
+_EVENT_TYPES: dict[tuple[str, str | None], str] = {}
+_PREFIX: list[Any] = [None, ""]  # (the event-id source it was made from, its text prefix)
+
+
+def _short(text: str) -> str:
+    """At most MAX_HEADER_VALUE bytes of UTF-8."""
+    if len(text) <= MAX_HEADER_VALUE // 4 or (len(text) <= MAX_HEADER_VALUE and text.isascii()):
+        return text
+    return text.encode("utf-8", "replace")[:MAX_HEADER_VALUE].decode("utf-8", "ignore")
+
+
+def _event_id_text(rd: dict[str, Any]) -> str:
+    eid = rd.get("event_id")
+    if type(eid) is str and eid:
+        return _short(eid)
+    n = rd[EID]
+    ids = _formatter._ids  # this process's prefix: its text made once, as the formatter does
+    if n >> _formatter._SEQ_BITS == ids.high:
+        if _PREFIX[0] is not ids:
+            _PREFIX[:] = [ids, ids.json[1:].decode()]
+        return f"{_PREFIX[1]}{n & _formatter._SEQ_MASK:012x}"
+    return uuid_text(n)
+
+
 def headers(rd: dict[str, Any], namespace: str | None,
             clean: Clean | None = None) -> list[tuple[str, str | bytes | None]]:
-    """Kafka headers for routing without parsing: content-type, event_type, event_id, correlation_id."""
+    """Kafka headers for routing without parsing: content-type, event_type, event_id, correlation_id.
+
+    Values are text (the client sends them as UTF-8), at most MAX_HEADER_VALUE bytes each.
+    """
+    stream = rd.get(STREAM)
+    if stream != "audit" and stream != "security":
+        stream = "application"
+    kind = _EVENT_TYPES.get((stream, namespace))
+    if kind is None:
+        kind = _EVENT_TYPES[(stream, namespace)] = event_type(stream, namespace)
     out: list[tuple[str, str | bytes | None]] = [
-        ("content-type", CONTENT_TYPE),
-        ("event_type", event_type(stream_of(rd), namespace).encode()),
-        ("event_id", event_id_of(rd).encode()),
+        ("content-type", CONTENT_TYPE), ("event_type", kind), ("event_id", _event_id_text(rd)),
     ]
-    eid = out[2][1]
-    if isinstance(eid, bytes) and len(eid) > MAX_HEADER_VALUE:  # a caller's very long event_id
-        out[2] = ("event_id", eid[:MAX_HEADER_VALUE])
-    cid = member(rd, "correlation_id")
+    cid = rd[EXTRA].get("correlation_id")
+    if cid is None:
+        cid = rd[CTX].get("correlation_id")
     if cid is not None:
-        text = (clean or _keep)(cid if isinstance(cid, str) else str(cid)).encode("utf-8", "replace")
-        out.append(("correlation_id", text[:MAX_HEADER_VALUE]))
+        text = cid if isinstance(cid, str) else str(cid)
+        if clean is not None:
+            text = clean(text)
+        out.append(("correlation_id", _short(text)))
     return out

@@ -88,10 +88,11 @@ _CACHE_SIZE = 4096  # key decisions kept; the cache is emptied when full
 _CACHE_KEY_LEN = 256  # longer keys are decided every time, not cached
 
 # The pre-check. Every secret value needs one of these (all alternatives start with a literal, so the regex
-# engine skips ahead to the few places where one may start): 6 digits (maybe split once), "@", a JWT's "eyJ", a
+# engine skips ahead to the few places where one may start): a card number's 13 digits, the first 2 to 9, each
+# maybe after one space or dash (a card never starts with 0 or 1, see _cards), "@", a JWT's "eyJ", a
 # PEM block, an AWS key id, a token prefix, "Bearer".
 _SUSPECT = re.compile(
-    "|".join(f"{d}[0-9]{{2}}[ -]?[0-9]{{3}}" for d in "0123456789")
+    "|".join(f"{d}(?:[ -]?[0-9]){{12}}" for d in "23456789")
     + r"|@|yJ|-----BEGIN|A(?:KIA|SIA|Iza)|gh[pousr]_|github_pat_|xox[abposr]-|_(?:live|test)_|Bearer|bearer|BEARER"
 )
 # ... and a secret key in text contains one of these words (searched in lower case) before its "=" or ":".
@@ -134,6 +135,14 @@ _SIX_DIGITS = re.compile(r"[0-9]{3}[ -]?[0-9]{3}")
 _DIGIT_RUN = re.compile(r"(?<![A-Za-z0-9+])(?<![0-9]\.)[0-9]+(?:[ -][0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")  # a digit doubled, its two digits summed
+
+
+def _another(out: Mapping[Any, Any], key: Any) -> str:
+    """``key#2``, ``key#3``...: the first name not in ``out`` (two keys redacted to the same text)."""
+    n = 2
+    while f"{key}#{n}" in out:
+        n += 1
+    return f"{key}#{n}"
 
 
 def _normalize(key: str) -> str:
@@ -374,6 +383,7 @@ class Redactor:
         )
         self._secret: dict[str, bool] = {}
         self._keys: dict[str, str] = {}
+        self._members_seen: dict[str, tuple[bool, str]] = {}  # key -> (secret, key as shipped)
 
     @property
     def enabled(self) -> bool:
@@ -531,10 +541,31 @@ class Redactor:
 
     def _members(self, d: Mapping[Any, Any], depth: int, path: set[int]) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
+        known = self._members_seen
+        new_key: Any
         for k, v in d.items():
             if type(k) is str:
-                secret = self.is_secret_key(k)
-                new_key: Any = self._key(k)
+                hit = known.get(k)
+                if hit is None:  # both decisions about this key, in one cached lookup
+                    hit = (self.is_secret_key(k), self._key(k))
+                    if len(k) <= _CACHE_KEY_LEN:
+                        if len(known) >= _CACHE_SIZE:
+                            known.clear()
+                        known[k] = hit
+                secret, new_key = hit
+                if not secret:  # the common members, without a call
+                    t = type(v)
+                    if t is str:
+                        v = self._text(v)
+                    elif t is int:
+                        if 10**12 <= v < 10**19 and _is_card(str(v)):
+                            v = REDACTED
+                    elif v is not None and t is not float and t is not bool:
+                        v = self._walk(v, depth, path)
+                    if new_key in out:
+                        new_key = _another(out, new_key)
+                    out[new_key] = v
+                    continue
             elif isinstance(k, (str, bytes, bytearray)):
                 text = _to_text(k)
                 secret = self.is_secret_key(text)
@@ -546,10 +577,7 @@ class Redactor:
                 secret, new_key = self.is_secret_key(_to_text(k)), k
             new_value = REDACTED if secret else self._walk(v, depth, path)
             if new_key in out:
-                n = 2
-                while f"{new_key}#{n}" in out:
-                    n += 1
-                new_key = f"{new_key}#{n}"
+                new_key = _another(out, new_key)
             out[new_key] = new_value
         return out
 

@@ -63,8 +63,11 @@ def _line(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
           headers: list[tuple[str, str | bytes | None]] | None = None) -> bytes:
     k = None if key is None else key.decode("utf-8", "replace")
     if headers:
-        return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms,
-                             [[n, _text(v)] for n, v in headers]]) + b"\n"
+        text = value.decode("utf-8", "replace")
+        try:  # text values (as logkafka makes them) go as they are
+            return orjson.dumps([topic, k, text, timestamp_ms, headers]) + b"\n"
+        except TypeError:  # bytes (from a delivery report)
+            return orjson.dumps([topic, k, text, timestamp_ms, [[n, _text(v)] for n, v in headers]]) + b"\n"
     return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms]) + b"\n"
 
 
