@@ -86,6 +86,7 @@ SECRET_SUFFIXES = ("_key", "_token", "_secret", "password", "_passwd", "_pwd")
 
 _CACHE_SIZE = 4096  # key decisions kept; the cache is emptied when full
 _CACHE_KEY_LEN = 256  # longer keys are decided every time, not cached
+_SHORT = 64  # texts up to this long are cached with their redacted form
 
 # The pre-check. Every secret value needs one of these (all alternatives start with a literal, so the regex
 # engine skips ahead to the few places where one may start): a card number's 13 digits, the first 2 to 9, each
@@ -384,6 +385,7 @@ class Redactor:
         self._secret: dict[str, bool] = {}
         self._keys: dict[str, str] = {}
         self._members_seen: dict[str, tuple[bool, str]] = {}  # key -> (secret, key as shipped)
+        self._short: dict[str, str] = {}  # short text -> redacted text ("" when nothing was found)
 
     @property
     def enabled(self) -> bool:
@@ -450,6 +452,18 @@ class Redactor:
             return {}
 
     def _text(self, s: str) -> str:
+        if len(s) <= _SHORT:  # short values repeat (codes, states, currencies): decided once
+            done = self._short.get(s)
+            if done is None:
+                done = self._search(s)
+                if len(self._short) >= _CACHE_SIZE:
+                    self._short.clear()
+                self._short[s] = "" if done is s else done  # "": nothing found
+                return done
+            return s if done == "" else done  # the caller's own object when nothing was found
+        return self._search(s)
+
+    def _search(self, s: str) -> str:
         for pattern in self._patterns:
             s = _sub(pattern, _whole, s)
         if _SUSPECT.search(s) is None and not (("=" in s or ":" in s) and self._near_key.search(s.lower())):
@@ -589,6 +603,19 @@ class Redactor:
             return REDACTED if 10**12 <= obj < 10**19 and _is_card(str(obj)) else obj
         if obj is None or t is float or t is bool:
             return obj
+        if t is list or t is dict:  # the usual containers, without the isinstance chain below
+            if depth >= MAX_DEPTH:
+                return REDACTED
+            oid = id(obj)
+            if oid in path:
+                return CYCLE
+            path.add(oid)
+            try:
+                if t is dict:
+                    return self._members(obj, depth + 1, path)
+                return [self._walk(x, depth + 1, path) for x in obj]
+            finally:
+                path.discard(oid)
         try:
             if isinstance(obj, str):
                 return self._text(str(obj))
