@@ -202,6 +202,7 @@ class KafkaLogHandler(logging.Handler):
             flush_timeout=st.flush_timeout,
             spool=spool,
             durability=st.durability,
+            queue_size=st.queue_size,
         )
 
     def _streams(self) -> Worker:
@@ -227,6 +228,7 @@ class KafkaLogHandler(logging.Handler):
                     spool=spool,
                     durability="disk",
                     stream_topics={"audit": st.audit_topic, "security": st.security_topic},
+                    queue_size=self._stream_max,
                 )
             return self._stream_worker
 
