@@ -140,7 +140,7 @@ class Spool:
         line = _line(topic, key, value, timestamp_ms, headers)
         self._pending.append(line)
         self._pending_bytes += len(line)
-        if self._pending_bytes >= 1 << 20:
+        if self._pending_bytes >= 4 << 20:
             return self.commit()
         return True
 

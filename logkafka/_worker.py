@@ -20,6 +20,9 @@ from logkafka._trim import fit, value_limit
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
 WORKER_IDENTS: set[int] = set()
 _BATCH = 1000  # records produced between two polls of delivery reports
+#: Records spooled per turn: each turn's write gives the GIL away, and getting it back from a busy
+#: caller takes a switch interval, so while spooling the turns are longer.
+_SPOOL_BATCH = 8000
 _NAP = 0.02  # seconds between batches while records are about (a batch per GIL turn, not a record)
 _BARRIER_POLL = 0.001  # seconds between looks at the producer while a flush waits
 _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
@@ -29,7 +32,7 @@ _PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller ne
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
 _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 _LATENCIES = 4096  # latencies kept for the percentiles
-_REAP_POLL = 0.05  # seconds between the reaper's looks at the queue, and its longest wait in poll()
+_REAP_POLL = 0.2  # seconds between the reaper's looks at the queue, and its longest wait in poll()
 #: Records waiting in the queue above which the reaper, not the draining thread, serves delivery
 #: reports (at most; a third of the queue's size when that is less): below it the draining thread
 #: serves them between batches, which costs the caller least.
@@ -314,7 +317,7 @@ class Worker:
         try:
             while not stop.is_set():
                 producer = self._producer
-                if producer is None or len(self._queue) < self._backlog:
+                if producer is None or (len(self._queue) < self._backlog and not self._spooling):
                     stop.wait(_REAP_POLL)  # the draining thread serves the reports
                     continue
                 try:
@@ -355,7 +358,9 @@ class Worker:
             if self._fatal:
                 producer = self._rebuild(producer, reaper=deadline is None)
             worked = self._drain(producer)
-            if self._reaper is None or len(queue) < self._backlog:
+            # While spooling, few reports come (records go to disk) and every poll() would hand
+            # the GIL to the caller, costing this thread a switch interval: the reaper polls.
+            if self._reaper is None or (len(queue) < self._backlog and not self._spooling):
                 # no backlog (or no reaper, serving inline at exit): serve the reports here
                 self._inline_poll = threading.get_ident() if self._reaper is not None else 0
                 try:
@@ -421,8 +426,9 @@ class Worker:
         headers: Headers | None = None
         bound: Any = _UNBOUND
         n = produced = 0
+        limit = _SPOOL_BATCH if spooling else _BATCH
         try:
-            while n < _BATCH:
+            while n < limit:
                 try:
                     item = queue.popleft()
                 except IndexError:
