@@ -82,6 +82,46 @@ def _common(extra: dict[str, Any], tenant_id: Any, correlation_id: Any, context:
         extra["context"] = ctx
 
 
+Parts = tuple[int, str, tuple[Any, ...], dict[str, Any]]
+
+
+def audit_parts(action: Any, actor: Any, resource: Any, outcome: Any, *, tenant_id: Any = None, diff: Any = None,
+                ip_address: Any = None, user_agent: Any = None, correlation_id: Any = None,
+                context: Any = None) -> Parts:
+    """(level, msg, args, extra) of an audit record, arguments checked (``ValueError`` naming the field)."""
+    extra: dict[str, Any] = {
+        STREAM: "audit",
+        "action": _text("action", action),
+        "actor": _text("actor", actor),
+        "resource": _text("resource", resource),
+        "outcome": _one_of("outcome", outcome, OUTCOMES),
+    }
+    d = _diff(diff)
+    if d is not None:
+        extra["diff"] = d
+    for name, value in (("ip_address", ip_address), ("user_agent", user_agent)):
+        if _optional_text(name, value) is not None:
+            extra[name] = value
+    _common(extra, tenant_id, correlation_id, context)
+    level = logging.INFO if outcome == "success" else logging.WARNING
+    return level, "audit: %s %s %s: %s", (actor, action, resource, outcome), extra
+
+
+def security_parts(event_type: Any, user_id: Any, resource: Any, decision: Any, *, tenant_id: Any = None,
+                   correlation_id: Any = None, context: Any = None) -> Parts:
+    """(level, msg, args, extra) of a security record, arguments checked (``ValueError`` naming the field)."""
+    extra: dict[str, Any] = {
+        STREAM: "security",
+        "event_type": _text("event_type", event_type),
+        "user_id": _text("user_id", user_id),
+        "resource": _text("resource", resource),
+        "decision": _one_of("decision", decision, DECISIONS),
+    }
+    _common(extra, tenant_id, correlation_id, context)
+    level = logging.INFO if decision == "allow" else logging.WARNING
+    return level, "security: %s %s %s: %s", (event_type, user_id, resource, decision), extra
+
+
 def audit(
     action: str,
     actor: str,
@@ -100,22 +140,10 @@ def audit(
     ``diff`` is ``{"old": {...}, "new": {...}}``. Raises ``ValueError`` naming
     the field for a bad argument; never raises because of logging itself.
     """
-    extra: dict[str, Any] = {
-        STREAM: "audit",
-        "action": _text("action", action),
-        "actor": _text("actor", actor),
-        "resource": _text("resource", resource),
-        "outcome": _one_of("outcome", outcome, OUTCOMES),
-    }
-    d = _diff(diff)
-    if d is not None:
-        extra["diff"] = d
-    for name, value in (("ip_address", ip_address), ("user_agent", user_agent)):
-        if _optional_text(name, value) is not None:
-            extra[name] = value
-    _common(extra, tenant_id, correlation_id, context)
-    level = logging.INFO if outcome == "success" else logging.WARNING
-    AUDIT_LOGGER.log(level, "audit: %s %s %s: %s", actor, action, resource, outcome, extra=extra)
+    level, msg, args, extra = audit_parts(action, actor, resource, outcome, tenant_id=tenant_id, diff=diff,
+                                          ip_address=ip_address, user_agent=user_agent,
+                                          correlation_id=correlation_id, context=context)
+    AUDIT_LOGGER.log(level, msg, *args, extra=extra)
 
 
 def security(
@@ -132,13 +160,6 @@ def security(
 
     Raises ``ValueError`` naming the field for a bad argument.
     """
-    extra: dict[str, Any] = {
-        STREAM: "security",
-        "event_type": _text("event_type", event_type),
-        "user_id": _text("user_id", user_id),
-        "resource": _text("resource", resource),
-        "decision": _one_of("decision", decision, DECISIONS),
-    }
-    _common(extra, tenant_id, correlation_id, context)
-    level = logging.INFO if decision == "allow" else logging.WARNING
-    SECURITY_LOGGER.log(level, "security: %s %s %s: %s", event_type, user_id, resource, decision, extra=extra)
+    level, msg, args, extra = security_parts(event_type, user_id, resource, decision, tenant_id=tenant_id,
+                                             correlation_id=correlation_id, context=context)
+    SECURITY_LOGGER.log(level, msg, *args, extra=extra)

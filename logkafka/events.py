@@ -74,17 +74,13 @@ from typing import Any
 
 from logkafka._audit import (
     AUDIT_LOGGER,
-    DECISIONS,
-    OUTCOMES,
     SECURITY_LOGGER,
-    _common,
-    _diff,
     _mapping,
-    _one_of,
     _optional_text,
     _text,
+    audit_parts,
+    security_parts,
 )
-from logkafka._formatter import STREAM
 from logkafka._handler import KafkaLogHandler
 from logkafka._report import report
 
@@ -429,24 +425,10 @@ class LoggingEventPublisher:
             return False
         try:
             site = _caller()
-            outcome = _plain(outcome)
-            extra: dict[str, Any] = {
-                STREAM: "audit",
-                "action": _text("action", action),
-                "actor": _text("actor", actor),
-                "resource": _text("resource", resource),
-                "outcome": _one_of("outcome", outcome, OUTCOMES),
-            }
-            d = _diff(diff)
-            if d is not None:
-                extra["diff"] = d
-            for name, value in (("ip_address", ip_address), ("user_agent", user_agent)):
-                if _optional_text(name, value) is not None:
-                    extra[name] = value
-            _common(extra, tenant_id, correlation_id, context)
-            level = logging.INFO if outcome == "success" else logging.WARNING
-            record = _record(AUDIT_LOGGER.name, level, "audit: %s %s %s: %s",
-                             (actor, action, resource, outcome), extra, site)
+            level, msg, args, extra = audit_parts(
+                action, actor, resource, _plain(outcome), tenant_id=tenant_id, diff=diff, ip_address=ip_address,
+                user_agent=user_agent, correlation_id=correlation_id, context=context)
+            record = _record(AUDIT_LOGGER.name, level, msg, args, extra, site)
             return self._publish("publish_audit_log", record, None)
         except Exception as exc:
             return _refused("publish_audit_log", exc)
@@ -471,18 +453,10 @@ class LoggingEventPublisher:
             return False
         try:
             site = _caller()
-            decision = _plain(decision)
-            extra: dict[str, Any] = {
-                STREAM: "security",
-                "event_type": _text("event_type", event_type),
-                "user_id": _text("user_id", user_id),
-                "resource": _text("resource", resource),
-                "decision": _one_of("decision", decision, DECISIONS),
-            }
-            _common(extra, tenant_id, correlation_id, context)
-            level = logging.INFO if decision == "allow" else logging.WARNING
-            record = _record(SECURITY_LOGGER.name, level, "security: %s %s %s: %s",
-                             (event_type, user_id, resource, decision), extra, site)
+            level, msg, args, extra = security_parts(
+                event_type, user_id, resource, _plain(decision), tenant_id=tenant_id,
+                correlation_id=correlation_id, context=context)
+            record = _record(SECURITY_LOGGER.name, level, msg, args, extra, site)
             return self._publish("publish_security_log", record, None)
         except Exception as exc:
             return _refused("publish_security_log", exc)
