@@ -187,22 +187,29 @@ class KafkaLogHandler(logging.Handler):
             self._streams().start()  # audit or security records of an earlier run wait
 
     def _new_worker(self) -> Worker:
+        return self._make_worker(self.settings.topic, self._queue, self._bind, self.settings.durability,
+                                 self.settings.queue_size)
+
+    def _make_worker(self, topic: str, queue: deque[Any], bind: Callable[[Any], BindPlan], durability: str,
+                     queue_size: int, stream_topics: dict[Any, str] | None = None) -> Worker:
+        """A worker for ``topic`` (named after it, spooling to its own directory when there is a spool)."""
         st = self.settings
         spool = None
         if st.spool_dir is not None and self._enabled:
-            spool = Spool(destination_dir(st.spool_dir, st.topic, st.bootstrap_servers),
+            spool = Spool(destination_dir(st.spool_dir, topic, st.bootstrap_servers),
                           max_bytes=st.spool_max_bytes, fsync=st.spool_fsync)
         return Worker(
-            name=f"logkafka-{st.topic}",
-            topic=st.topic,
+            name=f"logkafka-{topic}",
+            topic=topic,
             producer_config=st.producer_config,
-            queue=self._queue,
-            bind=self._bind,
+            queue=queue,
+            bind=bind,
             dropped=self._dropped_total,
             flush_timeout=st.flush_timeout,
             spool=spool,
-            durability=st.durability,
-            queue_size=st.queue_size,
+            durability=durability,
+            stream_topics=stream_topics,
+            queue_size=queue_size,
         )
 
     def _streams(self) -> Worker:
@@ -213,23 +220,9 @@ class KafkaLogHandler(logging.Handler):
         with self._stream_lock:
             if self._stream_worker is None:
                 st = self.settings
-                spool = None
-                if st.spool_dir is not None:
-                    spool = Spool(destination_dir(st.spool_dir, st.audit_topic, st.bootstrap_servers),
-                                  max_bytes=st.spool_max_bytes, fsync=st.spool_fsync)
-                self._stream_worker = Worker(
-                    name=f"logkafka-{st.audit_topic}",
-                    topic=st.audit_topic,
-                    producer_config=st.producer_config,
-                    queue=self._stream_queue,
-                    bind=self._bind_stream,
-                    dropped=self._dropped_total,
-                    flush_timeout=st.flush_timeout,
-                    spool=spool,
-                    durability="disk",
-                    stream_topics={"audit": st.audit_topic, "security": st.security_topic},
-                    queue_size=self._stream_max,
-                )
+                self._stream_worker = self._make_worker(
+                    st.audit_topic, self._stream_queue, self._bind_stream, "disk", self._stream_max,
+                    {"audit": st.audit_topic, "security": st.security_topic})
             return self._stream_worker
 
     def _workers(self) -> list[Worker]:
