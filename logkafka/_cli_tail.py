@@ -1,0 +1,9 @@
+"""``logkafka tail``, ``logkafka demo`` and ``logkafka broker``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """Add the subcommands of this module to ``sub``."""
