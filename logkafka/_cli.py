@@ -122,7 +122,7 @@ def unreachable(servers: str, detail: object) -> CliError:
 def check_reachable(config: Mapping[str, Any], timeout: float = 10.0) -> None:
     """Ask the cluster for its metadata; raise :class:`CliError` when it does not answer in ``timeout`` s."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient
 
     servers = str(config.get("bootstrap.servers"))
     try:
