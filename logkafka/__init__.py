@@ -10,10 +10,13 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from logkafka._audit import audit, security
-from logkafka._context import bind, bound, clear_context, get_context, unbind
+from logkafka._context import bind, bound, clear_context, get_context, unbind, with_context
 from logkafka._formatter import JsonFormatter
 from logkafka._handler import KafkaLogHandler
 from logkafka._prometheus import PrometheusCollector
+from logkafka._sampling import SamplingFilter
+from logkafka._timed import timed
+from logkafka._web import ASGIMiddleware, WSGIMiddleware
 
 try:
     __version__ = _version("logkafka")
@@ -21,9 +24,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ASGIMiddleware",
     "JsonFormatter",
     "KafkaLogHandler",
     "PrometheusCollector",
+    "SamplingFilter",
+    "WSGIMiddleware",
     "__version__",
     "audit",
     "bind",
@@ -31,5 +37,7 @@ __all__ = [
     "clear_context",
     "get_context",
     "security",
+    "timed",
     "unbind",
+    "with_context",
 ]

@@ -7,11 +7,13 @@ context keeps exactly what was bound at the moment of the call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextvars
+import functools
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from logkafka._snapshot import jsonable
 
@@ -85,3 +87,29 @@ class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def with_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Wrap ``fn`` to run in a copy of the context of this moment, wherever it is called.
+
+    For worker threads and executors, which do not inherit the caller's context::
+
+        executor.submit(logkafka.with_context(work), item)
+        threading.Thread(target=logkafka.with_context(work)).start()
+        loop.run_in_executor(None, logkafka.with_context(work), item)
+
+    The copy holds every context variable: the bound logkafka context and the active
+    OpenTelemetry span. Each call runs in its own copy, so what the callable binds stays
+    in that call and never reaches the caller or another call.
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run_in_copy(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run_in_copy

@@ -7,8 +7,9 @@ from typing import Any
 
 import logkafka
 
-PUBLIC = {"JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "__version__", "audit", "bind", "bound",
-          "clear_context", "get_context", "security", "unbind"}
+PUBLIC = {"ASGIMiddleware", "JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "SamplingFilter",
+          "WSGIMiddleware", "__version__", "audit", "bind", "bound", "clear_context", "get_context", "security",
+          "timed", "unbind", "with_context"}
 
 
 class TestExportedMembers:
