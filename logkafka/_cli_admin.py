@@ -1,9 +1,811 @@
-"""``logkafka check``, ``logkafka topics`` and ``logkafka replay``."""
+"""``logkafka check``, ``logkafka topics ensure`` and ``logkafka replay``.
+
+``check CONFIG``
+    Loads a ``logging.config.dictConfig`` from a JSON, YAML or Python file (or a
+    module's ``LOGGING``), builds it, and for every ``KafkaLogHandler`` in it prints
+    the effective settings (secrets masked), connects to its cluster, sends a probe
+    record through the handler and reads it back from the topic.
+
+    Servers follow the handler's own rule: a ``bootstrap_servers`` (or
+    ``producer_config["bootstrap.servers"]``) in the file wins; otherwise
+    ``--bootstrap-servers``, else ``KAFKA_BOOTSTRAP_SERVERS``, else ``localhost:9092``.
+    ``--bootstrap-servers`` therefore never overrides a file that names its cluster:
+    it is exported as ``KAFKA_BOOTSTRAP_SERVERS`` before the configuration is built.
+
+``topics ensure``
+    Creates the application, audit and security topics that do not exist yet, with
+    partitions and retention; existing topics are reported, never changed.
+
+``replay [SPOOL_DIR]``
+    Sends the records of a disk spool now and deletes each segment once every one of
+    its records is acknowledged. The spool records only a hash of the cluster address
+    it was written for, so records go to the cluster given by ``--bootstrap-servers``
+    (or ``KAFKA_BOOTSTRAP_SERVERS``); a mismatch with that hash is reported.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from logkafka._cli import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    admin_config,
+    bootstrap_servers,
+    check_reachable,
+    client_config,
+    load_client_config,
+    masked,
+)
+
+#: Logger name of the probe record: not ``logkafka...``, whose records a handler drops.
+PROBE_LOGGER = "lkcheck"
+PROBE_CODE = "LOGKAFKA_CHECK"
+#: Client settings a consumer needs to reach the same cluster as a handler's producer.
+_SECURITY_PREFIXES = ("security.protocol", "ssl.", "ssl_", "sasl.", "enable.ssl", "enable.sasl", "oauthbearer",
+                      "oauth_cb", "broker.address", "client.dns", "socket.", "api.version", "broker.version",
+                      "client.rack", "resolve_cb", "bootstrap.servers")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    """Add the subcommands of this module to ``sub``."""
+    """Add ``check``, ``topics`` (``topics ensure``) and ``replay`` to ``sub``."""
+    p = sub.add_parser(
+        "check", parents=[common], help="check a logging configuration end to end",
+        description="Load a logging dictConfig (JSON, YAML, a Python file's LOGGING, or module.path[:ATTR]), "
+                    "build it, and for every KafkaLogHandler in it: print its effective settings (secrets "
+                    "masked), connect to its cluster, send a probe record through the handler and read it back. "
+                    "The file's own bootstrap servers win; --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS apply "
+                    "to handlers that name none (as in the application). The probe is read back with the "
+                    "handler's security settings plus --consumer-config; --producer-config is not used: the "
+                    "handler's own producer_config is what is checked.",
+    )
+    p.add_argument("config", metavar="CONFIG",
+                   help="a .json, .yaml/.yml or .py file, or module.path / module.path:ATTR (default ATTR: LOGGING)")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the probe to come back (default: 30)")
+    p.set_defaults(run=run_check)
+
+    topics = sub.add_parser("topics", help="set up the log topics",
+                            description="Manage the application, audit and security topics.")
+    tsub = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    e = tsub.add_parser(
+        "ensure", parents=[common], help="create the three log topics if missing, and report them",
+        description="Create the application, audit and security topics that do not exist yet, with the given "
+                    "partitions and retention; existing topics are reported (with any difference from what was "
+                    "asked), never changed. Topic names as the handler makes them: --namespace (default "
+                    "$LOGKAFKA_NAMESPACE), LOGKAFKA_TOPIC / LOGKAFKA_AUDIT_TOPIC / LOGKAFKA_SECURITY_TOPIC, "
+                    "else logs.<stream>.v1. Durations: milliseconds, or a number with ms, s, m, h, d or w; "
+                    "-1 or 'unlimited' for no time limit.",
+    )
+    e.add_argument("--namespace", metavar="NS", help="topic namespace: NS.logging.<stream>.v1")
+    e.add_argument("--topic", metavar="NAME", help="application topic name")
+    e.add_argument("--audit-topic", metavar="NAME", help="audit topic name")
+    e.add_argument("--security-topic", metavar="NAME", help="security topic name")
+    e.add_argument("--partitions", type=_positive_int, default=6, metavar="N",
+                   help="partitions of each new topic (default: 6)")
+    e.add_argument("--replication-factor", type=_replication, default=-1, metavar="N",
+                   help="replicas of each new topic (default: the broker's default)")
+    for stream, default in RETENTION_DEFAULTS.items():
+        e.add_argument(f"--retention-{stream}", type=parse_duration_arg, default=None, metavar="DURATION",
+                       help=f"retention of the {stream} topic (default: {format_duration(default)})")
+    e.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for the cluster (default: 30)")
+    e.set_defaults(run=run_topics_ensure)
+
+    r = sub.add_parser(
+        "replay", parents=[common], help="send a disk spool's records now",
+        description="Send the records waiting in a spool directory to Kafka now, each to its topic with its "
+                    "key, timestamp and headers. A segment is deleted once all its records are acknowledged; "
+                    "segments held by a running handler are skipped (never sent twice). The records go to the "
+                    "cluster of --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS (the spool keeps only a hash of "
+                    "the address it was written for; a mismatch is reported).",
+    )
+    r.add_argument("spool_dir", nargs="?", metavar="SPOOL_DIR",
+                   help="the spool directory, or one destination directory in it "
+                        "(default: $LOGKAFKA_SPOOL_DIR, else the handler's default)")
+    r.add_argument("--dry-run", action="store_true", help="count the records, send nothing")
+    r.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for a segment's acknowledgements (default: 60)")
+    r.set_defaults(run=run_replay)
+
+
+# -- argument types -----------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def _replication(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}") from None
+    if n == 0 or n < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {text!r}")
+    return n
+
+
+def _positive_float(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not n > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return n
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_UNLIMITED = ("-1", "unlimited", "infinite", "forever", "none")
+RETENTION_DEFAULTS = {"application": 7 * 86_400_000, "audit": -1, "security": 90 * 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    """Milliseconds from ``"604800000"``, ``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, ``"2w"``; -1 for unlimited.
+
+    Raises ``ValueError`` with the accepted forms.
+    """
+    if text.strip().lower() in _UNLIMITED:
+        return -1
+    m = _DURATION_RE.match(text)
+    if m is None:
+        raise ValueError(f"invalid duration {text!r}: expected milliseconds, or a number with ms, s, m, h, d "
+                         "or w (e.g. 14d, 12h), or -1 / unlimited")
+    ms = round(float(m.group(1)) * _UNIT_MS[(m.group(2) or "ms").lower()])
+    if ms <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be at least 1 ms (or -1 / unlimited)")
+    return ms
+
+
+def parse_duration_arg(text: str) -> int:
+    """:func:`parse_duration` for argparse."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_duration(ms: int | None) -> str:
+    """``7d``, ``36h``, ``unlimited``: the shortest exact form of a retention in milliseconds."""
+    if ms is None:
+        return "?"
+    if ms < 0:
+        return "unlimited"
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+# -- check --------------------------------------------------------------------------------------
+def load_logging_config(spec: str) -> dict[str, Any]:
+    """The dictConfig named by ``spec``: a JSON / YAML / Python file, or ``module.path[:ATTR]``.
+
+    Raises :class:`CliError` with the cause when it cannot be read.
+    """
+    path, _, attr = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
+    attr = attr or "LOGGING"
+    lower = path.lower()
+    if lower.endswith(".json"):
+        data = _parse_file(path, lambda f: json.load(f), "JSON")
+    elif lower.endswith((".yaml", ".yml")):
+        try:
+            yaml: Any = importlib.import_module("yaml")
+        except ImportError:
+            raise CliError(f"{path}: reading YAML needs PyYAML: pip install pyyaml", EXIT_USAGE) from None
+        data = _parse_file(path, yaml.safe_load, "YAML")
+    elif lower.endswith(".py") or os.sep in path:
+        if not os.path.isfile(path):
+            raise CliError(f"{path}: no such file", EXIT_USAGE)
+        import runpy
+
+        try:
+            namespace = runpy.run_path(path, run_name="__logkafka_check__")
+        except BaseException as exc:  # the file's own code failed (SystemExit included)
+            raise CliError(f"{path}: running the file failed: {type(exc).__name__}: {exc}", EXIT_USAGE) from None
+        if attr not in namespace:
+            raise CliError(f"{path}: defines no {attr} (the logging dictConfig)", EXIT_USAGE)
+        data = namespace[attr]
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(path)
+        except ModuleNotFoundError as exc:
+            if exc.name and path.startswith(exc.name):
+                raise CliError(f"{spec}: no such file or module", EXIT_USAGE) from None
+            raise CliError(f"{spec}: importing the module failed: {exc}", EXIT_USAGE) from None
+        except BaseException as exc:
+            raise CliError(f"{spec}: importing the module failed: {type(exc).__name__}: {exc}", EXIT_USAGE) from None
+        if not hasattr(module, attr):
+            raise CliError(f"{spec}: module {path} has no {attr} (the logging dictConfig)", EXIT_USAGE)
+        data = getattr(module, attr)
+    if not isinstance(data, dict):
+        raise CliError(f"{spec}: the logging configuration must be a mapping (a dictConfig), "
+                       f"got {type(data).__name__}", EXIT_USAGE)
+    return data
+
+
+def _parse_file(path: str, parse: Callable[[IO[str]], Any], kind: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse(f)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read: {exc.strerror or exc}", EXIT_USAGE) from None
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        detail = " ".join(str(exc).split())
+        raise CliError(f"{path}: not valid {kind}: {detail}", EXIT_USAGE) from None
+
+
+def _cause_chain(exc: BaseException) -> str:
+    """``Unable to configure handler 'kafka': queue_size: must be positive, got -1``."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = str(cur) or type(cur).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(text)
+        cur = cur.__cause__ or cur.__context__
+    return ": ".join(parts)
+
+
+@dataclass
+class _Found:
+    """One KafkaLogHandler of the configuration."""
+
+    name: str
+    handler: Any
+    loggers: list[str] = field(default_factory=list)
+    servers_source: str = "default"
+
+
+def _find_handlers(config: Mapping[str, Any]) -> list[_Found]:
+    """Every KafkaLogHandler dictConfig made, with the loggers it is attached to."""
+    from logkafka import KafkaLogHandler
+
+    named: Mapping[str, logging.Handler] = getattr(logging, "_handlers", {})
+    found: dict[int, _Found] = {}
+    for name, handler in list(named.items()):
+        if isinstance(handler, KafkaLogHandler):
+            found[id(handler)] = _Found(str(name), handler)
+    loggers: list[tuple[str, logging.Logger]] = [("root", logging.getLogger())]
+    loggers += [(n, lg) for n, lg in sorted(logging.Logger.manager.loggerDict.items())
+                if isinstance(lg, logging.Logger)]
+    for lname, lg in loggers:
+        for handler in lg.handlers:
+            if isinstance(handler, KafkaLogHandler):
+                entry = found.setdefault(id(handler), _Found(handler.get_name() or "?", handler))
+                entry.loggers.append(lname)
+    handler_configs = config.get("handlers") or {}
+    for entry in found.values():
+        spec = handler_configs.get(entry.name) if isinstance(handler_configs, Mapping) else None
+        producer = spec.get("producer_config") if isinstance(spec, Mapping) else None
+        if isinstance(spec, Mapping) and (spec.get("bootstrap_servers")
+                                          or (isinstance(producer, Mapping) and producer.get("bootstrap.servers"))):
+            entry.servers_source = "the configuration"
+        elif os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            entry.servers_source = "KAFKA_BOOTSTRAP_SERVERS"
+    return sorted(found.values(), key=lambda e: e.name)
+
+
+def _print_settings(entry: _Found, out: IO[str]) -> None:
+    st = entry.handler.settings
+    attached = ", ".join(entry.loggers) if entry.loggers else "no logger"
+    print(f"handler {entry.name!r} (KafkaLogHandler on {attached})", file=out)
+    rows = [
+        ("enabled", "yes" if st.enabled else "no"),
+        ("bootstrap servers", f"{st.bootstrap_servers} (from {entry.servers_source})"),
+        ("application topic", st.topic),
+        ("audit topic", st.audit_topic),
+        ("security topic", st.security_topic),
+        ("namespace", st.namespace or "-"),
+        ("format", f"{st.format}, fields {st.fields}"),
+        ("key", st.key or "-"),
+        ("identity", ", ".join(f"{k}={v}" for k, v in st.identity.items())),
+        ("durability", f"{st.durability}, overflow {st.overflow}"),
+        ("queue size", str(st.queue_size)),
+        ("flush timeout", f"{st.flush_timeout:g} s"),
+        ("spool", "off" if st.spool_dir is None else
+         f"{st.spool_dir} (max {st.spool_max_bytes} bytes, fsync {st.spool_fsync})"),
+    ]
+    for label, value in rows:
+        print(f"  {label + ':':<19}{value}", file=out)
+    print("  producer config:", file=out)
+    for key, value in sorted(masked(st.producer_config).items()):
+        shown = value if isinstance(value, (str, int, float, bool)) else f"<{type(value).__name__}>"
+        if isinstance(shown, bool):
+            shown = "true" if shown else "false"
+        print(f"    {key} = {shown}", file=out)
+
+
+def _consumer_config(producer_config: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A consumer for the handler's cluster: its connection and security settings, then ``extra``."""
+    config = {k: v for k, v in producer_config.items() if k.startswith(_SECURITY_PREFIXES)}
+    config.update({
+        "group.id": f"logkafka-check-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "log_level": 0,
+    })
+    config.update(extra)
+    config["bootstrap.servers"] = producer_config["bootstrap.servers"]
+    return config
+
+
+def read_back(config: Mapping[str, Any], topic: str, needle: bytes, since_ms: int, timeout: float) -> bool:
+    """Whether a message containing ``needle`` shows up in ``topic`` within ``timeout`` seconds.
+
+    Starts each partition at the first offset whose timestamp is at least ``since_ms``
+    (a broker that does not index timestamps answers with the beginning: still correct).
+    """
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer(dict(config))
+    deadline = time.monotonic() + timeout
+    try:
+        partitions: list[int] = []
+        while time.monotonic() < deadline:
+            try:
+                md = consumer.list_topics(topic, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+            except KafkaException:
+                time.sleep(0.2)
+                continue
+            t = md.topics.get(topic)
+            if t is not None and t.error is None and t.partitions:
+                partitions = sorted(t.partitions)
+                break
+            time.sleep(0.2)
+        if not partitions:
+            return False
+        try:
+            starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions],
+                                                timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+            assignment = [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                          for tp in starts]
+        except KafkaException:
+            assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+        consumer.assign(assignment)
+        while time.monotonic() < deadline:
+            for m in consumer.consume(1000, min(0.5, max(0.01, deadline - time.monotonic()))):
+                if m.error() is None and needle in (m.value() or b""):
+                    return True
+        return False
+    finally:
+        consumer.close()
+
+
+def _probe(entry: _Found, consumer_extra: Mapping[str, Any], timeout: float, out: IO[str]) -> None:
+    """Send a probe through the handler and read it back; raise :class:`CliError` on failure."""
+    handler = entry.handler
+    st = handler.settings
+    check_reachable(st.producer_config, timeout=min(timeout, 15.0))
+    print("  connect:           OK", file=out)
+    probe_id = f"lkcheck-{uuid.uuid4().hex[:16]}"
+    lg = logging.getLogger(PROBE_LOGGER)
+    record = lg.makeRecord(PROBE_LOGGER, logging.INFO, __file__, 0, "logkafka check probe %s", (probe_id,), None,
+                           extra={"code": PROBE_CODE, "probe_id": probe_id})
+    since_ms = int(record.created * 1000) - 60_000  # clocks of client and broker may differ a little
+    started = time.monotonic()
+    handler.emit(record)  # past the handler's level and filters: this checks the delivery path
+    if not handler.flush(timeout):
+        stats = handler.stats()
+        why = stats.get("last_error") or ("spooled to disk" if stats.get("spooling") else "no acknowledgement")
+        raise CliError(f"handler {entry.name!r}: the probe was not acknowledged by {st.bootstrap_servers} "
+                       f"within {timeout:g} s ({why})")
+    stats = handler.stats()
+    if stats.get("spooling") and not stats.get("delivered"):
+        raise CliError(f"handler {entry.name!r}: the probe went to the disk spool, not to Kafka "
+                       f"({stats.get('last_error') or 'broker unreachable'})")
+    remaining = max(1.0, timeout - (time.monotonic() - started))
+    config = _consumer_config(st.producer_config, consumer_extra)
+    if not read_back(config, st.topic, probe_id.encode(), since_ms, remaining):
+        raise CliError(f"handler {entry.name!r}: the probe {probe_id} was acknowledged but not read back "
+                       f"from {st.topic} within {timeout:g} s")
+    elapsed = time.monotonic() - started
+    print(f"  probe:             OK: {probe_id} sent to {st.topic} and read back in {elapsed * 1000:.0f} ms",
+          file=out)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``logkafka check CONFIG``."""
+    out = sys.stdout
+    if args.bootstrap_servers:  # the handler's own fallback: used only where the file names no cluster
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = args.bootstrap_servers
+    consumer_extra = load_client_config(args.consumer_config, "--consumer-config") if args.consumer_config else {}
+    if args.producer_config:
+        print("logkafka check: note: --producer-config is not used: the handler's own producer_config is checked",
+              file=sys.stderr)
+    config = load_logging_config(args.config)
+    try:
+        logging.config.dictConfig(config)
+    except Exception as exc:
+        raise CliError(f"{args.config}: the logging configuration failed: {_cause_chain(exc)}", EXIT_USAGE) from None
+    found = _find_handlers(config)
+    try:
+        if not found:
+            raise CliError(f"{args.config}: no logkafka.KafkaLogHandler in the configuration", EXIT_USAGE)
+        for n, entry in enumerate(found):
+            if n:
+                print(file=out)
+            _print_settings(entry, out)
+            out.flush()
+            if not entry.handler.settings.enabled:
+                raise CliError(f"handler {entry.name!r} is disabled (enabled / LOGKAFKA_ENABLED): "
+                               "it ships nothing to Kafka")
+            _probe(entry, consumer_extra, args.timeout, out)
+        print(f"\nOK: {len(found)} KafkaLogHandler{'s' if len(found) != 1 else ''} checked", file=out)
+        return 0
+    finally:
+        for entry in found:
+            entry.handler.close()
+
+
+# -- topics ensure ------------------------------------------------------------------------------
+@dataclass
+class _TopicState:
+    name: str
+    stream: str
+    partitions: int | None = None
+    retention_ms: int | None = None
+    status: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _admin_error(exc: BaseException) -> tuple[int | None, str]:
+    err: Any = exc.args[0] if exc.args else None
+    code = err.code() if hasattr(err, "code") else None
+    text = err.str() if hasattr(err, "str") else str(exc)
+    return code, text
+
+
+def _describe_retention(admin: Any, topics: list[str], timeout: float) -> dict[str, int | None]:
+    """``retention.ms`` of each topic, None where the broker does not say."""
+    from confluent_kafka.admin import ConfigResource, ResourceType  # type: ignore[attr-defined]
+
+    out: dict[str, int | None] = dict.fromkeys(topics)
+    try:
+        futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics],
+                                         request_timeout=timeout)
+    except Exception:
+        return out
+    for resource, future in futures.items():
+        try:
+            entries = future.result(timeout)
+            value = entries["retention.ms"].value if "retention.ms" in entries else None
+            out[resource.name] = int(value) if value not in (None, "") else None
+        except Exception:
+            pass
+    return out
+
+
+def run_topics_ensure(args: argparse.Namespace) -> int:
+    """``logkafka topics ensure``."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from logkafka._settings import check_namespace, stream_topics
+
+    try:
+        namespace = check_namespace(args.namespace if args.namespace is not None
+                                    else os.environ.get("LOGKAFKA_NAMESPACE"))
+        names = stream_topics(namespace, args.topic, args.audit_topic, args.security_topic)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    config = admin_config(args)
+    check_reachable(config, timeout=min(args.timeout, 15.0))
+    admin = AdminClient({**config, "log_level": 0})
+    wanted = {
+        stream: (name, RETENTION_DEFAULTS[stream] if getattr(args, f"retention_{stream}") is None
+                 else int(getattr(args, f"retention_{stream}")))
+        for stream, name in zip(("application", "audit", "security"), names, strict=True)
+    }
+    states = {stream: _TopicState(name, stream) for stream, (name, _) in wanted.items()}
+    md = admin.list_topics(timeout=args.timeout)
+    missing = [s for s, (name, _) in wanted.items() if name not in md.topics or md.topics[name].error is not None]
+    replication = args.replication_factor
+    for attempt in range(2):
+        if not missing:
+            break
+        new = [NewTopic(wanted[s][0], args.partitions, replication, config={"retention.ms": str(wanted[s][1])})
+               for s in missing]
+        futures = admin.create_topics(new, operation_timeout=args.timeout, request_timeout=args.timeout)
+        retry: list[str] = []
+        for s in missing:
+            try:
+                futures[wanted[s][0]].result(args.timeout + 5)
+                states[s].status = "created"
+            except KafkaException as exc:
+                code, text = _admin_error(exc)
+                if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                    states[s].status = "exists"  # made meanwhile by someone else
+                elif (attempt == 0 and replication == -1 and args.replication_factor == -1
+                      and code in (KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.INVALID_REQUEST,
+                                   KafkaError.UNSUPPORTED_VERSION)):
+                    retry.append(s)  # an older broker: no "broker default" replication factor
+                else:
+                    raise CliError(f"creating topic {wanted[s][0]!r} failed: {text}") from None
+        if retry:
+            replication = min(3, max(1, len(md.brokers)))
+        missing = retry
+    for state in states.values():
+        if not state.status:
+            state.status = "exists"
+    # wait until every topic is visible, then report what exists
+    deadline = time.monotonic() + args.timeout
+    while True:
+        md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        seen = {name: md.topics[name] for name, _ in wanted.values()
+                if name in md.topics and md.topics[name].error is None and md.topics[name].partitions}
+        if len(seen) == len(wanted) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    retention = _describe_retention(admin, [name for name, _ in wanted.values()], args.timeout)
+    failed = []
+    for s, state in states.items():
+        name, want_ms = wanted[s]
+        meta = seen.get(name)
+        if meta is None:
+            failed.append(name)
+            state.status += ", not visible yet"
+            continue
+        state.partitions = len(meta.partitions)
+        state.retention_ms = retention.get(name)
+        if state.status == "exists":
+            if state.partitions != args.partitions:
+                state.notes.append(f"has {state.partitions} partitions, asked {args.partitions}: not changed")
+            if state.retention_ms is None:
+                state.notes.append("retention not reported by the broker")
+            elif state.retention_ms != want_ms:
+                state.notes.append(f"retention {format_duration(state.retention_ms)}, asked "
+                                   f"{format_duration(want_ms)}: not changed")
+        elif state.retention_ms is None:
+            state.notes.append(f"asked retention {format_duration(want_ms)}; the broker does not report it")
+    width = max(len(st.name) for st in states.values())
+    print(f"{'STREAM':<12}{'TOPIC':<{width + 2}}{'PARTITIONS':>10}  {'RETENTION':<10} STATUS")
+    for state in states.values():
+        parts = "?" if state.partitions is None else str(state.partitions)
+        note = "".join(f"; {n}" for n in state.notes)
+        print(f"{state.stream:<12}{state.name:<{width + 2}}{parts:>10}  "
+              f"{format_duration(state.retention_ms):<10} {state.status}{note}")
+    if failed:
+        raise CliError(f"topics not visible after {args.timeout:g} s: {', '.join(failed)}")
+    return 0
+
+
+# -- replay -------------------------------------------------------------------------------------
+_SEG_SUFFIX = ".seg"
+
+
+def _segments_in(directory: str) -> list[str]:
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(_SEG_SUFFIX))
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names]
+
+
+def _destinations(spool_dir: str) -> list[str]:
+    """The destination directories under ``spool_dir`` (or ``spool_dir`` itself when it holds segments)."""
+    if _segments_in(spool_dir):
+        return [spool_dir]
+    try:
+        entries = sorted(os.scandir(spool_dir), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [e.path for e in entries if e.is_dir() and _segments_in(e.path)]
+
+
+def _count_lines(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second (only on a terminal)."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = max(total, 0)
+        self.done = 0
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._drawn = 0.0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.enabled and time.monotonic() - self._drawn >= 0.1:
+            self.draw()
+
+    def draw(self) -> None:
+        self._drawn = time.monotonic()
+        total = max(self.total, self.done, 1)
+        width = 30
+        filled = int(width * self.done / total)
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(f"\rreplay [{bar}] {self.done}/{total} records ({100 * self.done // total}%)")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class _ReplayTotals:
+    records: int = 0  # sent and acknowledged (or counted, in a dry run)
+    segments: int = 0  # deleted (or counted)
+    held: int = 0  # segments a running process holds: skipped
+    torn: int = 0  # unreadable lines skipped
+    failed: int = 0  # records not acknowledged
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _rewrite(segment: Any, records: list[Any]) -> None:
+    """Replace a claimed segment's content with ``records`` (the ones not acknowledged), atomically."""
+    from logkafka._spool import _line
+
+    tmp = f"{segment.path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"".join(_line(r.topic, r.key, r.value, r.timestamp_ms, r.headers) for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, segment.path)
+
+
+def _replay_segment(producer: Any, segment: Any, timeout: float, totals: _ReplayTotals,
+                    progress: _Progress) -> bool:
+    """Send one claimed segment; delete it when all its records are acknowledged. True on success."""
+    from confluent_kafka import KafkaException
+
+    records = list(segment.records())
+    totals.torn += segment.torn
+    acked = [False] * len(records)
+    errors: list[str] = []
+
+    def report(index: int) -> Callable[[Any, Any], None]:
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is None:
+                acked[index] = True
+                progress.advance(1)
+            elif len(errors) < 3:
+                errors.append(err.str() if hasattr(err, "str") else str(err))
+        return on_delivery
+
+    deadline = time.monotonic() + timeout
+    for i, rec in enumerate(records):
+        while True:
+            try:
+                producer.produce(rec.topic, rec.value, rec.key, timestamp=rec.timestamp_ms, headers=rec.headers,
+                                 on_delivery=report(i))
+                break
+            except BufferError:
+                producer.poll(0.1)
+                if time.monotonic() >= deadline:
+                    break
+            except (KafkaException, TypeError, ValueError) as exc:
+                if len(errors) < 3:
+                    errors.append(str(exc))
+                break
+        producer.poll(0)
+    producer.flush(max(1.0, deadline - time.monotonic()))
+    sent = sum(acked)
+    totals.records += sent
+    if sent == len(records):
+        segment.delete()
+        totals.segments += 1
+        return True
+    left = [r for r, ok in zip(records, acked, strict=True) if not ok]
+    totals.failed += len(left)
+    try:
+        if sent:
+            _rewrite(segment, left)  # acknowledged records are not sent twice
+    except OSError as exc:
+        errors.append(f"could not rewrite the segment ({exc}); its acknowledged records will be sent again")
+    segment.release()
+    totals.kept.append(segment.path)
+    totals.errors += errors or [f"no acknowledgement within {timeout:g} s"]
+    return False
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """``logkafka replay [SPOOL_DIR]``."""
+    from logkafka._settings import PRODUCER_DEFAULTS
+    from logkafka._spool import Spool, default_spool_dir
+
+    spool_dir = args.spool_dir
+    explicit = spool_dir is not None
+    if spool_dir is None:
+        env = os.environ.get("LOGKAFKA_SPOOL_DIR")
+        spool_dir = env if env and env.strip().lower() not in ("0", "false", "no", "off") else default_spool_dir()
+    if not os.path.isdir(spool_dir):
+        if explicit:
+            raise CliError(f"{spool_dir}: no such directory", EXIT_USAGE)
+        print(f"nothing to replay: no spool at {spool_dir}")
+        return 0
+    destinations = _destinations(spool_dir)
+    paths = [(d, p) for d in destinations for p in _segments_in(d)]
+    total = sum(_count_lines(p) for _, p in paths)
+    totals = _ReplayTotals()
+    if args.dry_run:
+        for _, path in paths:
+            seg = Spool(os.path.dirname(path), max_bytes=1 << 62, fsync="never").claim_path(path)
+            if seg is None:
+                totals.held += 1
+                continue
+            totals.records += sum(1 for _ in seg.records())
+            totals.torn += seg.torn
+            totals.segments += 1
+            seg.release()
+        held = f"; {totals.held} segments held by a running process" if totals.held else ""
+        torn = f"; {totals.torn} unreadable lines" if totals.torn else ""
+        print(f"dry run: {totals.records} records in {totals.segments} segments in {spool_dir}{held}{torn}")
+        return 0
+    if not paths:
+        print(f"nothing to replay in {spool_dir}")
+        return 0
+    servers = bootstrap_servers(args)
+    assert servers is not None
+    check_reachable(admin_config(args, servers))
+    digest = hashlib.sha1(servers.encode(), usedforsecurity=False).hexdigest()[:10]
+    for d in destinations:
+        name = os.path.basename(os.path.normpath(d))
+        if "-" in name and name.rsplit("-", 1)[1] != digest:
+            print(f"logkafka replay: note: {name} was spooled for another cluster address than {servers}; "
+                  f"sending its records to {servers}", file=sys.stderr)
+    from confluent_kafka import Producer
+
+    user = client_config(args, "producer", servers)
+    producer_config = {**PRODUCER_DEFAULTS, "message.timeout.ms": int(args.timeout * 1000),
+                       "client.id": "logkafka-replay", "log_level": 0, **user}
+    try:
+        producer = Producer(producer_config)
+    except Exception as exc:
+        raise CliError(f"--producer-config: {_cause_chain(exc)}", EXIT_USAGE) from None
+    progress = _Progress(total, sys.stderr)
+    try:
+        for directory, path in paths:
+            seg = Spool(directory, max_bytes=1 << 62, fsync="never").claim_path(path)
+            if seg is None:
+                totals.held += 1
+                continue
+            if not _replay_segment(producer, seg, args.timeout, totals, progress):
+                break  # the cluster fails us: keep the rest for later
+    finally:
+        progress.finish()
+        producer.flush(5)
+    held = f"; {totals.held} segments skipped (held by a running process)" if totals.held else ""
+    torn = f"; {totals.torn} unreadable lines skipped" if totals.torn else ""
+    if totals.failed or totals.kept:
+        left = sum(_count_lines(p) for _, p in paths if os.path.exists(p))
+        raise CliError(f"sent {totals.records} of {total} records to {servers}, then: {'; '.join(totals.errors)}. "
+                       f"{left} records remain in {spool_dir}{held}", EXIT_FAILURE)
+    print(f"replayed {totals.records} records from {totals.segments} segments to {servers}{held}{torn}")
+    return 0
