@@ -1,10 +1,168 @@
-"""``timed``: a block or function logged as started / completed / failed (being written)."""
+"""``timed``: a block or a function logged as started, then completed or failed, with its duration."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import functools
+import inspect
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from logkafka._context import bound
+from logkafka._settings import level_of
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
+#: Exceptions that end a block without it failing: cancellation and shutdown.
+_NOT_FAILURES = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def timed(name: str, **context: Any) -> Any:
-    """Bind ``context`` and log ``<name>_started``, ``<name>_completed`` or ``<name>_failed``."""
-    raise NotImplementedError("timed is being written")
+class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"]):
+    """Log a block or a function as ``<name>_started``, then ``<name>_completed`` or ``<name>_failed``.
+
+    A context manager (``with`` / ``async with``) and a decorator (plain and ``async``
+    functions)::
+
+        with logkafka.timed("import_batch", batch_id=b.id):
+            ...
+
+        @logkafka.timed("charge_card", provider="stripe")
+        async def charge(order): ...
+
+    ``context`` is bound for the duration, so it is on these three records and on every
+    record logged inside. ``<name>_completed`` carries ``duration_ms``; ``<name>_failed``
+    (at ERROR) carries ``duration_ms`` and the stack trace, and the exception goes on.
+    A block ended by cancellation, ``KeyboardInterrupt`` or ``SystemExit`` logs
+    ``<name>_cancelled`` at WARNING instead, without a stack trace. Each record has the
+    ``code`` ``<NAME>_STARTED`` (``_COMPLETED``, ``_FAILED``, ``_CANCELLED``).
+
+    ``logger`` (a name or a :class:`logging.Logger`) defaults to the logger of the
+    module that uses ``timed``; ``level`` (default INFO) is that of the started and
+    completed records. After the block, :attr:`duration_ms` holds its duration.
+    """
+
+    def __init__(self, name: str, *, logger: logging.Logger | str | None = None,
+                 level: int | str = logging.INFO, **context: Any) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(f"name: expected a word such as 'import_batch' (letters, digits, '_', '.', '-'), "
+                             f"got {name!r}")
+        if logger is None:
+            caller = sys._getframe(1).f_globals.get("__name__")
+            logger = caller if isinstance(caller, str) and caller != "__main__" else "timed"
+        if isinstance(logger, str):
+            logger = logging.getLogger(logger)
+        elif not isinstance(logger, logging.Logger):
+            raise ValueError(f"logger: expected a logger name or a logging.Logger, got {logger!r}")
+        try:
+            self._level = level_of(level)
+        except ValueError:
+            raise ValueError(f"level: unknown logging level {level!r}") from None
+        self.name = name
+        self.logger = logger
+        self.context = context
+        self._upper = name.upper().replace(".", "_").replace("-", "_")
+        self._bound = bound(**context)
+        self._starts: list[float] = []
+        #: The duration of the last block, in milliseconds (``None`` before one ended).
+        self.duration_ms: float | None = None
+
+    # -- the context manager --------------------------------------------------------
+    def __enter__(self) -> timed:
+        self._bound.__enter__()
+        self._log(self._level, "started", None, 3)
+        self._starts.append(time.perf_counter())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end(exc_type, exc, tb, 3)
+
+    async def __aenter__(self) -> timed:
+        self._bound.__enter__()
+        self._log(self._level, "started", None, 3)
+        self._starts.append(time.perf_counter())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end(exc_type, exc, tb, 3)
+
+    def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+             tb: TracebackType | None, stacklevel: int) -> None:
+        ms = round((time.perf_counter() - self._starts.pop()) * 1000.0, 3)
+        self.duration_ms = ms
+        try:
+            if exc_type is None:
+                self._log(self._level, "completed", ms, stacklevel + 1)
+            elif issubclass(exc_type, _NOT_FAILURES):
+                self._log(logging.WARNING, "cancelled", ms, stacklevel + 1)
+            else:
+                self._log(logging.ERROR, "failed", ms, stacklevel + 1, (exc_type, exc, tb))
+        finally:
+            self._bound.__exit__(exc_type, exc, tb)
+
+    def _log(self, level: int, outcome: str, ms: float | None, stacklevel: int,
+             exc_info: Any = None) -> None:
+        if not self.logger.isEnabledFor(level):
+            return
+        extra: dict[str, Any] = {"code": f"{self._upper}_{outcome.upper()}"}
+        if ms is not None:
+            extra["duration_ms"] = ms
+        self.logger.log(level, "%s_%s", self.name, outcome, extra=extra, exc_info=exc_info, stacklevel=stacklevel)
+
+    # -- the decorator --------------------------------------------------------------
+    def _fresh(self) -> timed:
+        """A new instance with the same settings: each call of a decorated function times itself."""
+        return timed(self.name, logger=self.logger, level=self._level, **self.context)
+
+    def __call__(self, fn: _F) -> _F:
+        """Decorate ``fn``: every call is timed; the records point at the caller of ``fn``."""
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(f"timed cannot decorate the generator function {fn.__qualname__}: "
+                            "use it as a context manager inside")
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                t = self._fresh()
+                t._bound.__enter__()
+                t._log(t._level, "started", None, 3)
+                t._starts.append(time.perf_counter())
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    t._end(type(exc), exc, exc.__traceback__, 3)
+                    raise
+                t._end(None, None, None, 3)
+                return result
+
+            return cast(_F, run_async)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t = self._fresh()
+            t._bound.__enter__()
+            t._log(t._level, "started", None, 3)
+            t._starts.append(time.perf_counter())
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                t._end(type(exc), exc, exc.__traceback__, 3)
+                raise
+            t._end(None, None, None, 3)
+            return result
+
+        return cast(_F, run)

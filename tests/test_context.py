@@ -251,3 +251,64 @@ class TestIsolation:
         for t in threads:
             t.join(10)
         assert seen == {n: {"n": n} for n in range(4)}
+
+
+class TestWithContext:
+    def test_a_thread_runs_in_the_callers_context(self) -> None:
+        """A thread target wrapped by with_context sees what was bound when it was wrapped."""
+        seen: list[dict[str, Any]] = []
+        bind(correlation_id="req-1")
+        t = threading.Thread(target=logkafka.with_context(lambda: seen.append(get_context())))
+        bind(correlation_id="req-2")  # after wrapping: not seen by the thread
+        t.start()
+        t.join()
+        assert seen == [{"correlation_id": "req-1"}]
+        plain: list[dict[str, Any]] = []
+        t = threading.Thread(target=lambda: plain.append(get_context()))
+        t.start()
+        t.join()
+        assert plain == [{}]  # what with_context is for: a thread does not inherit the context
+
+    def test_executor_tasks_keep_their_own(self) -> None:
+        """Each submitted call runs in a copy: what one binds reaches neither the caller nor another call."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def work(n: int) -> dict[str, Any]:
+            bind(n=n)
+            return get_context()
+
+        with bound(tenant_id="acme"):
+            job = logkafka.with_context(work)
+            with ThreadPoolExecutor(2) as pool:
+                results = list(pool.map(job, range(6)))
+            assert get_context() == {"tenant_id": "acme"}
+        assert results == [{"tenant_id": "acme", "n": n} for n in range(6)]
+        assert job(9) == {"tenant_id": "acme", "n": 9}  # called directly, still in its copy
+        assert get_context() == {}
+
+    def test_run_in_executor_carries_the_span(self) -> None:
+        """loop.run_in_executor with with_context sees the task's context and its active span."""
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer = TracerProvider().get_tracer("test")
+
+        def in_thread() -> tuple[dict[str, Any], int]:
+            return get_context(), trace.get_current_span().get_span_context().span_id
+
+        async def main() -> tuple[tuple[dict[str, Any], int], int]:
+            with tracer.start_as_current_span("step") as span:
+                bind(job="j-1")
+                got = await asyncio.get_running_loop().run_in_executor(None, logkafka.with_context(in_thread))
+                return got, span.get_span_context().span_id
+
+        (ctx, seen_span), span_id = asyncio.run(main())
+        assert ctx == {"job": "j-1"} and seen_span == span_id != 0
+
+    def test_wraps(self) -> None:
+        """The wrapper keeps the callable's name and passes arguments and the result through."""
+        def add(a: int, b: int = 0) -> int:
+            return a + b
+
+        wrapped = logkafka.with_context(add)
+        assert wrapped.__name__ == "add" and wrapped(2, b=3) == 5
