@@ -1,19 +1,455 @@
-"""Web middleware: request context and one record per request (being written)."""
+"""Web middleware: a request's context on every record it logs, and one record per request.
+
+``ASGIMiddleware`` and ``WSGIMiddleware`` wrap any ASGI or WSGI application (no
+framework is imported). For each HTTP request they
+
+* take a correlation id from the request (``X-Correlation-ID``, else ``X-Request-ID``,
+  else the trace id of a W3C ``traceparent``), or make a new UUID when there is none
+  or it is unsafe (longer than 128 characters, or characters outside
+  letters, digits and ``-_.:/+=@``);
+* bind ``correlation_id``, ``http.method``, ``http.path``, ``http.user_agent`` and
+  ``client.ip`` for the duration of the request, so every record logged while
+  handling it carries them;
+* echo the correlation id in the response (``X-Correlation-ID``);
+* log one ``request_completed`` record (code ``REQUEST_COMPLETED``) with
+  ``http.status_code``, ``duration`` (seconds) and ``duration_ms``, at INFO, or at ERROR
+  when the status is 500 or above; when the application raises, one
+  ``request_failed`` record (code ``REQUEST_FAILED``) at ERROR with the stack trace,
+  and the exception is raised again;
+* restore the context afterwards, exactly as it was before the request.
+
+A logging problem never breaks the request: it is reported on stderr and the
+response goes on.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import ipaddress
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from types import TracebackType
 from typing import Any
 
+from logkafka import _context
 
+__all__ = ["ASGIMiddleware", "WSGIMiddleware"]
+
+DEFAULT_LOGGER = "http.requests"
+DEFAULT_REQUEST_HEADERS = ("X-Correlation-ID", "X-Request-ID")
+DEFAULT_RESPONSE_HEADER = "X-Correlation-ID"
+MAX_ID_LENGTH = 128
+_MAX_TEXT = 1024  # user agent and path are cut to this many characters
+
+_SAFE_ID = re.compile(rf"[A-Za-z0-9\-_.:/+=@]{{1,{MAX_ID_LENGTH}}}")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
+_OWN_LOGGERS = ("logkafka", "confluent_kafka")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]
+
+
+# -- correlation id -------------------------------------------------------------------
+def safe_id(value: str | None) -> str | None:
+    """``value`` stripped when it is a safe correlation id, else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _SAFE_ID.fullmatch(value) else None
+
+
+def traceparent_trace_id(value: str | None) -> str | None:
+    """The trace id of a valid W3C ``traceparent`` header value, else None."""
+    if not value:
+        return None
+    m = _TRACEPARENT.fullmatch(value.strip())
+    if m is None:
+        return None
+    version, trace_id, parent_id, _flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest is not None):
+        return None
+    if trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    return trace_id
+
+
+def correlation_id(get: Callable[[str], str | None], names: Sequence[str]) -> str:
+    """The correlation id of a request whose header ``name`` is ``get(name)``.
+
+    The first of ``names`` that is present decides: a safe value is taken, an unsafe
+    one is replaced with a new UUID (it is never echoed nor logged). Without any of
+    them, the trace id of a valid ``traceparent``, else a new UUID.
+    """
+    for name in names:
+        value = get(name)
+        if value is not None and value.strip():
+            return safe_id(value) or str(uuid.uuid4())
+    return traceparent_trace_id(get("traceparent")) or str(uuid.uuid4())
+
+
+def _client_ip(peer: str | None, forwarded: str | None) -> str | None:
+    """The first ``X-Forwarded-For`` address when it is a valid IP address, else the peer."""
+    if forwarded:
+        first = forwarded.split(",", 1)[0].strip()
+        if first.startswith("[") and "]" in first:  # [v6]:port
+            first = first[1:first.index("]")]
+        elif first.count(":") == 1:  # v4:port
+            first = first.split(":", 1)[0]
+        try:
+            return str(ipaddress.ip_address(first))
+        except ValueError:
+            pass
+    return peer
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT]
+
+
+# -- options --------------------------------------------------------------------------
+def _header_name(option: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValueError(f"{option}: {value!r} is not an HTTP header name")
+    return value
+
+
+class _Options:
+    """The validated options shared by both middlewares, and the per-request work."""
+
+    def __init__(
+        self,
+        logger: str | logging.Logger,
+        request_headers: Sequence[str],
+        response_header: str | None,
+        trust_forwarded: bool,
+        exclude_paths: Iterable[str],
+    ) -> None:
+        if isinstance(logger, logging.Logger):
+            name = logger.name
+        elif isinstance(logger, str) and logger.strip():
+            name = logger
+        else:
+            raise ValueError(f"logger: expected a logger name or a logging.Logger, got {logger!r}")
+        if name.startswith(_OWN_LOGGERS):
+            raise ValueError(
+                f"logger: {name!r} starts with 'logkafka' or 'confluent_kafka', "
+                "whose records KafkaLogHandler never ships; choose another name"
+            )
+        self.logger = logger if isinstance(logger, logging.Logger) else logging.getLogger(name)
+        if isinstance(request_headers, (str, bytes)) or not isinstance(request_headers, Iterable):
+            raise ValueError(f"request_headers: expected a sequence of header names, got {request_headers!r}")
+        self.request_headers = tuple(_header_name("request_headers", h) for h in request_headers)
+        self.response_header = None if response_header is None else _header_name("response_header", response_header)
+        if not isinstance(trust_forwarded, bool):
+            raise ValueError(f"trust_forwarded: expected True or False, got {trust_forwarded!r}")
+        self.trust_forwarded = trust_forwarded
+        if isinstance(exclude_paths, (str, bytes)) or not isinstance(exclude_paths, Iterable):
+            raise ValueError(f"exclude_paths: expected a collection of paths, got {exclude_paths!r}")
+        paths = list(exclude_paths)
+        for path in paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(f"exclude_paths: {path!r} is not a path starting with '/'")
+        self.exclude_paths = frozenset(paths)
+        self._failures = 0
+
+    def request_context(
+        self, get: Callable[[str], str | None], method: str, path: str, peer: str | None,
+    ) -> dict[str, Any]:
+        """The values bound for one request."""
+        values: dict[str, Any] = {
+            "correlation_id": correlation_id(get, self.request_headers),
+            "http.method": method,
+            "http.path": _cut(path),
+        }
+        agent = get("User-Agent")
+        if agent:
+            values["http.user_agent"] = _cut(agent)
+        ip = _client_ip(peer, get("X-Forwarded-For") if self.trust_forwarded else None)
+        if ip:
+            values["client.ip"] = ip
+        return values
+
+    def log_end(self, status: int, started: float, exc_info: ExcInfo | None) -> None:
+        """Log ``request_completed``, or ``request_failed`` with ``exc_info``; never raises."""
+        try:
+            duration = time.perf_counter() - started
+            extra: dict[str, Any] = {"http.status_code": status, "duration": duration, "duration_ms": duration * 1000.0}
+            if exc_info is None:
+                level = logging.ERROR if status >= 500 else logging.INFO
+                extra["code"] = "REQUEST_COMPLETED"
+                self.logger.log(level, "request_completed", extra=extra)
+            else:
+                extra["code"] = "REQUEST_FAILED"
+                self.logger.error("request_failed", exc_info=exc_info, extra=extra)
+        except Exception as exc:  # a filter or handler that raises: the response goes on
+            self._failures += 1
+            if self._failures == 1 or self._failures % 1000 == 0:
+                try:
+                    sys.stderr.write(
+                        f"logkafka: could not log the request record ({self._failures} so far): "
+                        f"{type(exc).__name__}: {exc}\n"
+                    )
+                except Exception:
+                    pass
+
+
+def _exc_info() -> ExcInfo:
+    etype, value, tb = sys.exc_info()
+    assert etype is not None and value is not None
+    return etype, value, tb
+
+
+# -- ASGI -----------------------------------------------------------------------------
 class ASGIMiddleware:
-    """Per-request context and ``request_completed`` records for an ASGI app."""
+    """Per-request context and one ``request_completed`` record for an ASGI application.
 
-    def __init__(self, app: Any, **options: Any) -> None:
-        raise NotImplementedError("ASGIMiddleware is being written")
+    ``http`` requests are bound, echoed and logged; ``websocket`` connections are bound
+    and the correlation id is echoed in ``websocket.accept``, but nothing is logged;
+    ``lifespan`` and other scopes pass through untouched. The duration runs until the
+    application returns (the end of the response body, for streamed responses).
+
+    Options (keyword-only):
+
+    ``logger``
+        the logger of the request records, a name or a ``logging.Logger``
+        (default ``"http.requests"``; never a ``logkafka...`` name).
+    ``request_headers``
+        the headers a correlation id is taken from, in order of precedence
+        (default ``("X-Correlation-ID", "X-Request-ID")``); ``traceparent`` comes after them.
+    ``response_header``
+        the response header that echoes the correlation id (default
+        ``"X-Correlation-ID"``; None: not echoed). A header the application set is kept.
+    ``trust_forwarded``
+        take ``client.ip`` from the first ``X-Forwarded-For`` address (default False:
+        the peer address). Only behind a proxy that sets that header.
+    ``exclude_paths``
+        paths (exact match, e.g. ``/health``) logged without a ``request_completed``
+        record; their context is still bound.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        logger: str | logging.Logger = DEFAULT_LOGGER,
+        request_headers: Sequence[str] = DEFAULT_REQUEST_HEADERS,
+        response_header: str | None = DEFAULT_RESPONSE_HEADER,
+        trust_forwarded: bool = False,
+        exclude_paths: Iterable[str] = (),
+    ) -> None:
+        if not callable(app):
+            raise ValueError(f"app: expected an ASGI application, got {app!r}")
+        self.app: ASGIApp = app
+        self._options = _Options(logger, request_headers, response_header, trust_forwarded, exclude_paths)
+        name = self._options.response_header
+        self._echo_name = None if name is None else name.lower().encode("latin-1")
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        opts = self._options
+        started = time.perf_counter()
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers") or ():
+            headers.setdefault(bytes(raw_name).decode("latin-1").lower(), bytes(raw_value).decode("latin-1"))
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        values = opts.request_context(
+            lambda h: headers.get(h.lower()), str(scope.get("method") or "GET"), str(scope.get("path") or ""), peer,
+        )
+        echo = self._echo_name
+        cid = str(values["correlation_id"]).encode("latin-1")
+        status: int | None = None
+
+        async def send_echoing(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            mtype = message.get("type")
+            if mtype in ("http.response.start", "websocket.accept"):
+                if mtype == "http.response.start":
+                    status = int(message.get("status", 200))
+                if echo is not None:
+                    existing = list(message.get("headers") or ())
+                    if not any(bytes(k).lower() == echo for k, _ in existing):
+                        message = {**message, "headers": [*existing, (echo, cid)]}
+            await send(message)
+
+        with _context.bound(**values):
+            if kind == "websocket":
+                await self.app(scope, receive, send_echoing)
+                return
+            try:
+                await self.app(scope, receive, send_echoing)
+            except BaseException:
+                opts.log_end(status if status is not None else 500, started, _exc_info())
+                raise
+            if values["http.path"] not in opts.exclude_paths:
+                opts.log_end(status if status is not None else 500, started, None)
+
+
+# -- WSGI -----------------------------------------------------------------------------
+def _environ_getter(environ: dict[str, Any]) -> Callable[[str], str | None]:
+    def get(name: str) -> str | None:
+        key = name.upper().replace("-", "_")
+        value = environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key)
+        return value if isinstance(value, str) else None
+
+    return get
+
+
+def _wsgi_text(value: Any) -> str:
+    """A WSGI native string (bytes as latin-1) read back as the UTF-8 it usually is."""
+    text = value if isinstance(value, str) else ""
+    try:
+        return text.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text
 
 
 class WSGIMiddleware:
-    """Per-request context and ``request_completed`` records for a WSGI app."""
+    """Per-request context and one ``request_completed`` record for a WSGI application.
 
-    def __init__(self, app: Any, **options: Any) -> None:
-        raise NotImplementedError("WSGIMiddleware is being written")
+    Each request runs in a ``contextvars.Context`` of its own: the application call,
+    every step of the response iterable and its ``close()``. Records logged while the
+    body is produced lazily carry the request's context too, and the server thread's
+    own context is never changed. ``request_completed`` is logged when the server
+    closes the response (the application's ``close()`` is called first); an exception
+    from the application, its iterable or its ``close()`` is logged as
+    ``request_failed`` and raised again.
+
+    The options are those of :class:`ASGIMiddleware`.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        logger: str | logging.Logger = DEFAULT_LOGGER,
+        request_headers: Sequence[str] = DEFAULT_REQUEST_HEADERS,
+        response_header: str | None = DEFAULT_RESPONSE_HEADER,
+        trust_forwarded: bool = False,
+        exclude_paths: Iterable[str] = (),
+    ) -> None:
+        if not callable(app):
+            raise ValueError(f"app: expected a WSGI application, got {app!r}")
+        self.app: WSGIApp = app
+        self._options = _Options(logger, request_headers, response_header, trust_forwarded, exclude_paths)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = _WSGIRequest(self, environ, start_response)
+        return request.ctx.run(request.start)
+
+
+class _WSGIRequest:
+    """One WSGI request: its context, its status, and the wrapped response iterable."""
+
+    def __init__(self, mw: WSGIMiddleware, environ: dict[str, Any], start_response: StartResponse) -> None:
+        self.ctx = contextvars.copy_context()
+        self.mw = mw
+        self.opts = mw._options
+        self.environ = environ
+        self.server_start_response = start_response
+        self.started = time.perf_counter()
+        self.status: int | None = None
+        self.done = False
+        self.body: Iterable[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None
+        self.cid = ""
+        self.path = ""
+
+    # Runs in self.ctx.
+    def start(self) -> Iterable[bytes]:
+        environ = self.environ
+        self.path = _wsgi_text(environ.get("SCRIPT_NAME", "")) + _wsgi_text(environ.get("PATH_INFO", ""))
+        peer = environ.get("REMOTE_ADDR")
+        values = self.opts.request_context(
+            _environ_getter(environ), str(environ.get("REQUEST_METHOD") or "GET"), self.path,
+            peer if isinstance(peer, str) and peer else None,
+        )
+        self.cid = str(values["correlation_id"])
+        self.path = str(values["http.path"])
+        _context.bind(**values)  # in this request's own Context: nothing to restore
+        try:
+            self.body = self.mw.app(environ, self.start_response)
+        except BaseException:
+            self.end(_exc_info())
+            raise
+        return _WSGIBody(self)
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], object]:
+        try:
+            self.status = int(str(status).split(None, 1)[0])
+        except (ValueError, IndexError):
+            self.status = None
+        name = self.opts.response_header
+        if name is not None and isinstance(headers, list):
+            lowered = name.lower()
+            if not any(isinstance(h, tuple) and str(h[0]).lower() == lowered for h in headers):
+                headers = [*headers, (name, self.cid)]
+        if exc_info is not None:
+            return self.server_start_response(status, headers, exc_info)
+        return self.server_start_response(status, headers)
+
+    def end(self, exc_info: ExcInfo | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        if exc_info is None and self.path in self.opts.exclude_paths:
+            return
+        self.opts.log_end(self.status if self.status is not None else 500, self.started, exc_info)
+
+    # Runs in self.ctx.
+    def next_chunk(self) -> bytes:
+        if self.iterator is None:
+            assert self.body is not None
+            self.iterator = iter(self.body)
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            raise
+        except BaseException:
+            self.end(_exc_info())
+            raise
+
+    # Runs in self.ctx.
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        try:
+            if close is not None:
+                close()
+        except BaseException:
+            self.end(_exc_info())
+            raise
+        self.end(None)
+
+
+class _WSGIBody:
+    """The response iterable handed to the server: each step runs in the request's Context."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: _WSGIRequest) -> None:
+        self._request = request
+
+    def __iter__(self) -> _WSGIBody:
+        return self
+
+    def __next__(self) -> bytes:
+        request = self._request
+        return request.ctx.run(request.next_chunk)
+
+    def close(self) -> None:
+        request = self._request
+        request.ctx.run(request.close)

@@ -1,0 +1,1 @@
+"""Small web applications served by real servers in tests/test_web.py."""
