@@ -168,12 +168,10 @@ def parse_duration(text: str) -> int:
     if text.strip().lower() in _UNLIMITED:
         return -1
     m = _DURATION_RE.match(text)
-    if m is None:
-        raise ValueError(f"invalid duration {text!r}: expected milliseconds, or a number with ms, s, m, h, d "
-                         "or w (e.g. 14d, 12h), or -1 / unlimited")
-    ms = round(float(m.group(1)) * _UNIT_MS[(m.group(2) or "ms").lower()])
+    ms = 0 if m is None else round(float(m.group(1)) * _UNIT_MS[(m.group(2) or "ms").lower()])
     if ms <= 0:
-        raise ValueError(f"invalid duration {text!r}: must be at least 1 ms (or -1 / unlimited)")
+        raise ValueError(f"invalid duration {text!r}: expected a positive number of milliseconds, or one with "
+                         "ms, s, m, h, d or w (e.g. 14d, 12h), or -1 / unlimited")
     return ms
 
 
@@ -282,7 +280,7 @@ class _Found:
     servers_source: str = "default"
 
 
-def _find_handlers(config: Mapping[str, Any]) -> list[_Found]:
+def _find_handlers(config: Mapping[str, Any], servers_option: str | None = None) -> list[_Found]:
     """Every KafkaLogHandler dictConfig made, with the loggers it is attached to."""
     from logkafka import KafkaLogHandler
 
@@ -306,6 +304,8 @@ def _find_handlers(config: Mapping[str, Any]) -> list[_Found]:
         if isinstance(spec, Mapping) and (spec.get("bootstrap_servers")
                                           or (isinstance(producer, Mapping) and producer.get("bootstrap.servers"))):
             entry.servers_source = "the configuration"
+        elif servers_option:
+            entry.servers_source = "--bootstrap-servers"
         elif os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             entry.servers_source = "KAFKA_BOOTSTRAP_SERVERS"
     return sorted(found.values(), key=lambda e: e.name)
@@ -443,7 +443,7 @@ def run_check(args: argparse.Namespace) -> int:
         logging.config.dictConfig(config)
     except Exception as exc:
         raise CliError(f"{args.config}: the logging configuration failed: {_cause_chain(exc)}", EXIT_USAGE) from None
-    found = _find_handlers(config)
+    found = _find_handlers(config, args.bootstrap_servers)
     try:
         if not found:
             raise CliError(f"{args.config}: no logkafka.KafkaLogHandler in the configuration", EXIT_USAGE)
