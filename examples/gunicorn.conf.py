@@ -1,0 +1,63 @@
+"""Gunicorn configuration with logkafka, serving the Flask example.
+
+Run it::
+
+    KAFKA_BOOTSTRAP_SERVERS=localhost:9092 gunicorn -c examples/gunicorn.conf.py examples.flask_app:app
+
+Gunicorn applies ``logconfig_dict`` in the master process, before it forks the
+workers. A ``KafkaLogHandler`` made before a fork is safe to inherit: in each
+forked worker it starts a queue, thread and producer of its own on the worker's
+first record (an ``os.register_at_fork`` hook), and the master's queued records
+stay the master's. Nothing else is needed; ``preload_app = True`` works too.
+
+Every record has the worker's ``process`` id. The application's records, the
+middleware's ``request_completed`` records and gunicorn's own ``gunicorn.error``
+lines (worker boot, exit) go to stdout and to Kafka; gunicorn's access log is
+left off, since ``request_completed`` says the same with the correlation id.
+
+Settings from the environment: ``GUNICORN_BIND`` (default ``127.0.0.1:8000``),
+``GUNICORN_WORKERS`` (default 2), ``KAFKA_BOOTSTRAP_SERVERS``, and the topics
+``LOGKAFKA_TOPIC`` / ``LOGKAFKA_AUDIT_TOPIC``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 10
+accesslog = None  # the middleware's request_completed records replace the access log
+
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "logkafka.JsonFormatter", "service_name": "inventory"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
+        # bootstrap servers and topics from KAFKA_BOOTSTRAP_SERVERS, LOGKAFKA_TOPIC, LOGKAFKA_AUDIT_TOPIC
+        "kafka": {"class": "logkafka.KafkaLogHandler", "formatter": "json"},
+    },
+    "loggers": {
+        # gunicorn's own loggers, which gunicorn sets not to propagate
+        "gunicorn.error": {"level": "INFO", "handlers": ["console", "kafka"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+    },
+    "root": {"level": "INFO", "handlers": ["console", "kafka"]},
+}
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each new worker: a record of its own, so a worker that never gets a request still shows up."""
+    logging.getLogger("inventory.lifecycle").info(
+        "Worker %s ready", worker.pid, extra={"code": "WORKER_READY", "worker_pid": worker.pid})
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """A worker that stops delivers what it has queued (the interpreter's exit would do the same)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
