@@ -338,6 +338,7 @@ def _metadata(consumer: Any, servers: str, errors: _Errors, stopping: Callable[[
         except KafkaException as exc:
             waited = time.monotonic() - start
             err = exc.args[0] if exc.args else exc
+            consumer.consume(1, 0)  # serves the error callback: the reason, and whether every broker is down
             detail = errors.last or (err.str() if hasattr(err, "str") else str(err))
             if errors.fatal or waited >= CONNECT_TIMEOUT or (errors.all_down and waited >= 2.0):
                 raise _cli.unreachable(servers, detail) from None
@@ -354,17 +355,21 @@ def read(
     idle: float = DEFAULT_IDLE,
     stopping: Callable[[], bool] = lambda: False,
     warn: Callable[[str], None] = lambda text: None,
+    ready: Callable[[Sequence[str]], None] = lambda topics: None,
 ) -> Iterator[Message]:
     """The messages of ``topics``, as they come.
 
-    From the first offset (``from_beginning``) or from the end. Without
+    From the first offset (``from_beginning``), else the records stamped from
+    the call on (from the end offsets; a stamp before the call is skipped too,
+    as a broker's end offsets may be inexact: tansu's are). Without
     ``follow``, ends once every partition reported its end (and ``EOF_GRACE``
     passed without more), or after ``idle`` seconds without a message. Ends
     when ``stopping()`` turns true. Raises :class:`CliError` for a cluster that
     does not answer, a bad setting, or when none of the topics exists.
     """
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
 
+    since_ms = None if from_beginning else int(time.time() * 1000)
     servers = str(consumer_config.get("bootstrap.servers"))
     errors = _Errors()
     config = {**consumer_config, "auto.offset.reset": "earliest" if from_beginning else "latest"}
@@ -390,6 +395,7 @@ def read(
         for text in missing:
             warn(f"skipping topic {text}")
         consumer.assign(assignment)
+        ready([t for t in topics if any(tp.topic == t for tp in assignment)])
         ended: set[tuple[str, int]] = set()
         last = time.monotonic()
         reported: str | None = None
@@ -409,11 +415,18 @@ def read(
                     continue
                 ended.discard((m.topic(), m.partition()))
                 last = now
+                if since_ms is not None:
+                    kind, stamp = m.timestamp()
+                    if kind != TIMESTAMP_NOT_AVAILABLE and stamp < since_ms:
+                        continue
                 yield Message(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value())
                 if stopping():
                     return
             if errors.fatal:
                 raise CliError(f"the consumer failed: {errors.fatal}")
+            if errors.all_down:  # once per outage: librdkafka reports the change to "all down"
+                errors.all_down = False
+                warn(f"lost the cluster: {errors.last}; still trying")
             if not follow and ((len(ended) >= len(assignment) and now - last >= EOF_GRACE) or now - last >= idle):
                 return
     finally:
@@ -493,8 +506,13 @@ def run_tail(args: argparse.Namespace) -> int:
         def stopping() -> bool:
             return stop.is_set() or (args.max is not None and shown >= args.max)
 
+        def announce(names: Sequence[str]) -> None:
+            if args.follow:
+                print(f"logkafka tail: following {', '.join(names)} at {config['bootstrap.servers']} "
+                      "(Ctrl-C stops)", file=sys.stderr, flush=True)
+
         for m in read(config, topics, from_beginning=args.from_beginning, follow=args.follow, idle=args.idle,
-                      stopping=stopping, warn=_warner("tail")):
+                      stopping=stopping, warn=_warner("tail"), ready=announce):
             line = parse(m.topic, m.partition, m.offset, m.value)
             if not filters(line):
                 continue
