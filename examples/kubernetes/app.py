@@ -10,9 +10,10 @@ namespace and node (``POD_NAMESPACE``, ``NODE_NAME``, from the downward API) are
 bound as context, so every record carries them; the pod name is the service's
 ``instance_id`` (``SERVICE_INSTANCE_ID``).
 
-``SIGTERM`` (what Kubernetes sends to stop a pod) ends the process through a normal
-exit, so ``logging.shutdown`` delivers what is queued before the pod goes; Python's
-default for ``SIGTERM`` would end it without running exit handlers.
+``SIGTERM`` (what Kubernetes sends to stop a pod) lets the current job finish, then
+the process exits normally, so ``logging.shutdown`` delivers what is queued before
+the pod goes. Python's default for ``SIGTERM`` would end it at once, without
+running exit handlers.
 """
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ def configure_logging() -> None:
     logging.config.dictConfig(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
-def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)  # a normal exit: atexit runs logging.shutdown, which flushes the handlers
+class Shutdown:
+    """Set by ``SIGTERM``: the loop stops after the current job, and ``main`` returns."""
+
+    requested = False
+
+    @classmethod
+    def request(cls, signum: int, frame: FrameType | None) -> None:
+        cls.requested = True
 
 
 def handle_job(n: int) -> None:
@@ -60,19 +67,17 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between jobs")
     args = parser.parse_args()
     configure_logging()
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGTERM, Shutdown.request)
     logkafka.bind(k8s_namespace=os.environ.get("POD_NAMESPACE", "local"), k8s_node=os.environ.get("NODE_NAME", "local"))
     log.info("Worker started", extra={"code": "WORKER_STARTED"})
     n = 0
-    try:
-        while not args.jobs or n < args.jobs:
-            handle_job(n)
-            n += 1
-            if not args.jobs or n < args.jobs:
-                time.sleep(args.interval)
-    finally:
-        log.info("Worker stopping after %d jobs", n, extra={"code": "WORKER_STOPPING"})
-    return 0
+    while not Shutdown.requested and (not args.jobs or n < args.jobs):
+        handle_job(n)
+        n += 1
+        if not Shutdown.requested and (not args.jobs or n < args.jobs):
+            time.sleep(args.interval)  # on SIGTERM the handler runs, the sleep goes on, then the loop ends
+    log.info("Worker stopping after %d jobs", n, extra={"code": "WORKER_STOPPING", "jobs_done": n})
+    return 0  # sys.exit, then atexit's logging.shutdown: the handlers deliver what is queued
 
 
 if __name__ == "__main__":
