@@ -61,7 +61,8 @@ def _broker_settings() -> dict[str, Any]:
     os.makedirs(folder, exist_ok=True)
     return {
         "broker_url": "filesystem://localhost/",
-        "broker_transport_options": {"data_folder_in": folder, "data_folder_out": folder},
+        "broker_transport_options": {"data_folder_in": folder, "data_folder_out": folder,
+                                     "control_folder": os.path.join(folder, "control")},
     }
 
 
