@@ -355,15 +355,31 @@ def _consumer_config(producer_config: Mapping[str, Any], extra: Mapping[str, Any
     return config
 
 
-def read_back(config: Mapping[str, Any], topic: str, needle: bytes, since_ms: int, timeout: float) -> bool:
-    """Whether a message containing ``needle`` shows up in ``topic`` within ``timeout`` seconds.
+def _kafka_text(exc: BaseException) -> str:
+    """The text of a client error: ``KafkaError.str()`` rather than its repr."""
+    err = exc.args[0] if exc.args else None
+    text = getattr(err, "str", None)
+    return str(text()) if callable(text) else str(exc)
+
+
+def new_consumer(config: Mapping[str, Any]) -> Any:
+    """A consumer; a setting librdkafka refuses is a :class:`CliError` naming ``--consumer-config``."""
+    from confluent_kafka import Consumer, KafkaException
+
+    try:
+        return Consumer(dict(config))
+    except (KafkaException, TypeError, ValueError) as exc:
+        raise CliError(f"--consumer-config: {_kafka_text(exc)}", EXIT_USAGE) from None
+
+
+def read_back(consumer: Any, topic: str, needle: bytes, since_ms: int, timeout: float) -> bool:
+    """Whether a message containing ``needle`` shows up in ``topic`` within ``timeout`` seconds; closes ``consumer``.
 
     Starts each partition at the first offset whose timestamp is at least ``since_ms``
     (a broker that does not index timestamps answers with the beginning: still correct).
     """
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
-    consumer = Consumer(dict(config))
     deadline = time.monotonic() + timeout
     try:
         partitions: list[int] = []
@@ -403,6 +419,7 @@ def _probe(entry: _Found, consumer_extra: Mapping[str, Any], timeout: float, out
     st = handler.settings
     check_reachable(st.producer_config, timeout=min(timeout, 15.0))
     print("  connect:           OK", file=out)
+    consumer = new_consumer(_consumer_config(st.producer_config, consumer_extra))
     probe_id = f"lkcheck-{uuid.uuid4().hex[:16]}"
     lg = logging.getLogger(PROBE_LOGGER)
     record = lg.makeRecord(PROBE_LOGGER, logging.INFO, __file__, 0, "logkafka check probe %s", (probe_id,), None,
@@ -410,6 +427,24 @@ def _probe(entry: _Found, consumer_extra: Mapping[str, Any], timeout: float, out
     since_ms = int(record.created * 1000) - 60_000  # clocks of client and broker may differ a little
     started = time.monotonic()
     handler.emit(record)  # past the handler's level and filters: this checks the delivery path
+    try:
+        _await_probe(entry, timeout)
+    except BaseException:
+        consumer.close()
+        raise
+    remaining = max(1.0, timeout - (time.monotonic() - started))
+    if not read_back(consumer, st.topic, probe_id.encode(), since_ms, remaining):
+        raise CliError(f"handler {entry.name!r}: the probe {probe_id} was acknowledged but not read back "
+                       f"from {st.topic} within {timeout:g} s")
+    elapsed = time.monotonic() - started
+    print(f"  probe:             OK: {probe_id} sent to {st.topic} and read back in {elapsed * 1000:.0f} ms",
+          file=out)
+
+
+def _await_probe(entry: _Found, timeout: float) -> None:
+    """Wait until the handler has the probe acknowledged; raise :class:`CliError` when it does not."""
+    handler = entry.handler
+    st = handler.settings
     if not handler.flush(timeout):
         stats = handler.stats()
         why = stats.get("last_error") or ("spooled to disk" if stats.get("spooling") else "no acknowledgement")
@@ -419,14 +454,6 @@ def _probe(entry: _Found, consumer_extra: Mapping[str, Any], timeout: float, out
     if stats.get("spooling") and not stats.get("delivered"):
         raise CliError(f"handler {entry.name!r}: the probe went to the disk spool, not to Kafka "
                        f"({stats.get('last_error') or 'broker unreachable'})")
-    remaining = max(1.0, timeout - (time.monotonic() - started))
-    config = _consumer_config(st.producer_config, consumer_extra)
-    if not read_back(config, st.topic, probe_id.encode(), since_ms, remaining):
-        raise CliError(f"handler {entry.name!r}: the probe {probe_id} was acknowledged but not read back "
-                       f"from {st.topic} within {timeout:g} s")
-    elapsed = time.monotonic() - started
-    print(f"  probe:             OK: {probe_id} sent to {st.topic} and read back in {elapsed * 1000:.0f} ms",
-          file=out)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -515,8 +542,11 @@ def run_topics_ensure(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     config = admin_config(args)
+    try:
+        admin = AdminClient({**config, "log_level": 0})
+    except (KafkaException, TypeError, ValueError) as exc:
+        raise CliError(f"--producer-config: {_kafka_text(exc)}", EXIT_USAGE) from None
     check_reachable(config, timeout=min(args.timeout, 15.0))
-    admin = AdminClient({**config, "log_level": 0})
     wanted = {
         stream: (name, RETENTION_DEFAULTS[stream] if getattr(args, f"retention_{stream}") is None
                  else int(getattr(args, f"retention_{stream}")))
@@ -773,13 +803,6 @@ def run_replay(args: argparse.Namespace) -> int:
         return 0
     servers = bootstrap_servers(args)
     assert servers is not None
-    check_reachable(admin_config(args, servers))
-    digest = hashlib.sha1(servers.encode(), usedforsecurity=False).hexdigest()[:10]
-    for d in destinations:
-        name = os.path.basename(os.path.normpath(d))
-        if "-" in name and name.rsplit("-", 1)[1] != digest:
-            print(f"logkafka replay: note: {name} was spooled for another cluster address than {servers}; "
-                  f"sending its records to {servers}", file=sys.stderr)
     from confluent_kafka import Producer
 
     user = client_config(args, "producer", servers)
@@ -788,7 +811,14 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         producer = Producer(producer_config)
     except Exception as exc:
-        raise CliError(f"--producer-config: {_cause_chain(exc)}", EXIT_USAGE) from None
+        raise CliError(f"--producer-config: {_kafka_text(exc)}", EXIT_USAGE) from None
+    check_reachable(admin_config(args, servers), timeout=min(args.timeout, 15.0))
+    digest = hashlib.sha1(servers.encode(), usedforsecurity=False).hexdigest()[:10]
+    for d in destinations:
+        name = os.path.basename(os.path.normpath(d))
+        if "-" in name and name.rsplit("-", 1)[1] != digest:
+            print(f"logkafka replay: note: {name} was spooled for another cluster address than {servers}; "
+                  f"sending its records to {servers}", file=sys.stderr)
     progress = _Progress(total, sys.stderr)
     try:
         for directory, path in paths:

@@ -164,6 +164,19 @@ class TestCheck:
         assert f"cannot reach Kafka at {dead}" in error
         assert f"bootstrap servers: {dead} (from the configuration)" in proc.stdout
 
+    def test_consumer_config_is_used_for_the_read_back(self, kafka_broker: Any, kafka_topic: str,
+                                                       tmp_path: Path) -> None:
+        """--consumer-config settings reach the probe's consumer: one librdkafka refuses fails the check, named."""
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(logging_config(bootstrap_servers=kafka_broker.bootstrap_servers,
+                                                  topic=kafka_topic)))
+        consumer = tmp_path / "consumer.json"
+        consumer.write_text(json.dumps({"no.such.setting": "1"}))
+        proc = run_cli("check", str(path), "--consumer-config", str(consumer))
+        assert proc.returncode == 2
+        (error,) = errors_of(proc, "check")
+        assert error.endswith('--consumer-config: No such configuration property: "no.such.setting"')
+
 
 def topic_states(servers: str, names: list[str]) -> dict[str, tuple[int, int | None]]:
     """(partitions, retention.ms) of each topic, as the cluster reports them."""
@@ -254,6 +267,20 @@ def segments(spool_dir: Path) -> list[Path]:
 
 def spooled_lines(spool_dir: Path) -> list[list[Any]]:
     return [orjson.loads(line) for seg in segments(spool_dir) for line in seg.read_bytes().splitlines()]
+
+
+class TestProducerConfig:
+    @pytest.mark.parametrize("command", [["topics", "ensure"], ["replay"]])
+    def test_bad_producer_config_is_named(self, kafka_broker: Any, kafka_topic: str, tmp_path: Path,
+                                          command: list[str]) -> None:
+        """A --producer-config setting librdkafka refuses fails with exit 2, naming the option and the setting."""
+        spool_with_handler(kafka_topic, 1)
+        config = tmp_path / "producer.properties"
+        config.write_text("no.such.setting=1\n")
+        proc = run_cli(*command, "-b", kafka_broker.bootstrap_servers, "--producer-config", str(config))
+        assert proc.returncode == 2
+        (error,) = errors_of(proc, command[0])
+        assert error.endswith('--producer-config: No such configuration property: "no.such.setting"')
 
 
 class TestReplay:
@@ -375,7 +402,7 @@ class TestReplay:
         spool_with_handler(kafka_topic, 5)
         before = segments(spool_dir)
         dead = f"127.0.0.1:{free_port()}"
-        proc = run_cli("replay", "-b", dead)
+        proc = run_cli("replay", "-b", dead, "--timeout", "3")
         assert proc.returncode == 2
         (error,) = errors_of(proc, "replay")
         assert f"cannot reach Kafka at {dead}" in error
