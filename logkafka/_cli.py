@@ -126,10 +126,21 @@ def check_reachable(config: Mapping[str, Any], timeout: float = 10.0) -> None:
 
     servers = str(config.get("bootstrap.servers"))
     try:
-        AdminClient({**config, "log_level": 0}).list_topics(timeout=timeout)
+        admin = AdminClient({**config, "log_level": 0})
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise CliError(f"the client settings were refused: {_kafka_text(exc)}", EXIT_USAGE) from None
+    try:
+        admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         err = exc.args[0] if exc.args else exc
         raise unreachable(servers, getattr(err, "str", lambda: str(err))()) from None
+
+
+def _kafka_text(exc: BaseException) -> str:
+    """The message of a confluent-kafka exception (its KafkaError's text), else ``str(exc)``."""
+    err = exc.args[0] if exc.args else None
+    text = getattr(err, "str", None)
+    return str(text()) if callable(text) else str(exc)
 
 
 def connection_options() -> argparse.ArgumentParser:
