@@ -335,12 +335,12 @@ def _metadata(consumer: Any, servers: str, errors: _Errors, stopping: Callable[[
     while True:
         try:
             return consumer.list_topics(timeout=1.0)
-        except KafkaException as exc:
+        except KafkaException:
             waited = time.monotonic() - start
-            err = exc.args[0] if exc.args else exc
             consumer.consume(1, 0)  # serves the error callback: the reason, and whether every broker is down
-            detail = errors.last or (err.str() if hasattr(err, "str") else str(err))
-            if errors.fatal or waited >= CONNECT_TIMEOUT or (errors.all_down and waited >= 2.0):
+            detail = errors.last or (f"no answer within {waited:.0f} s "
+                                     "(is the address right? do the TLS and SASL settings match the listener?)")
+            if errors.fatal or waited >= CONNECT_TIMEOUT or (errors.last is not None and waited >= 2.0):
                 raise _cli.unreachable(servers, detail) from None
             if stopping():
                 return None

