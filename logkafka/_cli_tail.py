@@ -360,14 +360,14 @@ def read(
     """The messages of ``topics``, as they come.
 
     From the first offset (``from_beginning``), else the records stamped from
-    the call on (from the end offsets; a stamp before the call is skipped too,
-    as a broker's end offsets may be inexact: tansu's are). Without
+    the call on (found by time; a record stamped earlier is skipped too, as a
+    broker's offset lookups may be inexact: tansu's are). Without
     ``follow``, ends once every partition reported its end (and ``EOF_GRACE``
     passed without more), or after ``idle`` seconds without a message. Ends
     when ``stopping()`` turns true. Raises :class:`CliError` for a cluster that
     does not answer, a bad setting, or when none of the topics exists.
     """
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
 
     since_ms = None if from_beginning else int(time.time() * 1000)
     servers = str(consumer_config.get("bootstrap.servers"))
@@ -387,13 +387,14 @@ def read(
                     t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART else t.error.str()
                 missing.append(f"{name} ({reason})")
                 continue
-            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-            assignment += [TopicPartition(name, p, start) for p in sorted(t.partitions)]
+            assignment += [TopicPartition(name, p, OFFSET_BEGINNING) for p in sorted(t.partitions)]
         if not assignment:
             raise CliError(f"no topic to read at {servers}: {', '.join(missing)}; "
                            "create them with `logkafka topics ensure`, or name existing topics")
         for text in missing:
             warn(f"skipping topic {text}")
+        if since_ms is not None:
+            assignment = _offsets_since(consumer, assignment, since_ms)
         consumer.assign(assignment)
         ready([t for t in topics if any(tp.topic == t for tp in assignment)])
         ended: set[tuple[str, int]] = set()
@@ -431,6 +432,27 @@ def read(
                 return
     finally:
         consumer.close()
+
+
+def _offsets_since(consumer: Any, assignment: list[Any], since_ms: int) -> list[Any]:
+    """Each partition from its first record stamped at ``since_ms`` or later (the end when there is none).
+
+    A broker whose offset lookups are inexact (tansu answers 0) only makes the
+    reader skip more records by their stamp; a failed lookup starts at the end.
+    """
+    from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
+
+    try:
+        found = consumer.offsets_for_times(
+            [TopicPartition(tp.topic, tp.partition, since_ms) for tp in assignment], timeout=10)
+    except KafkaException:
+        found = []
+    offsets = {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None}
+    out = []
+    for tp in assignment:
+        offset = offsets.get((tp.topic, tp.partition), -1)
+        out.append(TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_END))
+    return out
 
 
 @contextmanager
@@ -816,7 +838,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     tail.add_argument("topics", nargs="*", metavar="TOPIC", help="topics to read (default: the three streams')")
     _add_namespace(tail)
-    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record (default: only new)")
+    tail.add_argument("--from-beginning", action="store_true",
+                      help="start at the oldest record (default: only records logged from now on)")
     tail.add_argument("-f", "--follow", action="store_true",
                       help="keep waiting for new records (default: stop once caught up)")
     tail.add_argument("-n", "--max", type=_positive_int, metavar="N", help="stop after N records")
