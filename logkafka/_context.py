@@ -48,21 +48,62 @@ def get_context() -> dict[str, Any]:
     return dict(_context.get())
 
 
+#: The blocks open in this context, innermost last: (owner, token of the context before, owner's data).
+_open: ContextVar[tuple[tuple[object, Token[Mapping[str, Any]], Any], ...]] = ContextVar("logkafka_open", default=())
+
+
+def enter(owner: object, values: Mapping[str, Any], data: Any = None) -> None:
+    """Bind ``values`` (already JSON-safe) for a block of ``owner``, remembering ``data`` with it.
+
+    The entry is kept per context, so one ``owner`` may be open in several tasks or
+    threads at once and each exit finds its own entry.
+    """
+    token = _context.set({**_context.get(), **values})
+    _open.set((*_open.get(), (owner, token, data)))
+
+
+def entered(owner: object) -> tuple[bool, Any]:
+    """Whether ``owner`` has a block open in this context, and the data of the innermost one."""
+    for entry in reversed(_open.get()):
+        if entry[0] is owner:
+            return True, entry[2]
+    return False, None
+
+
+def leave(owner: object) -> None:
+    """End the innermost block of ``owner`` in this context: the context is what it was on entry.
+
+    A block entered in a context this one does not descend from left nothing here
+    to undo. One entered before this context was copied from its own (entered in a
+    task, exited in another) is undone by setting the context it replaced.
+    """
+    entries = _open.get()
+    for i in range(len(entries) - 1, -1, -1):
+        if entries[i][0] is owner:
+            token = entries[i][1]
+            _open.set(entries[:i] + entries[i + 1:])
+            try:
+                _context.reset(token)
+            except ValueError:  # entered in the context this one was copied from
+                _context.set(token.old_value if token.old_value is not Token.MISSING else _EMPTY)
+            return
+
+
 class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"]):
     """Bind ``values`` for the duration of a ``with`` or ``async with`` block.
 
     On exit the context is restored to what it was on entry, whatever the
-    block bound or unbound meanwhile.
+    block bound or unbound meanwhile. One instance may be used by several tasks
+    or threads at once, and nested.
     """
 
-    __slots__ = ("_tokens", "_values")
+    __slots__ = ("_values",)
 
     def __init__(self, **values: Any) -> None:
         self._values = {k: jsonable(v) for k, v in values.items()}
-        self._tokens: list[Token[Mapping[str, Any]]] = []
 
     def __enter__(self) -> bound:
-        self._tokens.append(_context.set({**_context.get(), **self._values}))
+        enter(self, self._values)
         return self
 
     def __exit__(
@@ -71,14 +112,11 @@ class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        token = self._tokens.pop()
-        try:
-            _context.reset(token)
-        except ValueError:  # exited in another Context (e.g. a different task)
-            _context.set(token.old_value if token.old_value is not Token.MISSING else _EMPTY)
+        leave(self)
 
     async def __aenter__(self) -> bound:
-        return self.__enter__()
+        enter(self, self._values)
+        return self
 
     async def __aexit__(
         self,
@@ -86,7 +124,7 @@ class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.__exit__(exc_type, exc, tb)
+        leave(self)
 
 
 _P = ParamSpec("_P")

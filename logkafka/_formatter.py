@@ -44,6 +44,7 @@ EID = "_lk_eid"  # the event id as a 128-bit int, also kept on the caller's reco
 EXTRA = "_lk_extra"  # the extra members, named as they ship, JSON-safe
 FMT = "_lk_fmt"  # the handler's formatter when the record was logged (set by KafkaLogHandler.emit)
 STREAM = "_lk_stream"  # "audit" or "security" on records of logkafka.audit() / security(); shipped as "stream"
+SAMPLE = "_lk_sample"  # SamplingFilter's random draw for a record, shared by every filter it meets
 
 #: Fields the formatter owns; an ``extra`` or context key of the same name is
 #: shipped as ``extra.<name>`` instead.
@@ -54,7 +55,7 @@ CORE_FIELDS = frozenset({
 })
 _SKIP = frozenset(RESERVED_ATTRS) | {
     "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID, EXTRA,
-    STREAM,
+    STREAM, SAMPLE,
 }
 #: The record attributes a ``capture(full=False)`` keeps.
 SLIM_KEYS = frozenset({"name", "levelname", "created", "process", "threadName", "module", "funcName", "lineno",

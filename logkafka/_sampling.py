@@ -11,7 +11,7 @@ import zlib
 from typing import Any
 
 from logkafka._context import current
-from logkafka._formatter import STREAM
+from logkafka._formatter import SAMPLE, STREAM
 from logkafka._settings import level_of
 
 ENV_RATE = "LOG_SAMPLE_RATE"
@@ -29,8 +29,10 @@ class SamplingFilter(logging.Filter):
     ``correlation_id`` (bound with :func:`logkafka.bind`, or passed in ``extra``) is
     known is kept when a hash of that id falls below ``rate``. So a request's records
     are kept or dropped together, in every process and service that uses the same
-    rate. ``by=None`` decides for each record at random instead; ``by`` may name
-    another context key. On a dictConfig handler::
+    rate. A record without one, or every record with ``by=None``, is kept at
+    random; the draw is kept on the record, so every SamplingFilter it meets (on
+    the stdout handler and on the Kafka handler) agrees. ``by`` may name another
+    context key. On a dictConfig handler::
 
         "filters": {"sample": {"()": "logkafka.SamplingFilter", "rate": 0.1}},
         "handlers": {"kafka": {..., "filters": ["sample"]}},
@@ -76,7 +78,11 @@ class SamplingFilter(logging.Filter):
                 key = current().get(by)
             if key is not None:
                 return zlib.crc32(str(key).encode("utf-8", "replace")) < self._threshold
-        return random.random() < self.rate
+        # one draw per record, kept on it: every filter it meets (stdout's, Kafka's) agrees
+        draw = record.__dict__.get(SAMPLE)
+        if draw is None:
+            draw = record.__dict__[SAMPLE] = random.random()
+        return bool(draw < self.rate)
 
     def __repr__(self) -> str:
         return f"SamplingFilter(rate={self.rate}, max_level={logging.getLevelName(self.max_level)}, by={self.by!r})"

@@ -14,8 +14,10 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from logkafka._context import bound
+from logkafka import _context
+from logkafka._report import report
 from logkafka._settings import level_of
+from logkafka._snapshot import jsonable
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
@@ -67,16 +69,13 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
         self.logger = logger
         self.context = context
         self._upper = name.upper().replace(".", "_").replace("-", "_")
-        self._bound = bound(**context)
-        self._starts: list[float] = []
+        self._values = {k: jsonable(v) for k, v in context.items()}
         #: The duration of the last block, in milliseconds (``None`` before one ended).
         self.duration_ms: float | None = None
 
     # -- the context manager --------------------------------------------------------
     def __enter__(self) -> timed:
-        self._bound.__enter__()
-        self._log(self._level, "started", None, 3)
-        self._starts.append(time.perf_counter())
+        self._start(4)
         return self
 
     def __exit__(
@@ -88,9 +87,7 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
         self._end(exc_type, exc, tb, 3)
 
     async def __aenter__(self) -> timed:
-        self._bound.__enter__()
-        self._log(self._level, "started", None, 3)
-        self._starts.append(time.perf_counter())
+        self._start(4)
         return self
 
     async def __aexit__(
@@ -101,9 +98,15 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
     ) -> None:
         self._end(exc_type, exc, tb, 3)
 
+    def _start(self, stacklevel: int) -> None:
+        """Bind the context, log ``<name>_started``, start the clock (kept with this context's entry)."""
+        _context.enter(self, self._values, time.perf_counter())
+        self._log(self._level, "started", None, stacklevel)
+
     def _end(self, exc_type: type[BaseException] | None, exc: BaseException | None,
              tb: TracebackType | None, stacklevel: int) -> None:
-        ms = round((time.perf_counter() - self._starts.pop()) * 1000.0, 3)
+        is_open, started = _context.entered(self)
+        ms = round((time.perf_counter() - started) * 1000.0, 3) if is_open else None
         self.duration_ms = ms
         try:
             if exc_type is None:
@@ -113,16 +116,23 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
             else:
                 self._log(logging.ERROR, "failed", ms, stacklevel + 1, (exc_type, exc, tb))
         finally:
-            self._bound.__exit__(exc_type, exc, tb)
+            _context.leave(self)
 
     def _log(self, level: int, outcome: str, ms: float | None, stacklevel: int,
              exc_info: Any = None) -> None:
-        if not self.logger.isEnabledFor(level):
-            return
-        extra: dict[str, Any] = {"code": f"{self._upper}_{outcome.upper()}"}
-        if ms is not None:
-            extra["duration_ms"] = ms
-        self.logger.log(level, "%s_%s", self.name, outcome, extra=extra, exc_info=exc_info, stacklevel=stacklevel)
+        """Log one record; a failing filter or handler is reported, never raised into the block."""
+        try:
+            if not self.logger.isEnabledFor(level):
+                return
+            extra: dict[str, Any] = {"code": f"{self._upper}_{outcome.upper()}"}
+            if ms is not None:
+                extra["duration_ms"] = ms
+            self.logger.log(level, "%s_%s", self.name, outcome, extra=extra, exc_info=exc_info,
+                            stacklevel=stacklevel)
+        except RecursionError:
+            raise
+        except Exception as exc:
+            report("timed", f"timed({self.name!r}) could not log {outcome}: {type(exc).__name__}: {exc}")
 
     # -- the decorator --------------------------------------------------------------
     def _fresh(self) -> timed:
@@ -138,9 +148,7 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 t = self._fresh()
-                t._bound.__enter__()
-                t._log(t._level, "started", None, 3)
-                t._starts.append(time.perf_counter())
+                t._start(4)
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
@@ -154,9 +162,7 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             t = self._fresh()
-            t._bound.__enter__()
-            t._log(t._level, "started", None, 3)
-            t._starts.append(time.perf_counter())
+            t._start(4)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:

@@ -253,6 +253,42 @@ class TestIsolation:
         assert seen == {n: {"n": n} for n in range(4)}
 
 
+class TestSharedInstances:
+    def test_one_bound_in_two_tasks(self) -> None:
+        """One bound instance open in two tasks at once: each exit restores its own task's context."""
+        shared = bound(step="s")
+
+        async def job(n: int, first_out: asyncio.Event, hold: asyncio.Event) -> dict[str, Any]:
+            bind(job=n)
+            async with shared:
+                if n == 1:
+                    await hold.wait()  # task 2 enters before task 1 leaves
+                else:
+                    hold.set()
+                    await first_out.wait()  # task 1 leaves first
+            if n == 1:
+                first_out.set()
+            return get_context()
+
+        async def main() -> list[dict[str, Any]]:
+            first_out, hold = asyncio.Event(), asyncio.Event()
+            return await asyncio.gather(job(1, first_out, hold), job(2, first_out, hold))
+
+        assert asyncio.run(main()) == [{"job": 1}, {"job": 2}]
+
+    def test_exit_in_an_unrelated_context_changes_nothing(self) -> None:
+        """Leaving a block in a context that never entered it leaves that context alone."""
+        import contextvars
+
+        shared = bound(step="s")
+        shared.__enter__()
+        other = contextvars.Context()
+        assert other.run(lambda: (bind(here=1), shared.__exit__(None, None, None), get_context())[2]) == {"here": 1}
+        assert get_context() == {"step": "s"}
+        shared.__exit__(None, None, None)
+        assert get_context() == {}
+
+
 class TestWithContext:
     def test_a_thread_runs_in_the_callers_context(self) -> None:
         """A thread target wrapped by with_context sees what was bound when it was wrapped."""

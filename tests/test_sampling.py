@@ -52,6 +52,16 @@ class TestDecisions:
         assert 2_250 <= kept <= 2_750
         assert f.dropped == 10_000 - kept
 
+    def test_every_filter_a_record_meets_agrees(self) -> None:
+        """Records without a correlation id: the stdout filter and the Kafka filter make the same choice."""
+        stdout_filter, kafka_filter = logkafka.SamplingFilter(0.5), logkafka.SamplingFilter(0.5)
+        records = [record() for _ in range(2_000)]
+        assert [stdout_filter.filter(r) for r in records] == [kafka_filter.filter(r) for r in records]
+        assert 800 <= stdout_filter.dropped <= 1_200
+        # a lower rate keeps a subset of what a higher one keeps
+        low = logkafka.SamplingFilter(0.1)
+        assert all(stdout_filter.filter(r) for r in records if low.filter(r))
+
     def test_a_requests_records_go_together(self) -> None:
         """Records with the same correlation id are all kept or all dropped; about rate of the ids are kept."""
         f = logkafka.SamplingFilter(0.3)

@@ -79,6 +79,49 @@ class TestContextManager:
         assert (cancelled.getMessage(), cancelled.levelno, cancelled.exc_info) == (
             "long_job_cancelled", logging.WARNING, None)
 
+    def test_one_instance_in_two_tasks(self, captured: ListHandler) -> None:
+        """A shared timed instance open in two tasks at once: each keeps its own context and duration."""
+        step = logkafka.timed("step")
+
+        async def job(n: int, first_out: asyncio.Event, hold: asyncio.Event) -> dict[str, Any]:
+            logkafka.bind(job=n)
+            async with step:
+                if n == 1:
+                    await hold.wait()
+                else:
+                    hold.set()
+                    await first_out.wait()
+                    await asyncio.sleep(0.05)  # task 2's block is the longer one
+            if n == 1:
+                first_out.set()
+            return logkafka.get_context()
+
+        async def main() -> list[dict[str, Any]]:
+            first_out, hold = asyncio.Event(), asyncio.Event()
+            return await asyncio.gather(job(1, first_out, hold), job(2, first_out, hold))
+
+        assert asyncio.run(main()) == [{"job": 1}, {"job": 2}]
+        done = {r.__dict__["duration_ms"]: r for r in captured.records if r.getMessage() == "step_completed"}
+        assert len(done) == 2
+        assert max(done) >= 50.0 > min(done)
+
+    def test_a_raising_filter_does_not_break_the_block(self, captured: ListHandler,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """A logging filter that raises is reported on stderr; the block runs and the context is restored."""
+        def broken(record: logging.LogRecord) -> bool:
+            raise RuntimeError("filter bug")
+
+        lg = logging.getLogger("app.broken_filter")
+        lg.addFilter(broken)
+        try:
+            ran = False
+            with logkafka.timed("guarded", logger=lg, job="j"):
+                ran = logkafka.get_context() == {"job": "j"}
+        finally:
+            lg.removeFilter(broken)
+        assert ran and logkafka.get_context() == {}
+        assert "filter bug" in capsys.readouterr().err
+
     def test_async_with(self, captured: ListHandler) -> None:
         """async with binds the context for the awaited block too."""
         async def main() -> dict[str, Any]:
