@@ -474,16 +474,17 @@ class TestKubernetesExample:
 
     def test_log_sample_rate_keeps_or_drops_a_job_whole_in_both_places(
             self, topics: Topics, tmp_path: Path) -> None:
-        """With LOG_SAMPLE_RATE=0.5, stdout and Kafka keep the same jobs, whole; warnings are never dropped."""
+        """With LOG_SAMPLE_RATE=0.5, stdout and Kafka keep the same records and whole jobs; no warning is dropped."""
         run = subprocess.run([sys.executable, str(EXAMPLES / "kubernetes" / "app.py"), "--jobs", "40",
                               "--interval", "0"], env=topics.env(LOG_SAMPLE_RATE="0.5", **K8S_ENV), cwd=ROOT,
                              capture_output=True, text=True, timeout=WAIT)
         assert run.returncode == 0, run.stderr
-        lines = [line for line in run.stdout.splitlines() if '"correlation_id"' in line]
+        lines = run.stdout.splitlines()
         messages = [m.value.decode() for m in read_topic(topics.servers, topics.app, timeout=WAIT, idle=2.0)]
-        assert sorted(m for m in messages if '"correlation_id"' in m) == sorted(lines)
+        # the same records in both places, also those without a correlation id (one draw per record)
+        assert sorted(messages) == sorted(lines)
 
-        records = [json.loads(line) for line in lines]
+        records = [json.loads(line) for line in lines if '"correlation_id"' in line]
         late = {r["job"] for r in records if r.get("code") == "SETTLEMENT_LATE"}
         assert late == {n for n in range(40) if n % 4 == 3}
         kept = {}
@@ -492,3 +493,12 @@ class TestKubernetesExample:
                 kept.setdefault(r["job"], []).append(r["code"])
         assert all(sorted(c) == ["SETTLEMENT_COMPLETED", "SETTLEMENT_STARTED"] for c in kept.values()), kept
         assert 0 < len(kept) < 40
+
+    def test_logkafka_check_accepts_the_recipe(self, topics: Topics) -> None:
+        """`logkafka check examples/kubernetes/logging.yaml` builds the recipe and reads its probe back."""
+        run = subprocess.run([sys.executable, "-m", "logkafka", "check", str(EXAMPLES / "kubernetes" / "logging.yaml")],
+                             env=topics.env(**K8S_ENV), cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
+        assert run.returncode == 0, run.stdout + run.stderr
+        probes = [m.data for m in read_topic(topics.servers, topics.app, expected=1, timeout=WAIT)
+                  if m.data.get("code") == "LOGKAFKA_CHECK"]
+        assert len(probes) == 1 and probes[0]["service"] == "payments-worker"
