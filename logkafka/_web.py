@@ -9,7 +9,10 @@ framework is imported). For each HTTP request they
   letters, digits and ``-_.:/+=@``);
 * bind ``correlation_id``, ``http.method``, ``http.path``, ``http.user_agent`` and
   ``client.ip`` for the duration of the request, so every record logged while
-  handling it carries them;
+  handling it carries them. ``client.ip`` is the peer address; behind proxies, set
+  ``trusted_proxies`` to their number and it is the address the outermost one saw
+  (counted from the right of ``X-Forwarded-For``: entries a client sends are never
+  taken);
 * echo the correlation id in the response (``X-Correlation-ID``);
 * log one ``request_completed`` record (code ``REQUEST_COMPLETED``) with
   ``http.status_code``, ``duration`` (seconds) and ``duration_ms``, at INFO, or at ERROR
@@ -96,18 +99,33 @@ def correlation_id(get: Callable[[str], str | None], names: Sequence[str]) -> st
     return traceparent_trace_id(get("traceparent")) or str(uuid.uuid4())
 
 
-def _client_ip(peer: str | None, forwarded: str | None) -> str | None:
-    """The first ``X-Forwarded-For`` address when it is a valid IP address, else the peer."""
-    if forwarded:
-        first = forwarded.split(",", 1)[0].strip()
-        if first.startswith("[") and "]" in first:  # [v6]:port
-            first = first[1:first.index("]")]
-        elif first.count(":") == 1:  # v4:port
-            first = first.split(":", 1)[0]
-        try:
-            return str(ipaddress.ip_address(first))
-        except ValueError:
-            pass
+def _forwarded_ip(entry: str) -> str | None:
+    """The IP address of one ``X-Forwarded-For`` entry (a port is allowed), else None."""
+    entry = entry.strip()
+    if entry.startswith("[") and "]" in entry:  # [v6]:port
+        entry = entry[1:entry.index("]")]
+    elif entry.count(":") == 1:  # v4:port
+        entry = entry.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str | None, forwarded: str | None, trusted_proxies: int) -> str | None:
+    """The client address: the ``trusted_proxies``-th ``X-Forwarded-For`` entry from the right, else the peer.
+
+    Each trusted proxy appends the address it received the request from, so the
+    entry that many places from the right was written by the outermost trusted
+    proxy; everything left of it may be forged by the client. With 0, or when the
+    header has fewer entries, or that entry is not an IP address, the peer is used.
+    """
+    if trusted_proxies > 0 and forwarded:
+        entries = forwarded.split(",")
+        if len(entries) >= trusted_proxies:
+            ip = _forwarded_ip(entries[-trusted_proxies])
+            if ip is not None:
+                return ip
     return peer
 
 
@@ -130,7 +148,7 @@ class _Options:
         logger: str | logging.Logger,
         request_headers: Sequence[str],
         response_header: str | None,
-        trust_forwarded: bool,
+        trusted_proxies: int,
         exclude_paths: Iterable[str],
     ) -> None:
         if isinstance(logger, logging.Logger):
@@ -149,9 +167,12 @@ class _Options:
             raise ValueError(f"request_headers: expected a sequence of header names, got {request_headers!r}")
         self.request_headers = tuple(_header_name("request_headers", h) for h in request_headers)
         self.response_header = None if response_header is None else _header_name("response_header", response_header)
-        if not isinstance(trust_forwarded, bool):
-            raise ValueError(f"trust_forwarded: expected True or False, got {trust_forwarded!r}")
-        self.trust_forwarded = trust_forwarded
+        if isinstance(trusted_proxies, bool) or not isinstance(trusted_proxies, int) or trusted_proxies < 0:
+            raise ValueError(
+                f"trusted_proxies: expected the number of proxies in front of the app (an int >= 0), "
+                f"got {trusted_proxies!r}"
+            )
+        self.trusted_proxies = trusted_proxies
         if isinstance(exclude_paths, (str, bytes)) or not isinstance(exclude_paths, Iterable):
             raise ValueError(f"exclude_paths: expected a collection of paths, got {exclude_paths!r}")
         paths = list(exclude_paths)
@@ -173,7 +194,7 @@ class _Options:
         agent = get("User-Agent")
         if agent:
             values["http.user_agent"] = _cut(agent)
-        ip = _client_ip(peer, get("X-Forwarded-For") if self.trust_forwarded else None)
+        ip = client_ip(peer, get("X-Forwarded-For") if self.trusted_proxies else None, self.trusted_proxies)
         if ip:
             values["client.ip"] = ip
         return values
@@ -228,9 +249,12 @@ class ASGIMiddleware:
     ``response_header``
         the response header that echoes the correlation id (default
         ``"X-Correlation-ID"``; None: not echoed). A header the application set is kept.
-    ``trust_forwarded``
-        take ``client.ip`` from the first ``X-Forwarded-For`` address (default False:
-        the peer address). Only behind a proxy that sets that header.
+    ``trusted_proxies``
+        how many proxies in front of the application append to ``X-Forwarded-For``
+        (default 0: ``client.ip`` is the peer address). With N, ``client.ip`` is the
+        Nth address from the right, the one the outermost of your proxies saw; the
+        peer address when the header has fewer entries or that one is not an IP
+        address. Addresses further left are written by the client and never used.
     ``exclude_paths``
         paths (exact match, e.g. ``/health``) logged without a ``request_completed``
         record; their context is still bound.
@@ -243,13 +267,13 @@ class ASGIMiddleware:
         logger: str | logging.Logger = DEFAULT_LOGGER,
         request_headers: Sequence[str] = DEFAULT_REQUEST_HEADERS,
         response_header: str | None = DEFAULT_RESPONSE_HEADER,
-        trust_forwarded: bool = False,
+        trusted_proxies: int = 0,
         exclude_paths: Iterable[str] = (),
     ) -> None:
         if not callable(app):
             raise ValueError(f"app: expected an ASGI application, got {app!r}")
         self.app: ASGIApp = app
-        self._options = _Options(logger, request_headers, response_header, trust_forwarded, exclude_paths)
+        self._options = _Options(logger, request_headers, response_header, trusted_proxies, exclude_paths)
         name = self._options.response_header
         self._echo_name = None if name is None else name.lower().encode("latin-1")
 
@@ -262,7 +286,11 @@ class ASGIMiddleware:
         started = time.perf_counter()
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope.get("headers") or ():
-            headers.setdefault(bytes(raw_name).decode("latin-1").lower(), bytes(raw_value).decode("latin-1"))
+            name, value = bytes(raw_name).decode("latin-1").lower(), bytes(raw_value).decode("latin-1")
+            if name == "x-forwarded-for" and name in headers:  # several lines are one list, in order
+                headers[name] += "," + value
+            else:
+                headers.setdefault(name, value)
         client = scope.get("client")
         peer = str(client[0]) if client else None
         values = opts.request_context(
@@ -337,13 +365,13 @@ class WSGIMiddleware:
         logger: str | logging.Logger = DEFAULT_LOGGER,
         request_headers: Sequence[str] = DEFAULT_REQUEST_HEADERS,
         response_header: str | None = DEFAULT_RESPONSE_HEADER,
-        trust_forwarded: bool = False,
+        trusted_proxies: int = 0,
         exclude_paths: Iterable[str] = (),
     ) -> None:
         if not callable(app):
             raise ValueError(f"app: expected a WSGI application, got {app!r}")
         self.app: WSGIApp = app
-        self._options = _Options(logger, request_headers, response_header, trust_forwarded, exclude_paths)
+        self._options = _Options(logger, request_headers, response_header, trusted_proxies, exclude_paths)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = _WSGIRequest(self, environ, start_response)

@@ -260,6 +260,45 @@ class TestCorrelationId:
         assert _web.correlation_id(get, ("X-Amzn-Trace-Id", "X-Request-ID")) == "Root=1-abc"
 
 
+class TestClientIp:
+    """client.ip with and without trusted proxies: an address the client wrote is never taken."""
+
+    PEER = "10.1.2.3"  # the proxy next to the app, or the client itself
+
+    @pytest.mark.parametrize(("forwarded", "proxies", "expected"), [
+        ("203.0.113.7", 0, PEER),  # no proxies trusted: the header is ignored
+        ("10.0.0.1, 203.0.113.7", 1, "203.0.113.7"),  # nginx appended the real client; 10.0.0.1 is forged
+        ("10.0.0.1,203.0.113.7", 1, "203.0.113.7"),
+        ("10.0.0.1, 203.0.113.7, 192.0.2.10", 2, "203.0.113.7"),  # ALB then nginx
+        ("203.0.113.7", 2, PEER),  # fewer entries than proxies: the header was not written by them all
+        ("", 1, PEER),
+        (None, 1, PEER),
+        ("10.0.0.1, unknown", 1, PEER),  # not an IP: never the forged entry to its left
+        ("10.0.0.1, not-an-ip\nforged", 1, PEER),
+        ("10.0.0.1, 203.0.113.7:51234", 1, "203.0.113.7"),
+        ("10.0.0.1, [2001:db8::1]:443", 1, "2001:db8::1"),
+        ("10.0.0.1, 2001:DB8::1", 1, "2001:db8::1"),
+        (", 203.0.113.7", 1, "203.0.113.7"),  # an empty header the client sent, with the address appended
+    ])
+    def test_client_ip(self, forwarded: str | None, proxies: int, expected: str) -> None:
+        """The Nth entry from the right when there is one and it is an IP address, else the peer."""
+        assert _web.client_ip(self.PEER, forwarded, proxies) == expected
+
+    def test_wsgi_forged_header(self) -> None:
+        """WSGIMiddleware with trusted_proxies=1 logs the address the proxy appended, not the forged one."""
+        seen: list[dict[str, Any]] = []
+
+        def app(environ: Any, start_response: Any) -> Any:
+            seen.append(logkafka.get_context())
+            start_response("200 OK", [])
+            return []
+
+        for proxies in (0, 1):
+            env = _environ(X_FORWARDED_FOR="10.0.0.1, 203.0.113.7")
+            logkafka.WSGIMiddleware(app, trusted_proxies=proxies)(env, _StartResponse()).close()  # type: ignore[attr-defined]
+        assert [c["client.ip"] for c in seen] == ["10.9.8.7", "203.0.113.7"]
+
+
 class TestOptions:
     """Bad middleware options fail at construction with a ValueError naming the option."""
 
@@ -272,7 +311,10 @@ class TestOptions:
         ("request_headers", ["bad header"]),
         ("response_header", "X Bad"),
         ("response_header", ""),
-        ("trust_forwarded", "yes"),
+        ("trusted_proxies", True),
+        ("trusted_proxies", -1),
+        ("trusted_proxies", "1"),
+        ("trusted_proxies", 1.0),
         ("exclude_paths", "/health"),
         ("exclude_paths", ["health"]),
     ])
@@ -301,9 +343,15 @@ class TestOptions:
         """Valid options are accepted; a Logger object is used as given."""
         lg = logging.getLogger("custom.http")
         mw = logkafka.WSGIMiddleware(lambda *a: None, logger=lg, request_headers=["X-Request-ID"],
-                                     response_header=None, trust_forwarded=True, exclude_paths={"/health"})
+                                     response_header=None, trusted_proxies=2, exclude_paths={"/health"})
         assert mw._options.logger is lg
         assert mw._options.response_header is None
+        assert mw._options.trusted_proxies == 2
+
+    def test_trust_forwarded_is_gone(self) -> None:
+        """The unreleased trust_forwarded (which took the client-controlled leftmost address) is not accepted."""
+        with pytest.raises(TypeError, match="trust_forwarded"):
+            logkafka.ASGIMiddleware(lambda *a: None, trust_forwarded=True)
 
 
 # -- ASGI without a server: scopes, context, protocol -----------------------------------
@@ -383,17 +431,17 @@ class TestASGIDirect:
         sent = _run_asgi(logkafka.ASGIMiddleware(app), _http_scope())
         assert sent[0]["headers"] == [(b"X-Correlation-ID", b"mine")]
 
-    def test_trust_forwarded(self, captured: Captured) -> None:
-        """client.ip is the peer, or with trust_forwarded the first valid X-Forwarded-For address."""
-        xff = [(b"x-forwarded-for", b"203.0.113.7, 10.0.0.1")]
-        _run_asgi(logkafka.ASGIMiddleware(_ok_app), _http_scope(headers=xff))
-        _run_asgi(logkafka.ASGIMiddleware(_ok_app, trust_forwarded=True), _http_scope(headers=xff))
-        _run_asgi(logkafka.ASGIMiddleware(_ok_app, trust_forwarded=True),
-                  _http_scope(headers=[(b"x-forwarded-for", b"not-an-ip\nforged")]))
-        _run_asgi(logkafka.ASGIMiddleware(_ok_app, trust_forwarded=True),
+    def test_trusted_proxies(self, captured: Captured) -> None:
+        """client.ip is the peer, or with trusted_proxies=N the Nth X-Forwarded-For entry from the right."""
+        forged = [(b"x-forwarded-for", b"10.0.0.1, 203.0.113.7")]  # the client sent 10.0.0.1, nginx appended
+        _run_asgi(logkafka.ASGIMiddleware(_ok_app), _http_scope(headers=forged))
+        _run_asgi(logkafka.ASGIMiddleware(_ok_app, trusted_proxies=1), _http_scope(headers=forged))
+        two_lines = [(b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-for", b"203.0.113.8, 192.0.2.1")]
+        _run_asgi(logkafka.ASGIMiddleware(_ok_app, trusted_proxies=2), _http_scope(headers=two_lines))
+        _run_asgi(logkafka.ASGIMiddleware(_ok_app, trusted_proxies=1),
                   _http_scope(headers=[(b"x-forwarded-for", b"[2001:db8::1]:443")], client=None))
         ips = [c.get("client.ip") for c in captured.contexts]
-        assert ips == ["10.1.2.3", "203.0.113.7", "10.1.2.3", "2001:db8::1"]
+        assert ips == ["10.1.2.3", "203.0.113.7", "203.0.113.8", "2001:db8::1"]
 
     def test_lifespan_untouched(self, captured: Captured) -> None:
         """lifespan (and any other non-HTTP scope) reaches the app as it came, with nothing bound or logged."""
