@@ -307,9 +307,11 @@ class ASGIMiddleware:
                 if mtype == "http.response.start":
                     status = int(message.get("status", 200))
                 if echo is not None:
-                    existing = list(message.get("headers") or ())
-                    if not any(bytes(k).lower() == echo for k, _ in existing):
-                        message = {**message, "headers": [*existing, (echo, cid)]}
+                    # A new message with the headers as a list: the app's may be a one-shot iterable.
+                    headers_out = list(message.get("headers") or ())
+                    if not any(bytes(k).lower() == echo for k, _ in headers_out):
+                        headers_out.append((echo, cid))
+                    message = {**message, "headers": headers_out}
             await send(message)
 
         with _context.bound(**values):

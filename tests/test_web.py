@@ -431,6 +431,25 @@ class TestASGIDirect:
         sent = _run_asgi(logkafka.ASGIMiddleware(app), _http_scope())
         assert sent[0]["headers"] == [(b"X-Correlation-ID", b"mine")]
 
+    @pytest.mark.parametrize("kind", ["http", "websocket"])
+    @pytest.mark.parametrize("app_sets_it", [True, False])
+    def test_one_shot_headers(self, captured: Captured, kind: str, app_sets_it: bool) -> None:
+        """Headers given as a generator reach the server whole, with the app's or the echoed correlation id."""
+        mine = [(b"x-correlation-id", b"mine")] if app_sets_it else []
+        original: dict[str, Any] = {}
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            start = "http.response.start" if kind == "http" else "websocket.accept"
+            original.update(type=start, status=200, headers=(h for h in [(b"content-type", b"text/plain"), *mine]))
+            await send(original)
+            if kind == "http":
+                await send({"type": "http.response.body", "body": b""})
+
+        scope = {**_http_scope(headers=[(b"x-correlation-id", b"echoed")]), "type": kind}
+        sent = _run_asgi(logkafka.ASGIMiddleware(app), scope)
+        assert sent[0]["headers"] == [(b"content-type", b"text/plain"), *(mine or [(b"x-correlation-id", b"echoed")])]
+        assert sent[0]["type"] == original["type"] and sent[0]["status"] == 200
+
     def test_trusted_proxies(self, captured: Captured) -> None:
         """client.ip is the peer, or with trusted_proxies=N the Nth X-Forwarded-For entry from the right."""
         forged = [(b"x-forwarded-for", b"10.0.0.1, 203.0.113.7")]  # the client sent 10.0.0.1, nginx appended
