@@ -19,6 +19,18 @@ framework is imported). For each HTTP request they
   when the status is 500 or above; when the application raises, one
   ``request_failed`` record (code ``REQUEST_FAILED``) at ERROR with the stack trace,
   and the exception is raised again;
+* when the request is stopped from outside rather than failing (``asyncio.CancelledError``
+  from a server that cancels the request task, e.g. hypercorn on a client disconnect or
+  uvicorn when its graceful shutdown times out; ``KeyboardInterrupt``; ``SystemExit``,
+  e.g. a gunicorn worker timeout), log one ``request_cancelled`` record (code
+  ``REQUEST_CANCELLED``) at WARNING, without a stack trace, with ``cancelled_by`` (the
+  exception's type name), the duration and ``http.status_code`` when a response had
+  started; the exception is raised again. A WSGI server that closes the response
+  before the end of its body (gunicorn, when the client went away: its write fails and
+  it calls ``close()``) gives ``request_cancelled`` with ``cancelled_by="early_close"``;
+  a HEAD request, or a body whose declared ``Content-Length`` was produced, is complete.
+  A server that ignores the disconnect (uvicorn lets the app finish, dropping what it
+  sends) gives ``request_completed``;
 * restore the context afterwards, exactly as it was before the request.
 
 A logging problem never breaks the request: it is reported on stderr and the
@@ -27,6 +39,7 @@ response goes on.
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import ipaddress
 import logging
@@ -199,13 +212,30 @@ class _Options:
             values["client.ip"] = ip
         return values
 
-    def log_end(self, status: int, started: float, exc_info: ExcInfo | None) -> None:
-        """Log ``request_completed``, or ``request_failed`` with ``exc_info``; never raises."""
+    def log_end(
+        self, status: int | None, started: float, exc_info: ExcInfo | None, cancelled_by: str | None = None,
+    ) -> None:
+        """Log the request record; never raises.
+
+        ``request_cancelled`` when ``cancelled_by`` is given or ``exc_info`` is a
+        cancellation, else ``request_failed`` with ``exc_info``, else ``request_completed``.
+        ``status`` is None when no response was started.
+        """
         try:
             duration = time.perf_counter() - started
-            extra: dict[str, Any] = {"http.status_code": status, "duration": duration, "duration_ms": duration * 1000.0}
+            extra: dict[str, Any] = {"duration": duration, "duration_ms": duration * 1000.0}
+            if cancelled_by is None and exc_info is not None and is_cancellation(exc_info[1]):
+                cancelled_by = exc_info[0].__name__
+            if cancelled_by is not None:
+                if status is not None:
+                    extra["http.status_code"] = status
+                extra["code"] = "REQUEST_CANCELLED"
+                extra["cancelled_by"] = cancelled_by
+                self.logger.warning("request_cancelled", extra=extra)
+                return
+            extra["http.status_code"] = 500 if status is None else status
             if exc_info is None:
-                level = logging.ERROR if status >= 500 else logging.INFO
+                level = logging.ERROR if extra["http.status_code"] >= 500 else logging.INFO
                 extra["code"] = "REQUEST_COMPLETED"
                 self.logger.log(level, "request_completed", extra=extra)
             else:
@@ -221,6 +251,21 @@ class _Options:
                     )
                 except Exception:
                     pass
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """True when ``exc`` stops a request from outside rather than reports a failure of it.
+
+    That is every ``BaseException`` that is not an ``Exception``: ``asyncio.CancelledError``
+    (a server cancelling the request task), ``KeyboardInterrupt``, ``SystemExit``,
+    ``GeneratorExit``, trio's ``Cancelled``; and an exception group holding only those.
+    """
+    if isinstance(exc, Exception):
+        return False
+    group = getattr(builtins, "BaseExceptionGroup", None)  # Python 3.11+
+    if group is not None and isinstance(exc, group):
+        return all(is_cancellation(e) for e in exc.exceptions)
+    return True
 
 
 def _exc_info() -> ExcInfo:
@@ -321,10 +366,10 @@ class ASGIMiddleware:
             try:
                 await self.app(scope, receive, send_echoing)
             except BaseException:
-                opts.log_end(status if status is not None else 500, started, _exc_info())
+                opts.log_end(status, started, _exc_info())
                 raise
             if values["http.path"] not in opts.exclude_paths:
-                opts.log_end(status if status is not None else 500, started, None)
+                opts.log_end(status, started, None)
 
 
 # -- WSGI -----------------------------------------------------------------------------
@@ -355,7 +400,10 @@ class WSGIMiddleware:
     own context is never changed. ``request_completed`` is logged when the server
     closes the response (the application's ``close()`` is called first); an exception
     from the application, its iterable or its ``close()`` is logged as
-    ``request_failed`` and raised again.
+    ``request_failed`` (``request_cancelled`` for ``KeyboardInterrupt``, ``SystemExit``
+    and ``GeneratorExit``) and raised again. ``close()`` before the iterable was read
+    to its end is logged as ``request_cancelled`` (``cancelled_by="early_close"``), as
+    the module documentation says.
 
     The options are those of :class:`ASGIMiddleware`.
     """
@@ -396,6 +444,10 @@ class _WSGIRequest:
         self.iterator: Iterator[bytes] | None = None
         self.cid = ""
         self.path = ""
+        self.method = ""
+        self.exhausted = False  # the server read the body to its end
+        self.produced = 0  # bytes of body produced
+        self.content_length: int | None = None  # as declared in start_response
 
     # Runs in self.ctx.
     def start(self) -> Iterable[bytes]:
@@ -408,6 +460,7 @@ class _WSGIRequest:
         )
         self.cid = str(values["correlation_id"])
         self.path = str(values["http.path"])
+        self.method = str(values["http.method"]).upper()
         _context.bind(**values)  # in this request's own Context: nothing to restore
         try:
             self.body = self.mw.app(environ, self.start_response)
@@ -423,6 +476,14 @@ class _WSGIRequest:
             self.status = int(str(status).split(None, 1)[0])
         except (ValueError, IndexError):
             self.status = None
+        self.content_length = None
+        if isinstance(headers, list):
+            for h in headers:
+                if isinstance(h, tuple) and len(h) == 2 and str(h[0]).lower() == "content-length":
+                    try:
+                        self.content_length = int(str(h[1]))
+                    except ValueError:
+                        pass
         name = self.opts.response_header
         if name is not None and isinstance(headers, list):
             lowered = name.lower()
@@ -432,13 +493,13 @@ class _WSGIRequest:
             return self.server_start_response(status, headers, exc_info)
         return self.server_start_response(status, headers)
 
-    def end(self, exc_info: ExcInfo | None) -> None:
+    def end(self, exc_info: ExcInfo | None, cancelled_by: str | None = None) -> None:
         if self.done:
             return
         self.done = True
-        if exc_info is None and self.path in self.opts.exclude_paths:
+        if exc_info is None and cancelled_by is None and self.path in self.opts.exclude_paths:
             return
-        self.opts.log_end(self.status if self.status is not None else 500, self.started, exc_info)
+        self.opts.log_end(self.status, self.started, exc_info, cancelled_by)
 
     # Runs in self.ctx.
     def next_chunk(self) -> bytes:
@@ -446,12 +507,18 @@ class _WSGIRequest:
             assert self.body is not None
             self.iterator = iter(self.body)
         try:
-            return next(self.iterator)
+            chunk = next(self.iterator)
         except StopIteration:
+            self.exhausted = True
             raise
         except BaseException:
             self.end(_exc_info())
             raise
+        try:
+            self.produced += len(chunk)
+        except TypeError:
+            pass
+        return chunk
 
     # Runs in self.ctx.
     def close(self) -> None:
@@ -462,7 +529,15 @@ class _WSGIRequest:
         except BaseException:
             self.end(_exc_info())
             raise
+        if self.abandoned():
+            self.end(None, cancelled_by="early_close")
         self.end(None)
+
+    def abandoned(self) -> bool:
+        """The server closed the response before the end of its body (gunicorn does when the client went away)."""
+        if self.exhausted or self.method == "HEAD":
+            return False
+        return self.content_length is None or self.produced < self.content_length
 
 
 class _WSGIBody:

@@ -12,6 +12,8 @@ import http.client
 import json
 import logging
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -117,11 +119,11 @@ def assert_completed(rec: dict[str, Any], cid: str, path: str, status: int = 200
 
 
 @contextmanager
-def serve_asgi(app: Any) -> Iterator[int]:
-    """Serve ``app`` with uvicorn on a loopback port, in a thread; yields the port."""
+def serve_asgi(app: Any, **options: Any) -> Iterator[int]:
+    """Serve ``app`` with uvicorn (more ``uvicorn.Config`` options in ``options``) on a loopback port, in a thread."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                            lifespan="on", ws="none", http="h11", loop="asyncio", backlog=512)
+                            lifespan="on", ws="none", http="h11", loop="asyncio", backlog=512, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
@@ -295,8 +297,29 @@ class TestClientIp:
 
         for proxies in (0, 1):
             env = _environ(X_FORWARDED_FOR="10.0.0.1, 203.0.113.7")
-            logkafka.WSGIMiddleware(app, trusted_proxies=proxies)(env, _StartResponse()).close()  # type: ignore[attr-defined]
+            assert list(logkafka.WSGIMiddleware(app, trusted_proxies=proxies)(env, _StartResponse())) == []
         assert [c["client.ip"] for c in seen] == ["10.9.8.7", "203.0.113.7"]
+
+
+_GROUPS: list[tuple[BaseException, bool]] = []
+if sys.version_info >= (3, 11):
+    _GROUPS = [
+        (BaseExceptionGroup("g", [asyncio.CancelledError()]), True),  # noqa: F821 (3.11+)
+        (BaseExceptionGroup("g", [asyncio.CancelledError(), ValueError()]), False),  # noqa: F821 (3.11+)
+        (ExceptionGroup("g", [ValueError()]), False),  # noqa: F821 (3.11+)
+    ]
+
+
+class TestIsCancellation:
+    """Which exceptions end a request as cancelled rather than failed."""
+
+    @pytest.mark.parametrize(("exc", "cancelled"), [
+        (asyncio.CancelledError(), True), (KeyboardInterrupt(), True), (SystemExit(1), True),
+        (GeneratorExit(), True), (RuntimeError("x"), False), (OSError(32, "Broken pipe"), False), *_GROUPS,
+    ])
+    def test_is_cancellation(self, exc: BaseException, cancelled: bool) -> None:
+        """BaseExceptions that are not Exceptions (and groups of only those) are cancellations."""
+        assert _web.is_cancellation(exc) is cancelled
 
 
 class TestOptions:
@@ -461,6 +484,54 @@ class TestASGIDirect:
                   _http_scope(headers=[(b"x-forwarded-for", b"[2001:db8::1]:443")], client=None))
         ips = [c.get("client.ip") for c in captured.contexts]
         assert ips == ["10.1.2.3", "203.0.113.7", "203.0.113.8", "2001:db8::1"]
+
+    def test_cancelled_task(self, captured: Captured) -> None:
+        """A cancelled request task gives request_cancelled at WARNING with the status sent and no stack trace."""
+        async def main() -> BaseException | None:
+            started = asyncio.Event()
+
+            async def app(scope: Any, receive: Any, send: Any) -> None:
+                await send({"type": "http.response.start", "status": 202, "headers": []})
+                started.set()
+                await asyncio.Event().wait()
+
+            mw = logkafka.ASGIMiddleware(app)
+            task = asyncio.create_task(mw(_http_scope(headers=[(b"x-request-id", b"c-1")]), _never, _discard))
+            await started.wait()
+            task.cancel()
+            try:
+                await task
+            except BaseException as exc:
+                return exc
+            return None
+
+        assert isinstance(asyncio.run(main()), asyncio.CancelledError)  # raised again
+        [rec] = captured.records
+        assert rec.getMessage() == "request_cancelled" and rec.levelno == logging.WARNING
+        assert rec.exc_info is None and rec.exc_text is None
+        fields = rec.__dict__
+        assert fields["code"] == "REQUEST_CANCELLED" and fields["cancelled_by"] == "CancelledError"
+        assert fields["http.status_code"] == 202 and fields["duration_ms"] >= 0
+        assert captured.contexts[0]["correlation_id"] == "c-1"
+
+    @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+    def test_interrupted_before_response(self, captured: Captured, exc_type: type[BaseException]) -> None:
+        """KeyboardInterrupt, SystemExit or CancelledError before any response: request_cancelled without a status."""
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            raise exc_type()
+
+        async def main() -> BaseException | None:
+            try:
+                await logkafka.ASGIMiddleware(app)(_http_scope(), _never, _discard)
+            except BaseException as exc:
+                return exc
+            return None
+
+        assert type(asyncio.run(main())) is exc_type
+        [rec] = captured.records
+        assert rec.getMessage() == "request_cancelled" and rec.levelno == logging.WARNING and rec.exc_info is None
+        assert rec.__dict__["cancelled_by"] == exc_type.__name__ and "http.status_code" not in rec.__dict__
+        assert isinstance(rec.__dict__["duration"], float)
 
     def test_lifespan_untouched(self, captured: Captured) -> None:
         """lifespan (and any other non-HTTP scope) reaches the app as it came, with nothing bound or logged."""
@@ -668,6 +739,56 @@ class TestWSGIDirect:
             result.close()  # type: ignore[attr-defined]
         assert [r.getMessage() for r in captured.records] == ["request_failed"]
 
+    def test_early_close_is_cancelled(self, captured: Captured) -> None:
+        """close() before the body's end (gunicorn, when the client went away) gives request_cancelled."""
+        body = _Body()
+
+        def app(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return body
+
+        result = logkafka.WSGIMiddleware(app)(_environ(X_CORRELATION_ID="gone-1"), _StartResponse())
+        assert next(iter(result)) == b"x"
+        result.close()  # type: ignore[attr-defined]
+        assert body.closed_with is not None and body.closed_with["correlation_id"] == "gone-1"
+        assert [r.getMessage() for r in captured.records] == ["producing", "request_cancelled"]
+        rec = captured.records[1]
+        assert rec.levelno == logging.WARNING and rec.exc_info is None
+        assert rec.__dict__["code"] == "REQUEST_CANCELLED" and rec.__dict__["cancelled_by"] == "early_close"
+        assert rec.__dict__["http.status_code"] == 200 and captured.contexts[1]["correlation_id"] == "gone-1"
+
+    @pytest.mark.parametrize(("method", "headers", "read"), [
+        ("HEAD", [], 0),  # a server may send no body for HEAD
+        ("GET", [("Content-Length", "3")], 3),  # the declared length was produced
+        ("GET", [], 4),  # read to its end
+    ])
+    def test_whole_body_is_completed(self, captured: Captured, method: str, headers: list[Any], read: int) -> None:
+        """A HEAD request, a body whose Content-Length was produced, or one read to its end, is request_completed."""
+        def app(environ: Any, start_response: Any) -> Any:
+            start_response("200 OK", headers)
+            return _Body()
+
+        env = {**_environ(), "REQUEST_METHOD": method}
+        result = logkafka.WSGIMiddleware(app)(env, _StartResponse())
+        it = iter(result)
+        for _ in range(read):
+            next(it, None)
+        result.close()  # type: ignore[attr-defined]
+        assert captured.records[-1].getMessage() == "request_completed"
+        assert captured.records[-1].__dict__["http.status_code"] == 200
+
+    @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+    def test_interrupted_app_call(self, captured: Captured, exc_type: type[BaseException]) -> None:
+        """KeyboardInterrupt or SystemExit (a gunicorn worker timeout) in the app: request_cancelled, raised again."""
+        def app(environ: Any, start_response: Any) -> Any:
+            raise exc_type()
+
+        with pytest.raises(exc_type):
+            logkafka.WSGIMiddleware(app)(_environ(), _StartResponse())
+        [rec] = captured.records
+        assert rec.getMessage() == "request_cancelled" and rec.levelno == logging.WARNING and rec.exc_info is None
+        assert rec.__dict__["cancelled_by"] == exc_type.__name__ and "http.status_code" not in rec.__dict__
+
     def test_excluded_path_bound_not_logged(self, captured: Captured) -> None:
         """An excluded path has its context bound but no request_completed record."""
         def app(environ: Any, start_response: Any) -> Any:
@@ -689,6 +810,7 @@ class TestWSGIDirect:
 
         raw = "/café".encode().decode("latin-1")
         result = logkafka.WSGIMiddleware(app)(_environ(raw), _StartResponse())
+        assert list(result) == []
         result.close()  # type: ignore[attr-defined]
         assert captured.contexts[0]["http.path"] == "/café"
 
@@ -816,6 +938,42 @@ class TestASGIOverHTTP:
         assert_completed(completed, "work-1", "/work", logger="edge.requests")
 
 
+    def test_cancelled_by_server_shutdown(self, make_handler: Any, kafka_broker: Any, kafka_topic: str) -> None:
+        """Requests uvicorn cancels when its graceful shutdown times out: request_cancelled at WARNING, re-raised."""
+        attach(make_handler(), "http.requests", asgi_app.LOGGER)
+        inside, server_log = Captured(), Captured()
+        attach(inside, asgi_app.LOGGER)
+        attach(server_log, "uvicorn.error")
+        conns = [http.client.HTTPConnection("127.0.0.1", 0, timeout=120) for _ in range(2)]
+        try:
+            with serve_asgi(asgi_app.make_app(), timeout_graceful_shutdown=1) as port:
+                for conn in conns:
+                    conn.port = port
+                conns[0].request("GET", "/hang?stream=1", headers={"User-Agent": UA, "X-Correlation-ID": "hang-s"})
+                resp = conns[0].getresponse()
+                assert resp.status == 200 and resp.getheader("X-Correlation-ID") == "hang-s"
+                assert resp.read(8) == b"started\n"
+                conns[1].request("GET", "/hang", headers={"User-Agent": UA, "X-Correlation-ID": "hang-w"})
+                deadline = time.monotonic() + 60
+                while len(inside.records) < 2:
+                    assert time.monotonic() < deadline, "the requests did not reach the endpoint in 60 s"
+                    time.sleep(0.05)
+        finally:
+            for conn in conns:
+                conn.close()
+        recs = records(read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=4, timeout=120))
+        assert Counter(r["message"] for r in recs) == {"hang_started": 2, "request_cancelled": 2}
+        cancelled = {r["correlation_id"]: r for r in by_message(recs, "request_cancelled")}
+        for rec in cancelled.values():
+            assert rec["level"] == "WARNING" and rec["code"] == "REQUEST_CANCELLED"
+            assert rec["cancelled_by"] == "CancelledError" and "error" not in rec
+            assert rec["http.path"] == "/hang" and isinstance(rec["duration_ms"], float)
+        assert cancelled["hang-s"]["http.status_code"] == 200  # the status the client had received
+        assert "http.status_code" not in cancelled["hang-w"]  # no response had started
+        raised = [r for r in server_log.records if r.exc_info and r.exc_info[0] is asyncio.CancelledError]
+        assert len(raised) == 2  # the middleware raised the cancellation again, to uvicorn
+
+
 # -- WSGI over HTTP: Flask under gunicorn -------------------------------------------------
 class TestWSGIOverHTTP:
     """A Flask app in WSGIMiddleware, served by gunicorn (gthread), its records read from the topic."""
@@ -913,3 +1071,28 @@ class TestWSGIOverHTTP:
         assert sorted(r["correlation_id"] for r in by_message(recs, "request_completed")) == sorted(
             ["wrid-1", TRACE_ID, bad])
         assert all(b"bad id!" not in m.value for m in msgs)
+
+    def test_client_disconnect_while_streaming(self, kafka_broker: Any, kafka_topic: str) -> None:
+        """A client gone mid-stream: gunicorn's write fails, it closes the body early: request_cancelled, status 200."""
+        with serve_gunicorn(kafka_broker.bootstrap_servers, kafka_topic) as port:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+            try:
+                sock.sendall(b"GET /slow-stream HTTP/1.1\r\nHost: test\r\nX-Correlation-ID: gone-1\r\n"
+                             b"User-Agent: " + UA.encode() + b"\r\n\r\n")
+                got = b""
+                while b"chunk 0" not in got:
+                    data = sock.recv(4096)
+                    assert data, "gunicorn closed the connection before the first chunk"
+                    got += data
+                assert got.startswith(b"HTTP/1.1 200") and b"x-correlation-id: gone-1" in got.lower()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, at once
+            finally:
+                sock.close()
+            recs = records(read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=2, timeout=120))
+        assert sorted(r["message"] for r in recs) == ["request_cancelled", "slow_stream_closed"]
+        [closed] = by_message(recs, "slow_stream_closed")
+        assert closed["correlation_id"] == "gone-1" and closed["chunks_sent"] < 600  # closed early, in context
+        [rec] = by_message(recs, "request_cancelled")
+        assert rec["level"] == "WARNING" and rec["code"] == "REQUEST_CANCELLED" and rec["cancelled_by"] == "early_close"
+        assert rec["http.status_code"] == 200 and rec["http.path"] == "/slow-stream" and "error" not in rec
+        assert rec["correlation_id"] == "gone-1" and isinstance(rec["duration_ms"], float)

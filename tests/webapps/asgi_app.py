@@ -98,6 +98,18 @@ def make_app(**options: Any) -> Any:
     async def status(request: Request) -> Response:
         return PlainTextResponse("unavailable", status_code=int(request.query_params.get("code", "503")))
 
+    async def hang(request: Request) -> Response:
+        """Never ends: with ``?stream=1`` after the first chunk was sent, else before any response."""
+        log.info("hang_started")
+        if request.query_params.get("stream") != "1":
+            await asyncio.Event().wait()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"started\n"
+            await asyncio.Event().wait()
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         lifespan_seen.append("startup")
@@ -112,10 +124,12 @@ def make_app(**options: Any) -> Any:
             Route("/stream-fail", stream_fail),
             Route("/health", health),
             Route("/status", status),
+            Route("/hang", hang),
         ],
         lifespan=lifespan,
     )
     app = Outer(logkafka.ASGIMiddleware(inner, **options))
     app.lifespan_seen = lifespan_seen  # type: ignore[attr-defined]
     return app
+
 

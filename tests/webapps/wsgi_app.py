@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,6 +111,21 @@ def stream_fail() -> Any:
     def chunks() -> Iterator[bytes]:
         yield b"first chunk\n"
         raise ValueError("broken while streaming")
+
+    return flask.Response(chunks(), mimetype="text/plain")
+
+
+@flask_app.get("/slow-stream")
+def slow_stream() -> Any:
+    def chunks() -> Iterator[bytes]:  # about 30 s unless the server closes it early
+        sent = 0
+        try:
+            for i in range(600):
+                yield f"chunk {i}\n".encode()
+                sent += 1
+                time.sleep(0.05)
+        finally:
+            log.info("slow_stream_closed", extra={"chunks_sent": sent})
 
     return flask.Response(chunks(), mimetype="text/plain")
 
