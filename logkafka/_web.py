@@ -35,6 +35,19 @@ framework is imported). For each HTTP request they
 
 A logging problem never breaks the request: it is reported on stderr and the
 response goes on.
+
+Where the ASGI middleware goes, and what an unhandled exception looks like. Wrap the
+whole application and serve the wrapper (``api = FastAPI()``, routes on ``api``,
+``app = ASGIMiddleware(api)``): the framework's 500 page is then sent through the
+middleware and carries ``X-Correlation-ID``. Added with
+``api.add_middleware(ASGIMiddleware)``, it sits inside Starlette's
+``ServerErrorMiddleware``, which sends that page after the exception has left the
+middleware, so the page has no ``X-Correlation-ID``. Either way ``request_failed``
+(status 500, the stack trace, the request's context) is logged and the exception is
+raised again to the server, whose own record of it (uvicorn's "Exception in ASGI
+application") is logged after the context was restored and so carries no
+correlation id. The same holds for a bare ASGI app that raises before responding:
+the server's 500 has no ``X-Correlation-ID``.
 """
 
 from __future__ import annotations

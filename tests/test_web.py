@@ -973,6 +973,27 @@ class TestASGIOverHTTP:
         raised = [r for r in server_log.records if r.exc_info and r.exc_info[0] is asyncio.CancelledError]
         assert len(raised) == 2  # the middleware raised the cancellation again, to uvicorn
 
+    @pytest.mark.parametrize("outermost", [True, False])
+    def test_fastapi_500_and_middleware_placement(self, outermost: bool) -> None:
+        """FastAPI's 500 has X-Correlation-ID only if the middleware wraps the app; uvicorn's record has no context."""
+        requests, server_log = Captured(), Captured()
+        attach(requests, "http.requests", asgi_app.LOGGER)
+        attach(server_log, "uvicorn.error")
+        with serve_asgi(asgi_app.make_fastapi_app(outermost)) as port:
+            status, headers, body = http_get(port, "/boom", {"X-Correlation-ID": "boom-1"})
+        assert status == 500 and body == b"Internal Server Error"  # Starlette's ServerErrorMiddleware page
+        if outermost:  # ASGIMiddleware(FastAPI()): the page is sent through the middleware
+            assert headers["x-correlation-id"] == "boom-1"
+        else:  # app.add_middleware(ASGIMiddleware): the page is sent from outside it
+            assert "x-correlation-id" not in headers
+        assert [r.getMessage() for r in requests.records] == ["about_to_fail", "request_failed"]
+        failed = requests.records[1]
+        assert failed.__dict__["http.status_code"] == 500 and failed.exc_info is not None
+        assert failed.exc_info[0] is RuntimeError and requests.contexts[1]["correlation_id"] == "boom-1"
+        [server] = [r for r in server_log.records if r.getMessage().startswith("Exception in ASGI application")]
+        assert server.exc_info is not None and server.exc_info[0] is RuntimeError  # raised again, to uvicorn
+        assert "correlation_id" not in server_log.contexts[server_log.records.index(server)]
+
 
 # -- WSGI over HTTP: Flask under gunicorn -------------------------------------------------
 class TestWSGIOverHTTP:

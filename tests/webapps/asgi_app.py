@@ -133,3 +133,19 @@ def make_app(**options: Any) -> Any:
     return app
 
 
+
+def make_fastapi_app(outermost: bool) -> Any:
+    """A FastAPI app whose ``/boom`` raises, with ASGIMiddleware around it or added with ``add_middleware``."""
+    from fastapi import FastAPI
+
+    api = FastAPI()
+
+    @api.get("/boom")
+    async def boom() -> None:
+        log.info("about_to_fail")
+        raise RuntimeError("boom in FastAPI")
+
+    if outermost:
+        return logkafka.ASGIMiddleware(api)
+    api.add_middleware(logkafka.ASGIMiddleware)
+    return api
