@@ -53,8 +53,10 @@ LOGGING: dict[str, Any] = {
 logging.config.dictConfig(LOGGING)
 
 log = logging.getLogger("orders.api")
-app = FastAPI(title="orders")
-app.add_middleware(logkafka.ASGIMiddleware)
+api = FastAPI(title="orders")
+# The middleware wraps the whole app (rather than api.add_middleware): so even the 500 page
+# Starlette makes for an unhandled exception carries the X-Correlation-ID header.
+app = logkafka.ASGIMiddleware(api)
 ORDERS: dict[str, dict[str, Any]] = {}
 
 
@@ -63,12 +65,12 @@ class NewOrder(BaseModel):
     quantity: int = 1
 
 
-@app.get("/health")
+@api.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.post("/orders", status_code=201)
+@api.post("/orders", status_code=201)
 async def place_order(order: NewOrder, x_user: str = Header("anonymous")) -> dict[str, Any]:
     order_id = f"ord-{uuid.uuid4().hex[:8]}"
     # order_id is bound for the block: on the started/completed records and on everything logged inside
@@ -82,7 +84,7 @@ async def place_order(order: NewOrder, x_user: str = Header("anonymous")) -> dic
     return ORDERS[order_id]
 
 
-@app.get("/orders/{order_id}")
+@api.get("/orders/{order_id}")
 async def get_order(order_id: str) -> dict[str, Any]:
     if order_id not in ORDERS:
         log.warning("Order %s not found", order_id, extra={"code": "ORDER_NOT_FOUND", "order_id": order_id})
@@ -90,7 +92,7 @@ async def get_order(order_id: str) -> dict[str, Any]:
     return ORDERS[order_id]
 
 
-@app.get("/boom")
+@api.get("/boom")
 async def boom() -> None:
     raise RuntimeError("payment gateway unreachable")  # logged by the middleware as request_failed
 

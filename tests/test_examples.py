@@ -192,7 +192,7 @@ class TestFastAPIExample:
         assert request(port, "GET", f"/orders/{order_id}", view)[0] == 200
         assert request(port, "GET", "/orders/ord-nope", missing)[0] == 404
         status, headers, _ = request(port, "GET", "/boom", boom)
-        assert status == 500
+        assert status == 500 and headers["x-correlation-id"] == boom  # the 500 page too: the whole app is wrapped
 
         def complete(recs: Records) -> bool:
             return (len(with_cid(recs, place)) >= 4 and len(with_cid(recs, view)) >= 1
