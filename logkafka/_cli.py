@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,18 +29,26 @@ class CliError(Exception):
         self.status = status
 
 
-_SECRET_WORDS = ("password", "secret", "token", "credential", "sasl.jaas.config", "ssl.key.pem", "private")
+#: Parts of a setting's name that mark its value secret (``ssl.key.password``, ``basic.auth.user.info``,
+#: ``sasl.jaas.config``, ``ssl.key.pem``, ``private_key``...).
+_SECRET_WORDS = ("password", "secret", "token", "credential", "user.info", "jaas", "key.pem", "private")
+#: The ``sasl.*`` settings whose values may be shown; every other ``sasl.*`` value is masked
+#: (``sasl.oauthbearer.config`` may hold ``clientSecret=...``, and new settings appear).
+_PUBLIC_SASL = frozenset({"sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.kerberos.service.name",
+                          "sasl.kerberos.principal"})
 
 
 def is_secret_setting(name: str) -> bool:
-    """Whether a client setting's value must not be printed (passwords, keys, tokens)."""
-    lowered = name.lower()
+    """Whether a client setting's value must not be printed (passwords, keys, tokens, SASL secrets)."""
+    lowered = name.lower().replace("_", ".")
+    if lowered.startswith("sasl.") and lowered not in _PUBLIC_SASL:
+        return True
     return any(w in lowered for w in _SECRET_WORDS)
 
 
 def masked(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` with every secret value replaced by ``"***"``."""
-    return {k: ("***" if is_secret_setting(k) and v not in (None, "") else v) for k, v in config.items()}
+    return {k: ("***" if is_secret_setting(k) and v is not None and v != "" else v) for k, v in config.items()}
 
 
 def load_client_config(path: str, option: str) -> dict[str, str]:
@@ -82,12 +91,13 @@ def _setting_text(value: Any) -> str:
 
 def bootstrap_servers(args: argparse.Namespace, *, required: bool = True) -> str | None:
     """``--bootstrap-servers``, else ``KAFKA_BOOTSTRAP_SERVERS``, else the config files' ``bootstrap.servers``."""
-    servers = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+    servers = (args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip() or None
     if not servers:
         for option in ("producer_config", "consumer_config"):
             path = getattr(args, option, None)
             if path:
                 servers = load_client_config(path, "--" + option.replace("_", "-")).get("bootstrap.servers")
+                servers = servers.strip() if servers else None
                 if servers:
                     break
     if required and not servers:
@@ -103,15 +113,69 @@ def client_config(args: argparse.Namespace, kind: str, servers: str | None = Non
     return config
 
 
+#: Settings of one kind of client only: left out where the settings serve another kind.
+_PRODUCER_ONLY = ("linger", "batch", "compression", "acks", "enable.idempotence", "queue.buffering", "message.",
+                  "delivery.", "retries", "retry.", "request.required.acks", "request.timeout.ms", "partitioner",
+                  "sticky", "transaction", "enable.gapless", "dr_", "on_delivery", "sticky.partitioning")
+_CONSUMER_ONLY = ("group.", "auto.offset", "enable.auto", "auto.commit", "session.timeout", "heartbeat",
+                  "max.poll", "fetch.", "partition.assignment", "isolation.level", "enable.partition.eof",
+                  "check.crcs", "queued.", "consume.", "allow.auto.create", "coordinator.", "on_commit",
+                  "offset.store")
+
+
+def producer_config(args: argparse.Namespace, servers: str | None = None) -> dict[str, Any]:
+    """Settings for a producer: ``--producer-config``; without it, the connection settings of
+    ``--consumer-config`` (those :func:`admin_config` keeps)."""
+    if getattr(args, "producer_config", None):
+        return client_config(args, "producer", servers)
+    return admin_config(args, servers)
+
+
+def cause_chain(exc: BaseException) -> str:
+    """``Unable to configure handler 'kafka': producer_config: ...``: an exception and its causes, one line."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = str(cur) or type(cur).__name__
+        if not parts or text not in parts[-1]:
+            parts.append(text)
+        cur = cur.__cause__ or cur.__context__
+    return ": ".join(parts)
+
+
+def connection_option(args: argparse.Namespace) -> str | None:
+    """Which file gives the connection (TLS, SASL) settings of admin operations: ``--producer-config`` if
+    given, else ``--consumer-config``; None without either."""
+    if getattr(args, "producer_config", None):
+        return "--producer-config"
+    if getattr(args, "consumer_config", None):
+        return "--consumer-config"
+    return None
+
+
 def admin_config(args: argparse.Namespace, servers: str | None = None) -> dict[str, Any]:
-    """Settings for an admin client: the producer file's security settings (producer-only keys left out)."""
-    config = client_config(args, "producer", servers)
+    """Settings for an admin client: the security and connection settings of ``--producer-config``, else of
+    ``--consumer-config`` (so one file with the SASL settings is enough), without client-specific keys."""
+    option = connection_option(args)
+    kind = "consumer" if option == "--consumer-config" else "producer"
+    config = client_config(args, kind, servers)
     for key in list(config):
-        if key.startswith(("linger", "batch", "compression", "acks", "enable.idempotence", "queue.buffering",
-                           "message.", "delivery.", "retries", "retry.", "request.required.acks",
-                           "partitioner", "sticky", "transaction")):
+        if key.startswith(_PRODUCER_ONLY + _CONSUMER_ONLY):
             del config[key]
     return config
+
+
+def new_admin(config: Mapping[str, Any], option: str | None) -> Any:
+    """An ``AdminClient``; settings librdkafka refuses are a :class:`CliError` naming ``option``."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        return AdminClient({**config, "log_level": 0})
+    except (KafkaException, TypeError, ValueError) as exc:
+        raise CliError(f"{option or 'the client settings'}: {kafka_text(exc)}", EXIT_USAGE) from None
 
 
 def unreachable(servers: str, detail: object) -> CliError:
@@ -119,24 +183,22 @@ def unreachable(servers: str, detail: object) -> CliError:
     return CliError(f"cannot reach Kafka at {servers}: {detail}", EXIT_USAGE)
 
 
-def check_reachable(config: Mapping[str, Any], timeout: float = 10.0) -> None:
-    """Ask the cluster for its metadata; raise :class:`CliError` when it does not answer in ``timeout`` s."""
+def check_reachable(config: Mapping[str, Any], timeout: float = 10.0, option: str | None = None) -> None:
+    """Ask the cluster for its metadata; raise :class:`CliError` when it does not answer in ``timeout`` s.
+
+    Settings librdkafka refuses are an error naming ``option`` (the file they came from).
+    """
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     servers = str(config.get("bootstrap.servers"))
-    try:
-        admin = AdminClient({**config, "log_level": 0})
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise CliError(f"the client settings were refused: {_kafka_text(exc)}", EXIT_USAGE) from None
+    admin = new_admin(config, option or "the client settings were refused")
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        err = exc.args[0] if exc.args else exc
-        raise unreachable(servers, getattr(err, "str", lambda: str(err))()) from None
+        raise unreachable(servers, kafka_text(exc)) from None
 
 
-def _kafka_text(exc: BaseException) -> str:
+def kafka_text(exc: BaseException) -> str:
     """The message of a confluent-kafka exception (its KafkaError's text), else ``str(exc)``."""
     err = exc.args[0] if exc.args else None
     text = getattr(err, "str", None)
@@ -150,9 +212,12 @@ def connection_options() -> argparse.ArgumentParser:
     group.add_argument("--bootstrap-servers", "-b", metavar="HOST:PORT[,...]",
                        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS)")
     group.add_argument("--producer-config", metavar="FILE",
-                       help="librdkafka producer settings (TLS, SASL, ...): a JSON object or key=value lines")
+                       help="librdkafka producer settings (TLS, SASL, ...): a JSON object or key=value lines; "
+                            "also used to create topics and to query the cluster")
     group.add_argument("--consumer-config", metavar="FILE",
-                       help="librdkafka consumer settings (TLS, SASL, ...): a JSON object or key=value lines")
+                       help="librdkafka consumer settings (TLS, SASL, ...): a JSON object or key=value lines; "
+                            "without --producer-config, its connection settings serve topic creation, "
+                            "cluster queries and sending too")
     return common
 
 
@@ -178,7 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``logkafka`` console script; returns the exit status."""
+    """Entry point of the ``logkafka`` console script; returns the exit status.
+
+    Every failure is one line on stderr (``logkafka <command>: error: ...``), never a
+    traceback, unless ``LOGKAFKA_DEBUG=1``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -195,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except Exception as exc:  # a failure without its own message: one line, the traceback on demand
+        if os.environ.get("LOGKAFKA_DEBUG", "").strip() == "1":
+            traceback.print_exc()
+        detail = " ".join(kafka_text(exc).split()) or "(no message)"
+        print(f"logkafka {args.command}: error: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

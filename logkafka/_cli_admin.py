@@ -18,14 +18,22 @@
 
 ``replay [SPOOL_DIR]``
     Sends the records of a disk spool now and deletes each segment once every one of
-    its records is acknowledged. The spool records only a hash of the cluster address
-    it was written for, so records go to the cluster given by ``--bootstrap-servers``
+    its records is acknowledged. Before a segment is given back, every one of its
+    records has a definite delivery report (what is still queued locally is purged,
+    what is in flight is awaited), and the acknowledged ones are removed from it: a
+    later replay never sends them again, also after Ctrl-C. A record the cluster
+    refuses for good (too large, unknown topic, not authorised) stays in the spool and
+    is reported; the other segments are still sent. Only a cluster that stops
+    answering ends the run. The spool records only a hash of the cluster address it
+    was written for, so records go to the cluster given by ``--bootstrap-servers``
     (or ``KAFKA_BOOTSTRAP_SERVERS``); a mismatch with that hash is reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import concurrent.futures
 import hashlib
 import importlib
 import json
@@ -33,7 +41,11 @@ import logging
 import logging.config
 import os
 import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -46,10 +58,14 @@ from logkafka._cli import (
     CliError,
     admin_config,
     bootstrap_servers,
+    cause_chain,
     check_reachable,
-    client_config,
+    connection_option,
     load_client_config,
     masked,
+    new_admin,
+    producer_config,
+    unreachable,
 )
 
 #: Logger name of the probe record: not ``logkafka...``, whose records a handler drops.
@@ -89,7 +105,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                     "asked), never changed. Topic names as the handler makes them: --namespace (default "
                     "$LOGKAFKA_NAMESPACE), LOGKAFKA_TOPIC / LOGKAFKA_AUDIT_TOPIC / LOGKAFKA_SECURITY_TOPIC, "
                     "else logs.<stream>.v1. Durations: milliseconds, or a number with ms, s, m, h, d or w; "
-                    "-1 or 'unlimited' for no time limit.",
+                    "-1 or 'unlimited' for no time limit. The admin requests use --producer-config, else "
+                    "--consumer-config (one file with the TLS / SASL settings is enough).",
     )
     e.add_argument("--namespace", metavar="NS", help="topic namespace: NS.logging.<stream>.v1")
     e.add_argument("--topic", metavar="NAME", help="application topic name")
@@ -110,16 +127,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "replay", parents=[common], help="send a disk spool's records now",
         description="Send the records waiting in a spool directory to Kafka now, each to its topic with its "
                     "key, timestamp and headers. A segment is deleted once all its records are acknowledged; "
-                    "segments held by a running handler are skipped (never sent twice). The records go to the "
-                    "cluster of --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS (the spool keeps only a hash of "
-                    "the address it was written for; a mismatch is reported).",
+                    "otherwise the acknowledged ones are removed from it before the command goes on or ends "
+                    "(Ctrl-C included), so a later replay does not send them again. Records whose delivery "
+                    "cannot be confirmed (a second Ctrl-C while they are in flight) stay and may arrive twice; "
+                    "consumers drop duplicates by event_id. Segments held by a running handler are skipped. "
+                    "Records the cluster refuses for good (too large, unknown topic, not authorised) stay in the "
+                    "spool and are reported, and the other segments are still sent; a cluster that stops "
+                    "answering ends the run. Exit status: 0 when everything was sent, 1 when records remain, "
+                    "2 when the cluster cannot be reached, 130 on Ctrl-C. The records go to the cluster of "
+                    "--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS (the spool keeps only a hash of the address "
+                    "it was written for; a mismatch is reported). Sending uses --producer-config, else the "
+                    "connection settings of --consumer-config.",
     )
     r.add_argument("spool_dir", nargs="?", metavar="SPOOL_DIR",
                    help="the spool directory, or one destination directory in it "
                         "(default: $LOGKAFKA_SPOOL_DIR, else the handler's default)")
     r.add_argument("--dry-run", action="store_true", help="count the records, send nothing")
     r.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                   help="how long to wait for a segment's acknowledgements (default: 60)")
+                   help="how long to send a segment and wait for its acknowledgements (default: 60; also the "
+                        "default message.timeout.ms); then what is not sent yet stays in the spool, and what is in "
+                        "flight gets its delivery report first")
     r.set_defaults(run=run_replay)
 
 
@@ -256,20 +283,6 @@ def _parse_file(path: str, parse: Callable[[IO[str]], Any], kind: str) -> Any:
         raise CliError(f"{path}: not valid {kind}: {detail}", EXIT_USAGE) from None
 
 
-def _cause_chain(exc: BaseException) -> str:
-    """``Unable to configure handler 'kafka': queue_size: must be positive, got -1``."""
-    parts: list[str] = []
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        text = str(cur) or type(cur).__name__
-        if not parts or text not in parts[-1]:
-            parts.append(text)
-        cur = cur.__cause__ or cur.__context__
-    return ": ".join(parts)
-
-
 @dataclass
 class _Found:
     """One KafkaLogHandler of the configuration."""
@@ -311,8 +324,9 @@ def _find_handlers(config: Mapping[str, Any], servers_option: str | None = None)
     return sorted(found.values(), key=lambda e: e.name)
 
 
-def _print_settings(entry: _Found, out: IO[str]) -> None:
+def _print_settings(entry: _Found, out: IO[str], own_spool: str | None = None, check_spool: str = "") -> None:
     st = entry.handler.settings
+    spool_dir = own_spool if st.spool_dir is not None and st.spool_dir == check_spool else st.spool_dir
     attached = ", ".join(entry.loggers) if entry.loggers else "no logger"
     print(f"handler {entry.name!r} (KafkaLogHandler on {attached})", file=out)
     rows = [
@@ -328,8 +342,9 @@ def _print_settings(entry: _Found, out: IO[str]) -> None:
         ("durability", f"{st.durability}, overflow {st.overflow}"),
         ("queue size", str(st.queue_size)),
         ("flush timeout", f"{st.flush_timeout:g} s"),
-        ("spool", "off" if st.spool_dir is None else
-         f"{st.spool_dir} (max {st.spool_max_bytes} bytes, fsync {st.spool_fsync})"),
+        ("spool", "off" if spool_dir is None else
+         f"{spool_dir} (max {st.spool_max_bytes} bytes, fsync {st.spool_fsync})"
+         + ("; the check's own records spool to a temporary directory" if spool_dir != st.spool_dir else "")),
     ]
     for label, value in rows:
         print(f"  {label + ':':<19}{value}", file=out)
@@ -456,6 +471,37 @@ def _await_probe(entry: _Found, timeout: float) -> None:
                        f"({stats.get('last_error') or 'broker unreachable'})")
 
 
+def _private_spool(config: dict[str, Any], spool: str) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """A copy of ``config`` whose KafkaLogHandlers spool to ``spool``, and each handler's own spool directory.
+
+    A probe that is not acknowledged is spooled by ``handler.close()``; in the application's spool it
+    would later be replayed into the topic. So the check's handlers spool to a directory of the
+    check's own, removed afterwards (and they leave the application's spool alone: replaying it is
+    the application's business, or ``logkafka replay``'s). A handler whose spool is off stays off.
+    ``LOGKAFKA_SPOOL_DIR`` is pointed there too, for handlers that name no ``spool_dir``.
+    """
+    from logkafka._settings import check_spool_dir
+
+    own: dict[str, str | None] = {}
+    handlers = config.get("handlers")
+    if isinstance(handlers, Mapping):
+        copied: dict[Any, Any] = {}
+        for name, spec in handlers.items():
+            if isinstance(spec, Mapping) and spec.get("spool_dir") not in (None, False, ""):
+                try:
+                    own[str(name)] = check_spool_dir(spec["spool_dir"])
+                except ValueError:  # dictConfig reports it, naming the handler
+                    copied[name] = spec
+                    continue
+                spec = {**spec, "spool_dir": spool}
+            copied[name] = spec
+        config = {**config, "handlers": copied}
+    own[""] = check_spool_dir(None)  # where a handler naming none spools: LOGKAFKA_SPOOL_DIR, else the default
+    if own[""] is not None:
+        os.environ["LOGKAFKA_SPOOL_DIR"] = spool
+    return config, own
+
+
 def run_check(args: argparse.Namespace) -> int:
     """``logkafka check CONFIG``."""
     out = sys.stdout
@@ -466,10 +512,21 @@ def run_check(args: argparse.Namespace) -> int:
         print("logkafka check: note: --producer-config is not used: the handler's own producer_config is checked",
               file=sys.stderr)
     config = load_logging_config(args.config)
+    spool = tempfile.mkdtemp(prefix="logkafka-check-spool-")
     try:
-        logging.config.dictConfig(config)
+        built, own_spools = _private_spool(config, spool)
+        return _check(args, config, built, own_spools, spool, consumer_extra, out)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)  # with any probe that was not acknowledged
+        atexit.register(shutil.rmtree, spool, True)  # again once a handler's thread that was late has ended
+
+
+def _check(args: argparse.Namespace, config: dict[str, Any], built: dict[str, Any],
+           own_spools: dict[str, str | None], spool: str, consumer_extra: Mapping[str, Any], out: IO[str]) -> int:
+    try:
+        logging.config.dictConfig(built)
     except Exception as exc:
-        raise CliError(f"{args.config}: the logging configuration failed: {_cause_chain(exc)}", EXIT_USAGE) from None
+        raise CliError(f"{args.config}: the logging configuration failed: {cause_chain(exc)}", EXIT_USAGE) from None
     found = _find_handlers(config, args.bootstrap_servers)
     try:
         if not found:
@@ -477,7 +534,7 @@ def run_check(args: argparse.Namespace) -> int:
         for n, entry in enumerate(found):
             if n:
                 print(file=out)
-            _print_settings(entry, out)
+            _print_settings(entry, out, own_spools.get(entry.name, own_spools[""]), spool)
             out.flush()
             if not entry.handler.settings.enabled:
                 raise CliError(f"handler {entry.name!r} is disabled (enabled / LOGKAFKA_ENABLED): "
@@ -528,10 +585,20 @@ def _describe_retention(admin: Any, topics: list[str], timeout: float) -> dict[s
     return out
 
 
+def _list_topics(admin: Any, config: Mapping[str, Any], timeout: float) -> Any:
+    """The cluster's metadata; a cluster that stops answering is a :class:`CliError`."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise unreachable(str(config.get("bootstrap.servers")), _kafka_text(exc)) from None
+
+
 def run_topics_ensure(args: argparse.Namespace) -> int:
     """``logkafka topics ensure``."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     from logkafka._settings import check_namespace, stream_topics
 
@@ -542,18 +609,15 @@ def run_topics_ensure(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     config = admin_config(args)
-    try:
-        admin = AdminClient({**config, "log_level": 0})
-    except (KafkaException, TypeError, ValueError) as exc:
-        raise CliError(f"--producer-config: {_kafka_text(exc)}", EXIT_USAGE) from None
-    check_reachable(config, timeout=min(args.timeout, 15.0))
+    admin = new_admin(config, connection_option(args))
+    check_reachable(config, timeout=min(args.timeout, 15.0), option=connection_option(args))
     wanted = {
         stream: (name, RETENTION_DEFAULTS[stream] if getattr(args, f"retention_{stream}") is None
                  else int(getattr(args, f"retention_{stream}")))
         for stream, name in zip(("application", "audit", "security"), names, strict=True)
     }
     states = {stream: _TopicState(name, stream) for stream, (name, _) in wanted.items()}
-    md = admin.list_topics(timeout=args.timeout)
+    md = _list_topics(admin, config, args.timeout)
     missing = [s for s, (name, _) in wanted.items() if name not in md.topics or md.topics[name].error is not None]
     replication = args.replication_factor
     for attempt in range(2):
@@ -567,6 +631,9 @@ def run_topics_ensure(args: argparse.Namespace) -> int:
             try:
                 futures[wanted[s][0]].result(args.timeout + 5)
                 states[s].status = "created"
+            except concurrent.futures.TimeoutError:
+                raise CliError(f"creating topic {wanted[s][0]!r}: no answer from {config['bootstrap.servers']} "
+                               f"within {args.timeout + 5:g} s") from None
             except KafkaException as exc:
                 code, text = _admin_error(exc)
                 if code == KafkaError.TOPIC_ALREADY_EXISTS:
@@ -586,7 +653,7 @@ def run_topics_ensure(args: argparse.Namespace) -> int:
     # wait until every topic is visible, then report what exists
     deadline = time.monotonic() + args.timeout
     while True:
-        md = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        md = _list_topics(admin, config, max(1.0, deadline - time.monotonic()))
         seen = {name: md.topics[name] for name, _ in wanted.values()
                 if name in md.topics and md.topics[name].error is None and md.topics[name].partitions}
         if len(seen) == len(wanted) or time.monotonic() >= deadline:
@@ -687,15 +754,56 @@ class _Progress:
             self.stream.flush()
 
 
+#: Delivery errors no retry cures: the record fails as it is whatever the cluster's state (names of
+#: ``KafkaError`` codes; looked up when confluent_kafka is imported).
+_PERMANENT_ERRORS = (
+    "MSG_SIZE_TOO_LARGE", "INVALID_MSG", "INVALID_MSG_SIZE", "_INVALID_ARG", "INVALID_RECORD", "RECORD_LIST_TOO_LARGE",
+    "INVALID_TIMESTAMP", "TOPIC_EXCEPTION", "UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION",
+    "TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED", "INVALID_REQUIRED_ACKS",
+    "UNSUPPORTED_FOR_MESSAGE_FORMAT", "POLICY_VIOLATION",
+)
+
+
+def _permanent_codes() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    return frozenset(getattr(KafkaError, name) for name in _PERMANENT_ERRORS if hasattr(KafkaError, name))
+
+
 @dataclass
 class _ReplayTotals:
     records: int = 0  # sent and acknowledged (or counted, in a dry run)
     segments: int = 0  # deleted (or counted)
     held: int = 0  # segments a running process holds: skipped
     torn: int = 0  # unreadable lines skipped
-    failed: int = 0  # records not acknowledged
+    failed: int = 0  # records not acknowledged (kept in the spool)
+    permanent: dict[str, int] = field(default_factory=dict)  # reason -> records that cannot go as they are
+    transient: dict[str, int] = field(default_factory=dict)  # reason -> records to try again later
+    unsure: int = 0  # purged while in flight (a second Ctrl-C): kept, may arrive twice
     kept: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the spool could not be rewritten, and such
+    stopped: str | None = None  # why the run ended early (cluster unreachable)
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM counted, not raised, while replay runs: a segment's bookkeeping always finishes."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._saved: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
 
 
 def _rewrite(segment: Any, records: list[Any]) -> None:
@@ -710,59 +818,126 @@ def _rewrite(segment: Any, records: list[Any]) -> None:
     os.replace(tmp, segment.path)
 
 
-def _replay_segment(producer: Any, segment: Any, timeout: float, totals: _ReplayTotals,
-                    progress: _Progress) -> bool:
-    """Send one claimed segment; delete it when all its records are acknowledged. True on success."""
-    from confluent_kafka import KafkaException
+def _settle(producer: Any, stop: _Interrupts, limit: float) -> None:
+    """Make every message of ``producer`` reach a definite delivery report, so none is delivered later.
+
+    Messages still in librdkafka's queue are purged (never sent: they stay in the spool). Messages
+    in flight may already be written by the broker, so their reports are awaited (``message.timeout.ms``
+    bounds that; ``limit`` seconds at most). A second Ctrl-C, or ``limit``, purges them too: they count
+    as not acknowledged, stay in the spool, and may arrive twice.
+    """
+    producer.purge(in_queue=True, in_flight=False, blocking=True)
+    producer.poll(0)
+    until = time.monotonic() + limit
+    told = False
+    while len(producer):
+        if stop.count >= 2 or time.monotonic() >= until:
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            end = time.monotonic() + 5.0
+            while len(producer) and time.monotonic() < end:
+                producer.poll(0.1)
+            return
+        if stop.count and not told:
+            told = True
+            print(f"\nlogkafka replay: interrupted: waiting for {len(producer)} records in flight "
+                  "(Ctrl-C again stops now: they stay in the spool and may arrive twice)", file=sys.stderr,
+                  flush=True)
+        producer.poll(0.1)
+
+
+def _replay_segment(producer: Any, segment: Any, timeout: float, settle_limit: float, totals: _ReplayTotals,
+                    progress: _Progress, stop: _Interrupts) -> bool:
+    """Send one claimed segment, then settle every record's fate; True when all were acknowledged.
+
+    The segment is deleted when all its records are acknowledged; otherwise the acknowledged ones are
+    removed from it (atomic rewrite) before anything else happens, so no record is sent twice by a later
+    replay. Only after every delivery report is in: none can arrive after the rewrite.
+    """
+    from confluent_kafka import KafkaError, KafkaException
 
     records = list(segment.records())
     totals.torn += segment.torn
-    acked = [False] * len(records)
-    errors: list[str] = []
+    outcome: list[Any] = [None] * len(records)  # True: acknowledged; a KafkaError or text: why not; None: unsent
 
     def report(index: int) -> Callable[[Any, Any], None]:
         def on_delivery(err: Any, msg: Any) -> None:
+            outcome[index] = True if err is None else err
             if err is None:
-                acked[index] = True
                 progress.advance(1)
-            elif len(errors) < 3:
-                errors.append(err.str() if hasattr(err, "str") else str(err))
         return on_delivery
 
     deadline = time.monotonic() + timeout
-    for i, rec in enumerate(records):
-        while True:
-            try:
-                producer.produce(rec.topic, rec.value, rec.key, timestamp=rec.timestamp_ms, headers=rec.headers,
-                                 on_delivery=report(i))
+    try:
+        for i, rec in enumerate(records):
+            if stop.count or time.monotonic() >= deadline:
                 break
-            except BufferError:
-                producer.poll(0.1)
-                if time.monotonic() >= deadline:
+            while True:
+                try:
+                    producer.produce(rec.topic, rec.value, rec.key, timestamp=rec.timestamp_ms,
+                                     headers=rec.headers, on_delivery=report(i))
                     break
-            except (KafkaException, TypeError, ValueError) as exc:
-                if len(errors) < 3:
-                    errors.append(str(exc))
-                break
-        producer.poll(0)
-    producer.flush(max(1.0, deadline - time.monotonic()))
-    sent = sum(acked)
+                except BufferError:  # librdkafka's queue is full: serve reports until there is room
+                    producer.poll(0.1)
+                    if stop.count or time.monotonic() >= deadline:
+                        break
+                except KafkaException as exc:  # refused at once, e.g. larger than message.max.bytes
+                    outcome[i] = exc.args[0] if exc.args else str(exc)
+                    break
+                except (TypeError, ValueError) as exc:
+                    outcome[i] = f"invalid record: {exc}"
+                    break
+            producer.poll(0)
+        while len(producer) and not stop.count and time.monotonic() < deadline:
+            producer.poll(min(0.2, max(0.0, deadline - time.monotonic())))
+    finally:
+        _settle(producer, stop, settle_limit)
+    permanent = _permanent_codes()
+    unsent = "interrupted before it was sent" if stop.count else f"not sent within {timeout:g} s"
+    left = []
+    for rec, result in zip(records, outcome, strict=True):
+        if result is True:
+            continue
+        left.append(rec)
+        if isinstance(result, KafkaError):
+            reason = result.str()
+            if result.code() in permanent:
+                totals.permanent[reason] = totals.permanent.get(reason, 0) + 1
+                continue
+            if result.code() == KafkaError._PURGE_INFLIGHT:
+                totals.unsure += 1
+            elif result.code() == KafkaError._PURGE_QUEUE:
+                reason = unsent
+        elif isinstance(result, str):  # not a Kafka error: the record itself is bad
+            totals.permanent[result] = totals.permanent.get(result, 0) + 1
+            continue
+        else:
+            reason = unsent
+        totals.transient[reason] = totals.transient.get(reason, 0) + 1
+    sent = len(records) - len(left)
     totals.records += sent
-    if sent == len(records):
+    if not left:
         segment.delete()
         totals.segments += 1
         return True
-    left = [r for r, ok in zip(records, acked, strict=True) if not ok]
     totals.failed += len(left)
     try:
         if sent:
             _rewrite(segment, left)  # acknowledged records are not sent twice
     except OSError as exc:
-        errors.append(f"could not rewrite the segment ({exc}); its acknowledged records will be sent again")
+        totals.errors.append(f"could not rewrite {segment.path} ({exc}): its {sent} acknowledged records "
+                             "will be sent again by the next replay")
     segment.release()
     totals.kept.append(segment.path)
-    totals.errors += errors or [f"no acknowledgement within {timeout:g} s"]
     return False
+
+
+def _settle_limit(config: Mapping[str, Any], timeout: float) -> float:
+    """How long to wait for the reports of messages in flight: ``message.timeout.ms`` and a margin."""
+    try:
+        ms = float(config.get("message.timeout.ms", timeout * 1000))
+    except (TypeError, ValueError):
+        ms = timeout * 1000
+    return (ms / 1000 if ms > 0 else timeout) + 10.0
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -805,37 +980,79 @@ def run_replay(args: argparse.Namespace) -> int:
     assert servers is not None
     from confluent_kafka import Producer
 
-    user = client_config(args, "producer", servers)
-    producer_config = {**PRODUCER_DEFAULTS, "message.timeout.ms": int(args.timeout * 1000),
-                       "client.id": "logkafka-replay", "log_level": 0, **user}
+    option = connection_option(args)
+    user = producer_config(args, servers)
+    config = {**PRODUCER_DEFAULTS, "message.timeout.ms": int(args.timeout * 1000),
+              "client.id": "logkafka-replay", "log_level": 0, **user}
     try:
-        producer = Producer(producer_config)
+        producer = Producer(config)
     except Exception as exc:
-        raise CliError(f"--producer-config: {_kafka_text(exc)}", EXIT_USAGE) from None
-    check_reachable(admin_config(args, servers), timeout=min(args.timeout, 15.0))
-    digest = hashlib.sha1(servers.encode(), usedforsecurity=False).hexdigest()[:10]
+        raise CliError(f"{option or 'the producer settings'}: {_kafka_text(exc)}", EXIT_USAGE) from None
+    admin = admin_config(args, servers)
+    check_reachable(admin, timeout=min(args.timeout, 15.0), option=option)
+    # the handler names a destination by a hash of its (stripped) servers: compare the same way
+    digest = hashlib.sha1(servers.strip().encode(), usedforsecurity=False).hexdigest()[:10]
     for d in destinations:
         name = os.path.basename(os.path.normpath(d))
         if "-" in name and name.rsplit("-", 1)[1] != digest:
             print(f"logkafka replay: note: {name} was spooled for another cluster address than {servers}; "
                   f"sending its records to {servers}", file=sys.stderr)
     progress = _Progress(total, sys.stderr)
-    try:
-        for directory, path in paths:
-            seg = Spool(directory, max_bytes=1 << 62, fsync="never").claim_path(path)
-            if seg is None:
-                totals.held += 1
-                continue
-            if not _replay_segment(producer, seg, args.timeout, totals, progress):
-                break  # the cluster fails us: keep the rest for later
-    finally:
-        progress.finish()
-        producer.flush(5)
+    settle_limit = _settle_limit(config, args.timeout)
+    skipped: list[str] = []  # destinations whose later segments wait (order kept after a transient failure)
+    with _Interrupts() as stop:
+        try:
+            for directory in destinations:
+                for path in _segments_in(directory):
+                    if stop.count or totals.stopped:
+                        break
+                    seg = Spool(directory, max_bytes=1 << 62, fsync="never").claim_path(path)
+                    if seg is None:
+                        totals.held += 1
+                        continue
+                    transient = sum(totals.transient.values())
+                    if _replay_segment(producer, seg, args.timeout, settle_limit, totals, progress, stop):
+                        continue
+                    if stop.count or sum(totals.transient.values()) == transient:
+                        continue  # only records that can never go as they are: the next segment may
+                    try:  # records that may go later: is it the cluster, or this destination?
+                        check_reachable(admin, timeout=min(args.timeout, 10.0), option=option)
+                    except CliError as exc:
+                        totals.stopped = str(exc)
+                        break
+                    skipped.append(directory)  # its later segments wait, so that its records keep their order
+                    break
+        finally:
+            progress.finish()
+    return _replay_report(totals, total, servers, spool_dir, paths, skipped, interrupted=bool(stop.count))
+
+
+def _replay_report(totals: _ReplayTotals, total: int, servers: str, spool_dir: str,
+                   paths: list[tuple[str, str]], skipped: list[str], *, interrupted: bool) -> int:
     held = f"; {totals.held} segments skipped (held by a running process)" if totals.held else ""
     torn = f"; {totals.torn} unreadable lines skipped" if totals.torn else ""
-    if totals.failed or totals.kept:
-        left = sum(_count_lines(p) for _, p in paths if os.path.exists(p))
-        raise CliError(f"sent {totals.records} of {total} records to {servers}, then: {'; '.join(totals.errors)}. "
-                       f"{left} records remain in {spool_dir}{held}", EXIT_FAILURE)
-    print(f"replayed {totals.records} records from {totals.segments} segments to {servers}{held}{torn}")
-    return 0
+    if not (totals.failed or totals.kept or totals.stopped or interrupted):
+        print(f"replayed {totals.records} records from {totals.segments} segments to {servers}{held}{torn}")
+        return 0
+    for reason, n in sorted(totals.permanent.items()):
+        print(f"logkafka replay: {n} records can never be delivered as they are: {reason} "
+              "(they stay in the spool; fix the cause, e.g. the topic or message.max.bytes, and replay again)",
+              file=sys.stderr)
+    for reason, n in sorted(totals.transient.items()):
+        print(f"logkafka replay: {n} records not delivered now: {reason} (they stay in the spool)", file=sys.stderr)
+    if totals.unsure:
+        print(f"logkafka replay: {totals.unsure} records were stopped in flight: they stay in the spool and may "
+              "arrive twice (consumers drop duplicates by event_id)", file=sys.stderr)
+    for directory in skipped:
+        print(f"logkafka replay: {directory}: its later segments wait for the next replay (to keep their order)",
+              file=sys.stderr)
+    for text in totals.errors:
+        print(f"logkafka replay: {text}", file=sys.stderr)
+    left = sum(_count_lines(p) for _, p in paths if os.path.exists(p))
+    summary = f"sent {totals.records} of {total} records to {servers}; {left} records remain in {spool_dir}{held}"
+    if interrupted:
+        print(f"logkafka replay: interrupted: {summary}", file=sys.stderr)
+        return 130
+    if totals.stopped:
+        raise CliError(f"{summary}: stopped: {totals.stopped}", EXIT_USAGE)
+    raise CliError(summary, EXIT_FAILURE)

@@ -7,6 +7,7 @@ import logging
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ import orjson
 import pytest
 
 from logkafka import KafkaLogHandler
-from logkafka._spool import Spool
+from logkafka._spool import Spool, destination_dir
 from logkafka.testing import free_port, read_topic
 
 SECRET = "hunter2-not-a-real-password"
@@ -375,6 +376,7 @@ class TestReplay:
             os.close(secondary)
             seen = b""
             deadline = time.monotonic() + 120
+            exited = False
             while time.monotonic() < deadline:
                 ready, _, _ = select.select([main], [], [], 0.5)
                 if ready:
@@ -385,8 +387,10 @@ class TestReplay:
                     if not chunk:
                         break
                     seen += chunk
-                elif proc.poll() is not None:
-                    break
+                elif exited:
+                    break  # gone, and nothing more to read
+                else:
+                    exited = proc.poll() is not None  # one more look: its last output may just have come
             out, _ = proc.communicate(timeout=60)
         finally:
             os.close(main)
@@ -407,3 +411,276 @@ class TestReplay:
         (error,) = errors_of(proc, "replay")
         assert f"cannot reach Kafka at {dead}" in error
         assert segments(spool_dir) == before
+
+
+class TestMasked:
+    @pytest.mark.parametrize(("name", "secret"), [
+        ("ssl.key.password", True),
+        ("ssl.keystore.password", True),
+        ("ssl.key.pem", True),
+        ("ssl.certificate.pem", False),
+        ("ssl.ca.location", False),
+        ("sasl.password", True),
+        ("sasl.jaas.config", True),
+        ("sasl.oauthbearer.config", True),
+        ("sasl.oauthbearer.client.secret", True),
+        ("sasl.oauthbearer.client.id", True),
+        ("sasl.kerberos.keytab", True),
+        ("sasl.kerberos.kinit.cmd", True),
+        ("sasl.mechanism", False),
+        ("sasl.mechanisms", False),
+        ("sasl.username", False),
+        ("sasl.kerberos.service.name", False),
+        ("sasl.kerberos.principal", False),
+        ("basic.auth.user.info", True),
+        ("schema.registry.basic.auth.user.info", True),
+        ("oauth.token", True),
+        ("aws.credentials", True),
+        ("private_key", True),
+        ("bootstrap.servers", False),
+        ("security.protocol", False),
+        ("linger.ms", False),
+    ])
+    def test_table(self, name: str, secret: bool) -> None:
+        """Every sasl.* value but the mechanism, user name and Kerberos names is masked, and so is every
+        setting named like a password, secret, token, credential, user info, JAAS or PEM key or private key."""
+        from logkafka._cli import masked
+
+        shown = masked({name: "clientSecret=s3cr3t", "empty": ""})
+        assert shown[name] == ("***" if secret else "clientSecret=s3cr3t")
+        assert shown["empty"] == ""
+
+
+class TestCheckSpool:
+    @pytest.mark.parametrize("where", ["spool_dir", "LOGKAFKA_SPOOL_DIR"])
+    def test_unacknowledged_probe_is_not_left_in_the_applications_spool(self, tmp_path: Path, where: str) -> None:
+        """A probe the cluster never acknowledges fails the check and is not left in the application's spool
+        (named by spool_dir or by LOGKAFKA_SPOOL_DIR), where the application would later replay it; the check's
+        own temporary spool is removed."""
+        from logkafka.testing import LocalBroker
+
+        # the cluster answers metadata requests but names a leader nobody listens on: nothing is acknowledged
+        with LocalBroker(advertised_port=free_port()) as broker:
+            app_spool = tmp_path / "app-spool" if where == "spool_dir" else Path(os.environ["LOGKAFKA_SPOOL_DIR"])
+            extra = {"spool_dir": str(app_spool)} if where == "spool_dir" else {}
+            path = tmp_path / "logging.json"
+            path.write_text(json.dumps(logging_config(
+                bootstrap_servers=f"127.0.0.1:{broker.port}", topic=f"test.check-spool.{uuid.uuid4().hex[:8]}",
+                flush_timeout=2, producer_config={"message.timeout.ms": 3000}, **extra)))
+            scratch = tmp_path / "tmp"
+            scratch.mkdir()
+            proc = run_cli("check", str(path), "--timeout", "5", env={"TMPDIR": str(scratch)})
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (error,) = errors_of(proc, "check")
+        assert "the probe was not acknowledged" in error
+        assert f"spool:             {app_spool} (" in proc.stdout  # the application's spool is what is shown
+        left = [line for seg in app_spool.rglob("*.seg") for line in seg.read_bytes().splitlines()]
+        assert not [line for line in left if b"lkcheck" in line]
+        assert list(scratch.iterdir()) == []
+
+
+class TestAdminConnection:
+    def test_consumer_config_serves_admin_requests_without_producer_config(self, kafka_broker: Any,
+                                                                           tmp_path: Path) -> None:
+        """Without --producer-config, topics ensure connects with --consumer-config's settings (its consumer-only
+        settings left out): a plaintext file works, one asking for TLS fails against this plaintext broker."""
+        ns = f"c{uuid.uuid4().hex[:8]}"
+        consumer = tmp_path / "consumer.properties"
+        consumer.write_text("group.id=readers\nauto.offset.reset=earliest\nenable.auto.commit=false\n"
+                            "client.id=ops\n")
+        proc = run_cli("topics", "ensure", "-b", kafka_broker.bootstrap_servers, "--namespace", ns,
+                       "--partitions", "1", "--consumer-config", str(consumer))
+        assert proc.returncode == 0, proc.stderr
+        assert len(proc.stdout.splitlines()) == 4
+
+        consumer.write_text("group.id=readers\nsecurity.protocol=SSL\n")
+        proc = run_cli("topics", "ensure", "-b", kafka_broker.bootstrap_servers, "--namespace", ns,
+                       "--consumer-config", str(consumer), "--timeout", "5")
+        assert proc.returncode == 2
+        (error,) = errors_of(proc, "topics")
+        assert f"cannot reach Kafka at {kafka_broker.bootstrap_servers}" in error
+
+    def test_replay_connects_with_the_consumer_config(self, kafka_broker: Any, kafka_topic: str,
+                                                      tmp_path: Path) -> None:
+        """replay without --producer-config uses --consumer-config's connection settings (TLS here: it fails)."""
+        spool_dir = Path(os.environ["LOGKAFKA_SPOOL_DIR"])
+        write_spool(destination_dir(str(spool_dir), kafka_topic, kafka_broker.bootstrap_servers), kafka_topic,
+                    range(3))
+        consumer = tmp_path / "consumer.json"
+        consumer.write_text(json.dumps({"security.protocol": "SSL", "group.id": "g"}))
+        proc = run_cli("replay", "-b", kafka_broker.bootstrap_servers, "--consumer-config", str(consumer),
+                       "--timeout", "5")
+        assert proc.returncode == 2
+        (error,) = errors_of(proc, "replay")
+        assert "cannot reach Kafka" in error
+        assert len(spooled_lines(spool_dir)) == 3
+
+
+def write_spool(directory: str, topic: str, numbers: Any, pad: int = 0, big: frozenset[int] = frozenset()) -> None:
+    """One closed segment in ``directory`` with a record ``{"n": N, "pad": ...}`` keyed N for each number."""
+    spool = Spool(directory, max_bytes=1 << 40, fsync="never", segment_bytes=1 << 32)
+    for n in numbers:
+        value = json.dumps({"n": n, "pad": "x" * (3000 if n in big else pad)}).encode()
+        spool.append(topic, str(n).encode(), value, 1_700_000_000_000 + n)
+    spool.close()
+
+
+def numbers_in_spool(spool_dir: Path) -> list[int]:
+    return [json.loads(line[2])["n"] for line in spooled_lines(spool_dir)]
+
+
+class _Terminal:
+    """A process with stderr on a terminal, its output collected by a thread (the terminal never fills up)."""
+
+    def __init__(self, *args: str) -> None:
+        import threading
+
+        main, secondary = pty.openpty()
+        self._main = main
+        self.proc = subprocess.Popen([sys.executable, "-m", "logkafka", *args], stdout=subprocess.PIPE,
+                                     stderr=secondary, text=True)
+        os.close(secondary)
+        self.output = b""
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = os.read(self._main, 4096)
+                except OSError:  # the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                self.output += chunk
+        finally:
+            self._done.set()
+
+    def wait_for(self, text: bytes, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.output.decode(errors="replace")
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 180) -> tuple[int, str, str]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        self._done.wait(30)
+        os.close(self._main)
+        return self.proc.returncode, out, self.output.decode(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class TestReplayOnce:
+    """A record acknowledged by replay is never left in the spool, so no later replay sends it twice."""
+
+    N = 20_000
+
+    def replay_with_a_frozen_broker(self, tmp_path: Path, replay_args: list[str],
+                                    while_frozen: Any) -> tuple[int, str, list[int], list[int], Any]:
+        """Replay N records; freeze the broker once the first ones are acknowledged, run ``while_frozen``."""
+        from logkafka.testing import LocalBroker
+
+        broker = LocalBroker().start()
+        try:
+            servers = broker.bootstrap_servers
+            topic = f"test.replay-once.{uuid.uuid4().hex[:8]}"
+            broker.create_topic(topic, 3)
+            spool_dir = tmp_path / "spool"
+            write_spool(destination_dir(str(spool_dir), topic, servers), topic, range(self.N), pad=1000)
+            config = tmp_path / "producer.properties"
+            config.write_text("message.timeout.ms=90000\n")
+            term = _Terminal("replay", str(spool_dir), "-b", servers, "--producer-config", str(config), *replay_args)
+            try:
+                term.wait_for(b"replay [")  # the first acknowledgements are in
+                broker.pause()
+                try:
+                    while_frozen(term.proc)
+                finally:
+                    broker.resume()
+                status, _, terminal = term.finish()
+            finally:
+                term.kill()
+            got = [json.loads(m.value)["n"] for m in read_topic(servers, topic, timeout=120, idle=3)]
+            left = numbers_in_spool(spool_dir)
+            # the rest goes with a second replay: every record then arrived exactly once
+            again = run_cli("replay", str(spool_dir), "-b", servers)
+            assert again.returncode == 0, again.stderr
+            final = [json.loads(m.value)["n"] for m in read_topic(servers, topic, expected=self.N, timeout=120)]
+            return status, terminal, got, left, final
+        finally:
+            broker.stop()
+
+    def check(self, got: list[int], left: list[int], final: list[int]) -> None:
+        assert len(got) == len(set(got))
+        assert not set(got) & set(left), "records both acknowledged and still in the spool"
+        assert sorted(got + left) == list(range(self.N))
+        assert sorted(final) == list(range(self.N))
+
+    def test_timeout_with_records_in_flight(self, tmp_path: Path) -> None:
+        """--timeout passes while records are in flight to a frozen broker: the queued ones are withdrawn, the
+        in-flight ones get their acknowledgement (the broker wakes up) before the segment is rewritten, and
+        none is delivered after: what arrived and what stayed in the spool never overlap."""
+        status, terminal, got, left, final = self.replay_with_a_frozen_broker(
+            tmp_path, ["--timeout", "3"], lambda proc: time.sleep(6))
+        assert status in (0, 1), terminal
+        if status == 1:
+            assert f"records remain in {tmp_path / 'spool'}" in terminal
+        self.check(got, left, final)
+
+    def test_ctrl_c_mid_segment(self, tmp_path: Path) -> None:
+        """Ctrl-C in the middle of a segment: the records in flight are settled, the acknowledged ones are
+        removed from the segment before the command ends (status 130), so the next replay sends only the rest."""
+        def interrupt(proc: subprocess.Popen[str]) -> None:
+            time.sleep(1)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(2)
+
+        status, terminal, got, left, final = self.replay_with_a_frozen_broker(
+            tmp_path, ["--timeout", "120"], interrupt)
+        assert status == 130, terminal
+        assert got and left
+        self.check(got, left, final)
+        assert "interrupted" in terminal
+
+
+class TestReplayGoesOn:
+    def test_refused_record_does_not_stop_the_other_segments(self, kafka_broker: Any, tmp_path: Path) -> None:
+        """A record the cluster refuses for good (too large) stays in the spool and is reported; the rest of its
+        segment, the next segment and another destination are still sent; exit 1."""
+        servers = kafka_broker.bootstrap_servers
+        first, second = (f"test.replay-{c}.{uuid.uuid4().hex[:8]}" for c in "ab")
+        for topic in (first, second):
+            kafka_broker.create_topic(topic, 1)
+        spool_dir = tmp_path / "spool"
+        write_spool(destination_dir(str(spool_dir), first, servers), first, range(5), big=frozenset({2}))
+        write_spool(destination_dir(str(spool_dir), first, servers), first, range(5, 10))
+        write_spool(destination_dir(str(spool_dir), second, servers), second, range(100, 105))
+        config = tmp_path / "producer.properties"
+        config.write_text("message.max.bytes=2000\n")
+        proc = run_cli("replay", str(spool_dir), "-b", servers, "--producer-config", str(config))
+        assert proc.returncode == 1, proc.stderr
+        (error,) = errors_of(proc, "replay")
+        assert "sent 14 of 15 records" in error and "1 records remain" in error
+        assert "1 records can never be delivered as they are" in proc.stderr and "too large" in proc.stderr
+        assert numbers_in_spool(spool_dir) == [2]
+        assert sorted(json.loads(m.value)["n"] for m in read_topic(servers, first, expected=9)) == [
+            0, 1, 3, 4, 5, 6, 7, 8, 9]
+        assert sorted(json.loads(m.value)["n"] for m in read_topic(servers, second, expected=5)) == list(
+            range(100, 105))
+
+    def test_servers_are_compared_as_the_handler_writes_them(self, kafka_broker: Any, kafka_topic: str) -> None:
+        """-b with spaces around the address names the cluster the spool was written for: no 'another cluster'
+        note (the handler strips the address before hashing it)."""
+        spool_dir = Path(os.environ["LOGKAFKA_SPOOL_DIR"])
+        write_spool(destination_dir(str(spool_dir), kafka_topic, kafka_broker.bootstrap_servers), kafka_topic,
+                    range(2))
+        proc = run_cli("replay", "-b", f"  {kafka_broker.bootstrap_servers} ")
+        assert proc.returncode == 0, proc.stderr
+        assert "another cluster address" not in proc.stderr
+        assert proc.stdout.startswith("replayed 2 records")
