@@ -316,7 +316,15 @@ class Spool:
         except OSError:
             os.close(fd)  # a live writer or another replayer holds it
             return None
-        if not os.path.exists(path):  # deleted by its replayer between listdir and flock
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:  # deleted by its replayer between listdir and flock
+            os.close(fd)
+            return None
+        held = os.fstat(fd)
+        if (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+            # replaced after we opened it (`logkafka replay` rewrites a segment with what is left):
+            # the file we hold has records already delivered; the new one is claimed next time
             os.close(fd)
             return None
         return Segment(path, fd)

@@ -56,6 +56,36 @@ class TestSegments:
         assert seg is not None
         assert [r.value for r in seg.records()] == [b"1"]
 
+    def test_a_segment_replaced_while_claiming_is_not_claimed(self, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+        """A segment rewritten (os.replace) between open and lock: the old file, already sent, is not handed out."""
+        import fcntl
+
+        from logkafka import _spool
+
+        spool = spool_at(tmp_path)
+        for i in range(3):
+            spool.append("t", None, f"{i}".encode(), i)
+        spool.commit()
+        spool.rotate()
+        (path,) = [str(tmp_path / name) for name in os.listdir(tmp_path)]
+        real_flock = fcntl.flock
+
+        def rewrite_then_lock(fd: int, op: int) -> None:
+            # what `logkafka replay` does after delivering records 0 and 1: keep only record 2
+            with open(path, "rb") as f:
+                rest = f.read().splitlines(keepends=True)[2:]
+            with open(path + ".new", "wb") as f:
+                f.writelines(rest)
+            os.replace(path + ".new", path)
+            monkeypatch.setattr(_spool.fcntl, "flock", real_flock)
+            real_flock(fd, op)
+
+        monkeypatch.setattr(_spool.fcntl, "flock", rewrite_then_lock)
+        assert spool.claim_path(path) is None
+        seg = spool.claim_path(path)
+        assert seg is not None and [r.value for r in seg.records()] == [b"2"]
+
     def test_torn_last_line_is_skipped_and_counted(self, tmp_path: Path) -> None:
         """A crash in the middle of a line: that line is skipped and counted, the others replay."""
         spool = spool_at(tmp_path)
