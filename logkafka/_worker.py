@@ -45,6 +45,9 @@ _PERMANENT = frozenset({
 })
 
 
+#: After a purge, how long to serve its reports (and the client's queued events) at most.
+_PURGE_GRACE = 0.5
+
 Headers = list[tuple[str, str | bytes | None]]
 #: How the worker turns records captured for one formatter into messages:
 #: (encode, fallback, key_of, key, headers_of); see ``KafkaLogHandler._bind``.
@@ -704,15 +707,11 @@ class Worker:
             producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))  # beside the reaper
         self._stop_reaper()  # from here on, this thread alone serves the producer
         if len(producer):
-            producer.purge()  # the records left report as failed (purged): spooled for the next start
-            producer.poll(0)
-            producer.flush(0)
+            self._purge(producer)  # the records left report as failed (purged): spooled for the next start
             where = "spooled for the next start" if self.spool is not None else "lost"
             report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s): {where}")
-        self._handle_failures()
-        left = len(producer)  # not even a purge report came back: count those as failed too
-        self.failed += left
-        self._dr_failed += left
+        else:
+            self._handle_failures()
         self._producer = None
         if self._replay is not None:  # stopped half way: the segment is replayed again next time
             self._replay.release()
@@ -721,21 +720,38 @@ class Worker:
             self.spool.close()
         self._settle_barriers()
 
+    def _purge(self, producer: Producer) -> None:
+        """Purge what ``producer`` holds and handle the purge reports (spooled, or counted failed).
+
+        ``len(producer)`` counts the client's queued events too (the error event of a
+        reconnect attempt, say), not only messages, and such events keep coming while
+        the broker is down. So reports are served until it reads 0 right after a poll,
+        for up to ``_PURGE_GRACE`` seconds, with the (slower) spooling of failures done
+        between polls, never between a poll and the count; only what is left then counts
+        as failed.
+        """
+        producer.purge()
+        grace = time.monotonic() + _PURGE_GRACE
+        while True:
+            self._handle_failures()
+            producer.poll(0.01)
+            left = len(producer)
+            if not left or time.monotonic() >= grace:
+                break
+        self._handle_failures()
+        self.failed += left  # not even a purge report came back: count those as failed too
+        self._dr_failed += left
+
     def _rebuild(self, producer: Producer, *, reaper: bool) -> Producer:
         """A fatal producer error: spool what it holds, then carry on with a new producer."""
         self._fatal = False
         report("fatal", f"fatal producer error ({self.last_error}): building a new producer")
         self._stop_reaper()
         try:
-            producer.purge()
-            producer.poll(0)
-            producer.flush(0)
+            self._purge(producer)
         except Exception as exc:
             report("fatal", f"could not purge the failed producer: {exc}")
-        self._handle_failures()
-        left = len(producer)
-        self.failed += left
-        self._dr_failed += left
+            self._handle_failures()
         self.rebuilds += 1
         if self._replay is not None:
             self._replay.release()
