@@ -294,7 +294,9 @@ class TestGunicornExample:
 
         records = topics.records(lambda recs: len(ready_pids(recs)) >= 2)
         workers = ready_pids(records)
-        assert len(workers) == 2 and server.pid not in workers, records
+        # on failure: the workers' pids as gunicorn and Kafka saw them, and gunicorn's own output
+        assert len(workers) == 2 and server.pid not in workers, (
+            sorted({(r["process"], r.get("code"), r["message"][:60]) for r in records}), server.describe())
         for r in records:
             if r.get("code") == "WORKER_READY":
                 assert r["worker_pid"] == r["process"]
