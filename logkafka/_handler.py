@@ -45,6 +45,7 @@ _OWN_LOGGERS = ("logkafka", "confluent_kafka")
 _HANDLERS: weakref.WeakSet[KafkaLogHandler] = weakref.WeakSet()
 _ABANDONED: list[Any] = []  # the parent's workers in a forked child: kept, never torn down there
 _get_ident = threading.get_ident
+_sleep = time.sleep
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
 _IDENTITY_KEYS = {"service", "environment", "version", "instance_id"}
@@ -157,6 +158,7 @@ class KafkaLogHandler(logging.Handler):
         self._resource = identity if explicit else None
         self._queue: deque[Any] = deque()
         self._maxsize = self.settings.queue_size
+        self._yield_at = max(1, self._maxsize // 2)
         self._dropped: dict[str, int] = {}
         self._drop_lock = threading.Lock()
         self._enabled = self.settings.enabled
@@ -273,7 +275,8 @@ class KafkaLogHandler(logging.Handler):
                     self._emit_stream(record)
                 return
             queue = self._queue
-            if len(queue) >= self._maxsize and not self._make_room(queue):
+            depth = len(queue)
+            if depth >= self._maxsize and not self._make_room(queue):
                 return
             plan = self._capture_plan
             formatter = self.formatter
@@ -285,6 +288,12 @@ class KafkaLogHandler(logging.Handler):
                 worker.start()  # False only at interpreter exit: flush() then serves the queue
             elif worker.idle:
                 worker.wake()
+            elif depth >= self._yield_at and not depth & 255:
+                # More than half full: the app logs faster than the handler's thread gets the GIL
+                # to drain. One call in 256 hands the GIL over (no waiting on Kafka or disk: at
+                # most one switch interval, and only while the thread wants it), instead of the
+                # queue overflowing and records being dropped.
+                _sleep(0)
         except RecursionError:
             raise
         except Exception:
