@@ -706,21 +706,52 @@ class Worker:
         while len(producer) and time.monotonic() < stop_at:
             producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))  # beside the reaper
         self._stop_reaper()  # from here on, this thread alone serves the producer
+        left = 0
         if len(producer):
-            self._purge(producer)  # the records left report as failed (purged): spooled for the next start
+            left = self._purge(producer)  # the records left report as failed (purged): spooled for the next start
             where = "spooled for the next start" if self.spool is not None else "lost"
             report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s): {where}")
         else:
             self._handle_failures()
         self._producer = None
-        if self._replay is not None:  # stopped half way: the segment is replayed again next time
-            self._replay.release()
-            self._replay = self._replay_iter = self._replay_next = None
+        self._settle_replay(left)
         if self.spool is not None:
             self.spool.close()
         self._settle_barriers()
 
-    def _purge(self, producer: Producer) -> None:
+    def _settle_replay(self, unreported: int) -> None:
+        """End a replay stopped half way (at close, or before a new producer) without duplicates.
+
+        The producer has been purged: what it had acknowledged is delivered and what it
+        had not is back in the spool (its failure reports). So the records of the segment
+        not produced yet are spooled too, and the segment is deleted: nothing is sent
+        twice. Only when some records gave no report at all is the segment kept whole,
+        to be replayed again (some of its records may then come twice).
+        """
+        segment, spool = self._replay, self.spool
+        if segment is None:
+            return
+        self._replay = None
+        rest, self._replay_next = self._replay_next, None
+        records, self._replay_iter = self._replay_iter, None
+        if unreported or spool is None or (not self._replay_produced and records is None):
+            segment.release()
+            return
+        try:
+            if not self._replay_produced:
+                if rest is not None:
+                    self._to_spool(rest.topic, rest.key, rest.value, rest.timestamp_ms, rest.headers)
+                for rec in records or ():
+                    self._to_spool(rec.topic, rec.key, rec.value, rec.timestamp_ms, rec.headers)
+            self._commit_spool()
+        except Exception as exc:
+            report("spool", f"could not move the rest of a replayed segment: {exc}: it is replayed again")
+            segment.release()
+            return
+        spool.torn += segment.torn
+        segment.delete()
+
+    def _purge(self, producer: Producer) -> int:
         """Purge what ``producer`` holds and handle the purge reports (spooled, or counted failed).
 
         ``len(producer)`` counts the client's queued events too (the error event of a
@@ -741,21 +772,21 @@ class Worker:
         self._handle_failures()
         self.failed += left  # not even a purge report came back: count those as failed too
         self._dr_failed += left
+        return left
 
     def _rebuild(self, producer: Producer, *, reaper: bool) -> Producer:
         """A fatal producer error: spool what it holds, then carry on with a new producer."""
         self._fatal = False
         report("fatal", f"fatal producer error ({self.last_error}): building a new producer")
         self._stop_reaper()
+        left = 1
         try:
-            self._purge(producer)
+            left = self._purge(producer)
         except Exception as exc:
             report("fatal", f"could not purge the failed producer: {exc}")
             self._handle_failures()
         self.rebuilds += 1
-        if self._replay is not None:
-            self._replay.release()
-            self._replay = self._replay_iter = self._replay_next = None
+        self._settle_replay(left)
         self._producer = self._make_producer()
         if reaper:
             self._start_reaper()

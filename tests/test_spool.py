@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,70 @@ class TestFsyncPolicies:
                 assert synced == []
         finally:
             handler.close()
+
+
+class TestCloseWhileReplaying:
+    @pytest.mark.parametrize("count", [50, 3_000])
+    @pytest.mark.parametrize("pause", [0.0, 0.05, 0.3])
+    def test_disk_durability_close_keeps_each_record_once(self, tmp_path: Path, count: int, pause: float) -> None:
+        """durability="disk", no broker: at close every record is in the spool exactly once, none counted failed."""
+        import logging
+        import uuid
+
+        import orjson
+
+        from logkafka import KafkaLogHandler
+        from logkafka.testing import free_port
+
+        handler = KafkaLogHandler(bootstrap_servers=f"127.0.0.1:{free_port()}", topic="t", durability="disk",
+                                  flush_timeout=1, spool_dir=str(tmp_path))
+        lg = logging.getLogger(f"app.close.{uuid.uuid4().hex[:6]}")
+        lg.propagate = False
+        lg.setLevel(logging.INFO)
+        lg.addHandler(handler)
+        try:
+            for n in range(count):
+                lg.info("record %d", n, extra={"n": n})
+            time.sleep(pause)  # the worker may be replaying the segment when close() comes
+        finally:
+            lg.removeHandler(handler)
+            handler.close()
+        spooled = [orjson.loads(orjson.loads(line)[2])["n"] for seg in sorted(tmp_path.rglob("*.seg"))
+                   for line in seg.read_bytes().splitlines()]
+        assert sorted(spooled) == list(range(count))
+        assert handler.stats()["failed"] == 0
+
+    def test_frozen_broker_close_mid_replay_keeps_each_record_once(self, tmp_path: Path) -> None:
+        """durability="disk", broker frozen (connections open, no answers): the worker is replaying the
+        segment when close() purges the producer; the spool then holds every record exactly once."""
+        import logging
+        import uuid
+
+        import orjson
+
+        from logkafka import KafkaLogHandler
+        from logkafka.testing import LocalBroker
+
+        broker = LocalBroker().start()
+        try:
+            broker.pause()
+            handler = KafkaLogHandler(bootstrap_servers=broker.bootstrap_servers, topic="t", durability="disk",
+                                      flush_timeout=1, spool_dir=str(tmp_path))
+            lg = logging.getLogger(f"app.close.{uuid.uuid4().hex[:6]}")
+            lg.propagate = False
+            lg.setLevel(logging.INFO)
+            lg.addHandler(handler)
+            try:
+                for n in range(50):
+                    lg.info("record %d", n, extra={"n": n})
+                time.sleep(0.5)
+                assert handler.stats()["in_flight"] > 0  # produced from the segment, unanswered
+            finally:
+                lg.removeHandler(handler)
+                handler.close()
+        finally:
+            broker.stop()
+        spooled = [orjson.loads(orjson.loads(line)[2])["n"] for seg in sorted(tmp_path.rglob("*.seg"))
+                   for line in seg.read_bytes().splitlines()]
+        assert sorted(spooled) == list(range(50))
+        assert handler.stats()["failed"] == 0
