@@ -205,6 +205,28 @@ def kafka_text(exc: BaseException) -> str:
     return str(text()) if callable(text) else str(exc)
 
 
+def positive_int(text: str) -> int:
+    """An argument type: an integer above 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def seconds(text: str) -> float:
+    """An argument type: a number of seconds above 0."""
+    try:
+        n = float(text)
+    except ValueError:
+        n = 0.0
+    if not n > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return n
+
+
 def connection_options() -> argparse.ArgumentParser:
     """The options every subcommand takes."""
     common = argparse.ArgumentParser(add_help=False)

@@ -64,7 +64,9 @@ from logkafka._cli import (
     load_client_config,
     masked,
     new_admin,
+    positive_int,
     producer_config,
+    seconds,
     unreachable,
 )
 
@@ -91,7 +93,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     p.add_argument("config", metavar="CONFIG",
                    help="a .json, .yaml/.yml or .py file, or module.path / module.path:ATTR (default ATTR: LOGGING)")
-    p.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
                    help="how long to wait for the probe to come back (default: 30)")
     p.set_defaults(run=run_check)
 
@@ -112,14 +114,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     e.add_argument("--topic", metavar="NAME", help="application topic name")
     e.add_argument("--audit-topic", metavar="NAME", help="audit topic name")
     e.add_argument("--security-topic", metavar="NAME", help="security topic name")
-    e.add_argument("--partitions", type=_positive_int, default=6, metavar="N",
+    e.add_argument("--partitions", type=positive_int, default=6, metavar="N",
                    help="partitions of each new topic (default: 6)")
     e.add_argument("--replication-factor", type=_replication, default=-1, metavar="N",
                    help="replicas of each new topic (default: the broker's default)")
     for stream, default in RETENTION_DEFAULTS.items():
         e.add_argument(f"--retention-{stream}", type=parse_duration_arg, default=None, metavar="DURATION",
                        help=f"retention of the {stream} topic (default: {format_duration(default)})")
-    e.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+    e.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
                    help="how long to wait for the cluster (default: 30)")
     e.set_defaults(run=run_topics_ensure)
 
@@ -143,7 +145,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                    help="the spool directory, or one destination directory in it "
                         "(default: $LOGKAFKA_SPOOL_DIR, else the handler's default)")
     r.add_argument("--dry-run", action="store_true", help="count the records, send nothing")
-    r.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+    r.add_argument("--timeout", type=seconds, default=60.0, metavar="SECONDS",
                    help="how long to send a segment and wait for its acknowledgements (default: 60; also the "
                         "default message.timeout.ms); then what is not sent yet stays in the spool, and what is in "
                         "flight gets its delivery report first")
@@ -151,14 +153,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 # -- argument types -----------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
 
 
 def _replication(text: str) -> int:
@@ -171,14 +165,6 @@ def _replication(text: str) -> int:
     return n
 
 
-def _positive_float(text: str) -> float:
-    try:
-        n = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not n > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return n
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)

@@ -42,7 +42,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from logkafka import _cli
-from logkafka._cli import CliError
+from logkafka._cli import CliError, positive_int, seconds
 
 #: Without ``--follow``: stop when no record came for this long, even if the broker never said "end of partition".
 DEFAULT_IDLE = 5.0
@@ -578,31 +578,15 @@ def _level_arg(text: str) -> int:
     return number
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
 
 
 def _port(text: str) -> int:
-    n = _positive_int(text)
+    n = positive_int(text)
     if n > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number (1-65535), got {text!r}")
     return n
 
 
-def _positive_float(text: str) -> float:
-    try:
-        n = float(text)
-    except ValueError:
-        n = 0.0
-    if not n > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return n
 
 
 # -- broker ---------------------------------------------------------------------------------
@@ -873,8 +857,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                       help="start at the oldest record (default: only records logged from now on)")
     tail.add_argument("-f", "--follow", action="store_true",
                       help="keep waiting for new records (default: stop once caught up)")
-    tail.add_argument("-n", "--max", type=_positive_int, metavar="N", help="stop after N records")
-    tail.add_argument("--idle", type=_positive_float, default=DEFAULT_IDLE, metavar="SECONDS",
+    tail.add_argument("-n", "--max", type=positive_int, metavar="N", help="stop after N records")
+    tail.add_argument("--idle", type=seconds, default=DEFAULT_IDLE, metavar="SECONDS",
                       help=f"without --follow, also stop after SECONDS without a record (default {DEFAULT_IDLE:g})")
     tail.add_argument("--json", action="store_true", help="print each record's JSON value as it is")
     _add_colour(tail)
