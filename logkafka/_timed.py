@@ -135,40 +135,36 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
             report("timed", f"timed({self.name!r}) could not log {outcome}: {type(exc).__name__}: {exc}")
 
     # -- the decorator --------------------------------------------------------------
-    def _fresh(self) -> timed:
-        """A new instance with the same settings: each call of a decorated function times itself."""
-        return timed(self.name, logger=self.logger, level=self._level, **self.context)
-
     def __call__(self, fn: _F) -> _F:
-        """Decorate ``fn``: every call is timed; the records point at the caller of ``fn``."""
+        """Decorate ``fn``: every call is timed (each call's entry is kept per context, so calls in
+        several threads or tasks at once, and recursive calls, each time themselves); the records
+        point at the caller of ``fn``."""
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TypeError(f"timed cannot decorate the generator function {fn.__qualname__}: "
                             "use it as a context manager inside")
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                t = self._fresh()
-                t._start(4)
+                self._start(4)
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
-                    t._end(type(exc), exc, exc.__traceback__, 3)
+                    self._end(type(exc), exc, exc.__traceback__, 3)
                     raise
-                t._end(None, None, None, 3)
+                self._end(None, None, None, 3)
                 return result
 
             return cast(_F, run_async)
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            t = self._fresh()
-            t._start(4)
+            self._start(4)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                t._end(type(exc), exc, exc.__traceback__, 3)
+                self._end(type(exc), exc, exc.__traceback__, 3)
                 raise
-            t._end(None, None, None, 3)
+            self._end(None, None, None, 3)
             return result
 
         return cast(_F, run)
