@@ -491,17 +491,18 @@ SPOOF = {"timestamp": "2025-01-02T03:04:05.000Z", "level": "INFO", "service": "s
 SPOOF_CHARS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u2028\u2029"
 
 
-class TestTailSanitising:
-    @pytest.fixture(scope="class")
-    def spoof_topic(self, kafka_broker: Any) -> str:
-        """A topic with one record whose message holds bidi, C1 and line-breaking characters, twice: compact
-        JSON and pretty-printed JSON (newlines between tokens)."""
-        topic = f"test.cli-tail-spoof.{uuid.uuid4().hex[:8]}"
-        kafka_broker.create_topic(topic, 1)
-        produce_raw(kafka_broker.bootstrap_servers, topic, json.dumps(SPOOF, ensure_ascii=False).encode())
-        produce_raw(kafka_broker.bootstrap_servers, topic, json.dumps(SPOOF, ensure_ascii=False, indent=2).encode())
-        return topic
+@pytest.fixture(scope="module")
+def spoof_topic(kafka_broker: Any) -> str:
+    """A topic with one record whose message holds bidi, C1 and line-breaking characters, twice: compact
+    JSON and pretty-printed JSON (newlines between tokens)."""
+    topic = f"test.cli-tail-spoof.{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 1)
+    produce_raw(kafka_broker.bootstrap_servers, topic, json.dumps(SPOOF, ensure_ascii=False).encode())
+    produce_raw(kafka_broker.bootstrap_servers, topic, json.dumps(SPOOF, ensure_ascii=False, indent=2).encode())
+    return topic
 
+
+class TestTailSanitising:
     def test_readable_lines_escape_bidi_and_control_characters(self, kafka_broker: Any, spoof_topic: str) -> None:
         """Bidi overrides and isolates, direction marks, line separators and C1 controls are shown escaped, so a
         message cannot reorder or split the terminal line."""
