@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -54,6 +54,9 @@ EOF_GRACE = 0.5
 CONNECT_TIMEOUT = 8.0
 #: How long a record may wait for earlier records of other partitions before it is printed anyway.
 ORDER_WINDOW = 0.5
+#: How long records wait beyond --order-window for a partition that owes a report (assigned or resumed, or
+#: it sent records and not yet its end) before it counts as silent.
+EXPECT_GRACE = 5.0
 
 _LEVELS = {
     "TRACE": 5, "DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARN": 30, "WARNING": 30,
@@ -294,7 +297,7 @@ def render(line: LogLine, colour: bool = False) -> str:
 
 # -- reading --------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """One consumed message."""
 
@@ -422,8 +425,10 @@ def read(
             assignment = _offsets_since(consumer, assignment, since_ms)
         consumer.assign(assignment)
         ready([t for t in topics if any(tp.topic == t for tp in assignment)])
-        merge: TimeMerge[Message] = TimeMerge([(tp.topic, tp.partition) for tp in assignment], window=order_window)
+        merge: TimeMerge[Message] = TimeMerge([(tp.topic, tp.partition) for tp in assignment], window=order_window,
+                                              grace=EXPECT_GRACE)
         ended: set[tuple[str, int]] = set()
+        paused: set[tuple[str, int]] = set()
         last = time.monotonic()
         reported: str | None = None
         while not stopping():
@@ -456,6 +461,7 @@ def read(
                 yield message
                 if stopping():
                     return
+            _pace(consumer, merge, paused)
             if errors.fatal:
                 raise CliError(f"the consumer failed: {errors.fatal}")
             if errors.all_down:  # once per outage: librdkafka reports the change to "all down"
@@ -469,6 +475,27 @@ def read(
                 return
     finally:
         consumer.close()
+
+
+def _pace(consumer: Any, merge: TimeMerge[Message], paused: set[tuple[str, int]]) -> None:
+    """Pause the partitions far ahead of the others (their records wait to be merged), resume them once
+    they are behind again (:meth:`TimeMerge.ahead`). The client drops a paused partition's fetched records
+    and fetches them again, from the next offset, on resume."""
+    from confluent_kafka import TopicPartition
+
+    def partitions(keys: Iterable[Any]) -> list[Any]:
+        return [TopicPartition(topic, partition) for topic, partition in keys]
+
+    ahead: set[Any] = set(merge.ahead()) - paused
+    if ahead:
+        consumer.pause(partitions(ahead))
+        paused |= ahead
+    behind = {key for key in paused if merge.behind(key)}
+    if behind:
+        consumer.resume(partitions(behind))
+        paused -= behind
+        for key in behind:  # it has more to send: its fetch, not its silence, is what the others wait for
+            merge.expect(key)
 
 
 def _offsets_since(consumer: Any, assignment: list[Any], since_ms: int) -> list[Any]:
@@ -939,11 +966,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                     "else logs.application.v1, logs.audit.v1, logs.security.v1). Flat and envelope records, "
                     "in any field preset (default, ecs, datadog, otel), are understood. No consumer group is "
                     "joined and no offset is committed. Records of every topic and partition are printed merged "
-                    "in time order (their Kafka timestamps: when they were logged): each waits up to "
-                    "--order-window seconds for earlier records of the other partitions, unless every partition "
-                    "has shown a later one or reached its end; at most "
-                    f"{MAX_HELD_RECORDS} records ({MAX_HELD_BYTES >> 20} MiB) are held, past that the earliest "
-                    "is printed. When filters matched none of the records read, stderr says so.",
+                    "in time order (their Kafka timestamps: when they were logged). A record waits until every "
+                    "other partition has shown a later one or reached its end: up to --order-window seconds "
+                    f"for a partition at its end or silent, up to {EXPECT_GRACE:g} s for one still sending; a "
+                    f"partition far ahead of the others is paused. At most {MAX_HELD_RECORDS} records "
+                    f"({MAX_HELD_BYTES >> 20} MiB) are held; past that the earliest is printed. When filters "
+                    "matched none of the records read, stderr says so.",
         epilog="Exit status: 0 when it ran to its end or was stopped (Ctrl-C), also when no record matched the "
                "filters; 1 when it failed (no such topic, the consumer failed); 2 for a usage error or a "
                "cluster that does not answer.",
@@ -958,9 +986,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     tail.add_argument("--idle", type=seconds, default=DEFAULT_IDLE, metavar="SECONDS",
                       help=f"without --follow, also stop after SECONDS without a record (default {DEFAULT_IDLE:g})")
     tail.add_argument("--order-window", type=_window, default=ORDER_WINDOW, metavar="SECONDS",
-                      help="how long a record may wait for earlier records of other partitions before it is "
-                           f"printed anyway (default {ORDER_WINDOW:g}; with --follow, the delay of a new record "
-                           "when the other partitions bring nothing; 0: no waiting)")
+                      help="how long a record waits for earlier records of partitions at their end or silent "
+                           f"(default {ORDER_WINDOW:g}; with --follow, how late a new record may show; 0: no "
+                           "waiting)")
     tail.add_argument("--json", action="store_true", help="print each record's JSON value as it is")
     _add_colour(tail)
     group = tail.add_argument_group("filters (combined: every one given must match; a repeated one: any value)")

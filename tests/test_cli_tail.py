@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -147,7 +148,7 @@ class TestHelp:
         status when nothing matched."""
         text = " ".join(run("tail", "--help").stdout.split())
         assert "--order-window SECONDS" in text and "merged in time order" in text
-        assert "(default 0.5;" in text and "at most 10000 records (32 MiB) are held" in text
+        assert "(default 0.5;" in text and "At most 100000 records (64 MiB) are held" in text
         assert "also when no record matched the filters" in text
 
     def test_installed_script(self) -> None:
@@ -472,6 +473,21 @@ class TestTimeOrder:
         assert_clean_exit(proc)
         assert printed_messages(proc.stdout) == ["r000", "r001", "r002", "r003"]
 
+    def test_partitions_far_ahead_are_paused(self, kafka_broker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A broker that sends a whole partition before the next (tansu does) would overflow the bound: the
+        reader pauses partitions far ahead of the others, so even a small bound keeps the order."""
+        _, topics = stream_namespace(kafka_broker)
+        base = int(time.time() * 1000) - 3_600_000
+        records = [(topics[n % 3], (n // 3) % 2 if n % 3 == 0 else 0, n, base + n) for n in range(12000)]
+        records.sort(key=lambda r: (-topics.index(r[0]), r[1]))
+        produce_stamped(kafka_broker.bootstrap_servers, records)
+        monkeypatch.setattr(_cli_tail, "TimeMerge", functools.partial(TimeMerge, max_records=4000))
+        config = {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex}",
+                  "enable.partition.eof": True}
+        got = [json.loads(m.value or b"")["message"]
+               for m in _cli_tail.read(config, topics, from_beginning=True, follow=False)]
+        assert got == [f"r{n:03d}" for n in range(12000)]
+
     def test_follow_merges_within_the_window(self, kafka_broker: Any) -> None:
         """--follow: records arriving newest first, on three topics, within the window print oldest first."""
         namespace, topics = stream_namespace(kafka_broker, (1, 1, 1))
@@ -516,8 +532,8 @@ class TestTimeMerge:
         def __call__(self) -> float:
             return self.now
 
-    def merge(self, clock: Clock, **kwargs: Any) -> TimeMerge[str]:
-        return TimeMerge(["a", "b", "c"], window=0.5, clock=clock, wall=clock, **kwargs)
+    def merge(self, clock: Clock, grace: float = 0.0, **kwargs: Any) -> TimeMerge[str]:
+        return TimeMerge(["a", "b", "c"], window=0.5, grace=grace, clock=clock, wall=clock, **kwargs)
 
     def test_waits_for_every_partition(self) -> None:
         """Nothing goes out until every partition has shown a later record or its end; then in stamp order."""
@@ -568,6 +584,39 @@ class TestTimeMerge:
             assert len(list(by_bytes.ready())) == (1 if n >= 2 else 0)
             assert len(by_count) == min(n + 1, 3) and by_bytes.held_bytes == 40 * min(n + 1, 2)
         assert released == [f"a{n}" for n in range(7)]
+
+    def test_owed_report_is_waited_for(self) -> None:
+        """A partition that owes a report (assigned, or records sent and not yet its end) holds records back
+        beyond the window, for `grace` seconds; its end then proves it."""
+        clock = self.Clock()
+        m = self.merge(clock, grace=5.0)
+        m.end("c")
+        m.add("a", "a1", 20)
+        clock.now += 0.5
+        assert list(m.ready()) == [] and m.wait_hint() == 4.5  # b, just assigned, has not reported yet
+        m.add("b", "b1", 10)
+        assert list(m.ready()) == ["b1"]
+        clock.now += 4.5
+        assert list(m.ready()) == [] and m.wait_hint() == 0.5  # b sent a record (at 0.5 s), not yet its end
+        m.end("b")
+        assert list(m.ready()) == ["a1"]
+        m.add("a", "live", clock.now * 1000)  # stamped now: b's and c's ends do not vouch for it
+        clock.now += 0.25
+        assert list(m.ready()) == [] and m.wait_hint() == 0.25  # b and c are silent: the window applies
+        clock.now += 0.25
+        assert list(m.ready()) == ["live"]
+
+    def test_ahead_and_behind(self) -> None:
+        """A partition holding its share of the bound is named to be paused, and behind again at half."""
+        clock = self.Clock()
+        m = TimeMerge(["a", "b"], window=0.5, grace=0, max_bytes=400, clock=clock, wall=clock)
+        for n in range(4):
+            assert m.ahead() == []
+            m.add("a", f"a{n}", n, size=30)
+        assert m.ahead() == ["a"] and not m.behind("a") and m.behind("b") and m.held("a") == 4
+        m.add("b", "b0", 2.5)
+        assert list(m.ready()) == ["a0", "a1", "a2", "b0"]
+        assert m.ahead() == [] and m.behind("a") and m.held("a") == 1
 
     def test_unknown_stamp(self) -> None:
         """A record without a stamp takes its partition's latest one, so it keeps its place."""
