@@ -4,7 +4,11 @@
     Loads a ``logging.config.dictConfig`` from a JSON, YAML or Python file (or a
     module's ``LOGGING``), builds it, and for every ``KafkaLogHandler`` in it prints
     the effective settings (secrets masked), connects to its cluster, sends a probe
-    record through the handler and reads it back from the topic.
+    record through the handler and reads it back. The probe goes to a topic of its
+    own, ``<application topic>.check`` (created if missing), never to the
+    application's topic unless ``--probe-topic`` names it. The configuration is
+    linted for what loses records or their context without a word (``_lint``);
+    ``--strict`` makes a warning fail the check (exit 3).
 
     Servers follow the handler's own rule: a ``bootstrap_servers`` (or
     ``producer_config["bootstrap.servers"]``) in the file wins; otherwise
@@ -73,6 +77,12 @@ from logkafka._cli import (
 #: Logger name of the probe record: not ``logkafka...``, whose records a handler drops.
 PROBE_LOGGER = "lkcheck"
 PROBE_CODE = "LOGKAFKA_CHECK"
+#: The probe's own topic is the application topic's name with this suffix.
+PROBE_SUFFIX = ".check"
+#: Retention of a probe topic the check creates: one day.
+PROBE_RETENTION_MS = 86_400_000
+#: Exit status of ``check --strict`` when the probes passed but there are warnings.
+EXIT_WARNINGS = 3
 #: Client settings a consumer needs to reach the same cluster as a handler's producer.
 _SECURITY_PREFIXES = ("security.protocol", "ssl.", "ssl_", "sasl.", "enable.ssl", "enable.sasl", "oauthbearer",
                       "oauth_cb", "broker.address", "client.dns", "socket.", "api.version", "broker.version",
@@ -86,15 +96,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         description="Load a logging dictConfig (JSON, YAML, a Python file's LOGGING, or module.path[:ATTR]), "
                     "build it, and for every KafkaLogHandler in it: print its effective settings (secrets "
                     "masked), connect to its cluster, send a probe record through the handler and read it back. "
+                    f"The probe goes to a topic of its own, <application topic>{PROBE_SUFFIX} (created if "
+                    "missing: 1 partition, kept 1 day), never to the application topic; --probe-topic sends it "
+                    "to a topic that exists, e.g. the application topic itself. "
+                    "The configuration is also linted for what loses records, or their context, without a word: "
+                    "loggers dictConfig disables, logger and handler levels that keep INFO records from Kafka, "
+                    "\"propagate\": false above no KafkaLogHandler, a QueueHandler or MemoryHandler in front of "
+                    "one, handler and formatter naming different services, a spool directory that cannot be "
+                    "written, ext:// left inside producer_config. Each warning names the logger or handler, the "
+                    "fix, and its code for --ignore. "
                     "The file's own bootstrap servers win; --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS apply "
                     "to handlers that name none (as in the application). The probe is read back with the "
                     "handler's security settings plus --consumer-config; --producer-config is not used: the "
                     "handler's own producer_config is what is checked.",
+        epilog="Exit status: 0 when every probe came back (warnings are printed but pass, unless --strict); "
+               "1 when a probe was not delivered or read back, or a handler is disabled; 2 when the "
+               "configuration cannot be loaded or built, an option is wrong, or the cluster cannot be reached "
+               "or refuses the probe topic; 3 with --strict when the probes passed (or --no-probe) but there "
+               "are warnings.",
     )
     p.add_argument("config", metavar="CONFIG",
                    help="a .json, .yaml/.yml or .py file, or module.path / module.path:ATTR (default ATTR: LOGGING)")
     p.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS",
                    help="how long to wait for the probe to come back (default: 30)")
+    p.add_argument("--strict", action="store_true", help="fail (exit 3) when there is any warning")
+    p.add_argument("--ignore", action="append", default=[], type=_ignore_spec, metavar="CODE[:NAME]",
+                   help="do not report warnings with this code (shown in brackets), or only the one about the "
+                        "logger, handler or formatter NAME; may be repeated. Codes: " + ", ".join(_lint_codes()))
+    p.add_argument("--no-probe", action="store_true",
+                   help="connect to nothing: print the settings and the warnings only (for CI without a cluster)")
+    p.add_argument("--probe-topic", type=_topic_arg, metavar="TOPIC",
+                   help=f"send the probe to TOPIC, which must exist (default: <application topic>{PROBE_SUFFIX}, "
+                        "created if missing); naming the application topic puts a probe record among the "
+                        "application's records")
     p.set_defaults(run=run_check)
 
     topics = sub.add_parser("topics", help="set up the log topics",
@@ -153,6 +187,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 
 # -- argument types -----------------------------------------------------------------------------
+def _lint_codes() -> list[str]:
+    from logkafka._lint import CODES
+
+    return list(CODES)
+
+
+def _ignore_spec(text: str) -> str:
+    code = text.partition(":")[0]
+    if code not in _lint_codes():
+        raise argparse.ArgumentTypeError(f"unknown warning code {code!r}; the codes are: {', '.join(_lint_codes())}")
+    return text
+
+
+def _topic_arg(text: str) -> str:
+    from logkafka._settings import check_topic
+
+    try:
+        return check_topic("topic", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
 
 
 def _replication(text: str) -> int:
@@ -414,12 +469,34 @@ def read_back(consumer: Any, topic: str, needle: bytes, since_ms: int, timeout: 
         consumer.close()
 
 
-def _probe(entry: _Found, consumer_extra: Mapping[str, Any], timeout: float, out: IO[str]) -> None:
-    """Send a probe through the handler and read it back; raise :class:`CliError` on failure."""
+def _probe(entry: _Found, consumer_extra: Mapping[str, Any], args: argparse.Namespace, out: IO[str],
+           findings: list[Any]) -> None:
+    """Send a probe through the handler to the probe topic and read it back; raise :class:`CliError` on failure.
+
+    A missing application topic is added to ``findings``: the probe does not go there.
+    """
+    from logkafka._lint import Finding
+
     handler = entry.handler
+    timeout = args.timeout
     st = handler.settings
     check_reachable(st.producer_config, timeout=min(timeout, 15.0))
     print("  connect:           OK", file=out)
+    admin = new_admin(st.producer_config, "the handler's producer_config")
+    topics, _ = _topics_of(admin, st.bootstrap_servers, timeout)
+    if st.topic not in topics and st.topic != args.probe_topic:
+        findings.append(Finding(
+            "missing-topic", entry.name,
+            f"handler {entry.name!r}: its application topic {st.topic!r} does not exist on {st.bootstrap_servers}: "
+            "its records are delivered only if the cluster creates topics on first use "
+            "(auto.create.topics.enable), and otherwise wait in the spool",
+            f"create it: logkafka topics ensure --topic {st.topic} (with the cluster's connection options)",
+        ))
+    topic = args.probe_topic or f"{st.topic}{PROBE_SUFFIX}"
+    status = _ensure_probe_topic(admin, topic, st.bootstrap_servers, create=not args.probe_topic, timeout=timeout)
+    print(f"  probe topic:       {topic} ({status})", file=out)
+    out.flush()
+    _aim_at(handler, topic)
     consumer = new_consumer(_consumer_config(st.producer_config, consumer_extra))
     probe_id = f"lkcheck-{uuid.uuid4().hex[:16]}"
     lg = logging.getLogger(PROBE_LOGGER)
@@ -434,12 +511,85 @@ def _probe(entry: _Found, consumer_extra: Mapping[str, Any], timeout: float, out
         consumer.close()
         raise
     remaining = max(1.0, timeout - (time.monotonic() - started))
-    if not read_back(consumer, st.topic, probe_id.encode(), since_ms, remaining):
+    if not read_back(consumer, topic, probe_id.encode(), since_ms, remaining):
         raise CliError(f"handler {entry.name!r}: the probe {probe_id} was acknowledged but not read back "
-                       f"from {st.topic} within {timeout:g} s")
+                       f"from {topic} within {timeout:g} s")
     elapsed = time.monotonic() - started
-    print(f"  probe:             OK: {probe_id} sent to {st.topic} and read back in {elapsed * 1000:.0f} ms",
+    print(f"  probe:             OK: {probe_id} sent to {topic} and read back in {elapsed * 1000:.0f} ms",
           file=out)
+
+
+def _aim_at(handler: Any, topic: str) -> None:
+    """Point the handler's application records at ``topic``, before anything was logged through it.
+
+    The same settings, formatter, producer configuration and worker code: only the
+    destination differs, so the probe checks the application's delivery path without
+    landing among its records.
+    """
+    import dataclasses
+
+    old = handler._worker
+    handler.settings = dataclasses.replace(handler.settings, topic=topic)
+    handler._worker = handler._new_worker()
+    if old.running:  # durability "disk" starts the worker at construction: nothing of ours is in it
+        old.stop(time.monotonic() + 1.0)
+        old.join(5.0)
+
+
+def _topics_of(admin: Any, servers: str, timeout: float) -> tuple[set[str], int]:
+    """The topics the cluster has (with partitions), and how many brokers it has."""
+    from confluent_kafka import KafkaException
+
+    try:
+        md = admin.list_topics(timeout=min(timeout, 15.0))  # all topics: asking for one may auto-create it
+    except KafkaException as exc:
+        raise unreachable(servers, _kafka_text(exc)) from None
+    return {name for name, t in md.topics.items() if t.error is None and t.partitions}, len(md.brokers)
+
+
+def _ensure_probe_topic(admin: Any, topic: str, servers: str, *, create: bool, timeout: float) -> str:
+    """How the probe topic came to be there: ``"exists"``, or ``"created: ..."`` by the check.
+
+    A topic named by ``--probe-topic`` is never created: a missing one is a :class:`CliError`.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    topics, brokers = _topics_of(admin, servers, timeout)
+    if topic in topics:
+        return "exists" if create else "exists, from --probe-topic"
+    if not create:
+        raise CliError(f"--probe-topic: no topic {topic!r} on {servers} (the check creates only its own "
+                       f"<application topic>{PROBE_SUFFIX}; create this one first, e.g. with logkafka topics "
+                       "ensure)", EXIT_USAGE)
+    replication = -1  # the broker's default; an older broker wants a number
+    for attempt in range(2):
+        new = NewTopic(topic, 1, replication, config={"retention.ms": str(PROBE_RETENTION_MS)})
+        future = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[topic]
+        try:
+            future.result(timeout + 5)
+            break
+        except concurrent.futures.TimeoutError:
+            raise CliError(f"creating the probe topic {topic!r}: no answer from {servers} within "
+                           f"{timeout + 5:g} s", EXIT_USAGE) from None
+        except KafkaException as exc:
+            code, text = _admin_error(exc)
+            if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                return "exists"  # made meanwhile, by another check
+            if attempt == 0 and code in (KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.INVALID_REQUEST,
+                                         KafkaError.UNSUPPORTED_VERSION):
+                replication = min(3, max(1, brokers))
+                continue
+            raise CliError(f"cannot create the probe topic {topic!r} on {servers}: {text} (create it with one "
+                           "partition, or pass --probe-topic TOPIC naming a topic this client may write to)",
+                           EXIT_USAGE) from None
+    deadline = time.monotonic() + timeout
+    while topic not in _topics_of(admin, servers, timeout)[0]:
+        if time.monotonic() >= deadline:
+            raise CliError(f"the probe topic {topic!r} was created but is not visible after {timeout:g} s",
+                           EXIT_USAGE)
+        time.sleep(0.2)
+    return "created by the check: 1 partition, kept 1 day"
 
 
 def _await_probe(entry: _Found, timeout: float) -> None:
@@ -490,25 +640,54 @@ def _private_spool(config: dict[str, Any], spool: str) -> tuple[dict[str, Any], 
 
 def run_check(args: argparse.Namespace) -> int:
     """``logkafka check CONFIG``."""
+    from logkafka._lint import enabled_loggers
+
     out = sys.stdout
+    libraries = enabled_loggers()  # before the configuration's own imports: what logkafka and its libraries made
     if args.bootstrap_servers:  # the handler's own fallback: used only where the file names no cluster
         os.environ["KAFKA_BOOTSTRAP_SERVERS"] = args.bootstrap_servers
-    consumer_extra = load_client_config(args.consumer_config, "--consumer-config") if args.consumer_config else {}
+    consumer_extra = {}
+    if args.consumer_config and not args.no_probe:
+        consumer_extra = load_client_config(args.consumer_config, "--consumer-config")
     if args.producer_config:
         print("logkafka check: note: --producer-config is not used: the handler's own producer_config is checked",
               file=sys.stderr)
     config = load_logging_config(args.config)
+    env_spool = os.environ.get("LOGKAFKA_SPOOL_DIR")
     spool = tempfile.mkdtemp(prefix="logkafka-check-spool-")
     try:
         built, own_spools = _private_spool(config, spool)
-        return _check(args, config, built, own_spools, spool, consumer_extra, out)
+        chosen_by = "LOGKAFKA_SPOOL_DIR" if env_spool is not None else "the default"
+        return _check(args, config, built, own_spools, spool, consumer_extra, out, chosen_by, libraries)
     finally:
         shutil.rmtree(spool, ignore_errors=True)  # with any probe that was not acknowledged
         atexit.register(shutil.rmtree, spool, True)  # again once a handler's thread that was late has ended
 
 
+def _targets(found: list[_Found], own_spools: Mapping[str, str | None], chosen_by: str) -> list[Any]:
+    """The lint's view of each handler: where the application (not this check) would spool its records."""
+    from logkafka._lint import Target
+
+    targets = []
+    for entry in found:
+        if entry.handler.settings.spool_dir is None:  # the spool is off
+            spool_dir, setting = None, "spool_dir"
+        elif entry.name in own_spools:
+            spool_dir, setting = own_spools[entry.name], "spool_dir"
+        else:
+            spool_dir, setting = own_spools[""], chosen_by
+        targets.append(Target(entry.name, entry.handler, spool_dir, setting))
+    return targets
+
+
 def _check(args: argparse.Namespace, config: dict[str, Any], built: dict[str, Any],
-           own_spools: dict[str, str | None], spool: str, consumer_extra: Mapping[str, Any], out: IO[str]) -> int:
+           own_spools: dict[str, str | None], spool: str, consumer_extra: Mapping[str, Any], out: IO[str],
+           chosen_by: str, libraries: frozenset[str]) -> int:
+    """Build the configuration, lint it, and check each handler; ``chosen_by`` names the default spool's source,
+    ``libraries`` the loggers that existed before the configuration was loaded."""
+    from logkafka import _lint
+
+    enabled_before = _lint.enabled_loggers()
     try:
         logging.config.dictConfig(built)
     except Exception as exc:
@@ -517,20 +696,43 @@ def _check(args: argparse.Namespace, config: dict[str, Any], built: dict[str, An
     try:
         if not found:
             raise CliError(f"{args.config}: no logkafka.KafkaLogHandler in the configuration", EXIT_USAGE)
-        for n, entry in enumerate(found):
-            if n:
-                print(file=out)
-            _print_settings(entry, out, own_spools.get(entry.name, own_spools[""]), spool)
-            out.flush()
-            if not entry.handler.settings.enabled:
-                raise CliError(f"handler {entry.name!r} is disabled (enabled / LOGKAFKA_ENABLED): "
-                               "it ships nothing to Kafka")
-            _probe(entry, consumer_extra, args.timeout, out)
-        print(f"\nOK: {len(found)} KafkaLogHandler{'s' if len(found) != 1 else ''} checked", file=out)
+        findings = _lint.lint(config, _targets(found, own_spools, chosen_by), enabled_before=enabled_before,
+                               libraries=libraries)
+        try:
+            for n, entry in enumerate(found):
+                if n:
+                    print(file=out)
+                _print_settings(entry, out, own_spools.get(entry.name, own_spools[""]), spool)
+                out.flush()
+                if not entry.handler.settings.enabled:
+                    raise CliError(f"handler {entry.name!r} is disabled (enabled / LOGKAFKA_ENABLED): "
+                                   "it ships nothing to Kafka")
+                if not args.no_probe:
+                    _probe(entry, consumer_extra, args, out, findings)
+        finally:  # the warnings are shown also when a probe failed
+            shown = [f for f in findings if not any(f.matches(spec) for spec in args.ignore)]
+            _print_findings(shown, len(findings) - len(shown), out)
+        checked = f"{len(found)} KafkaLogHandler{'s' if len(found) != 1 else ''} checked"
+        if args.no_probe:
+            checked += " without connecting (--no-probe)"
+        count = f"{len(shown)} warning{'s' if len(shown) != 1 else ''}"
+        if shown and args.strict:
+            raise CliError(f"{checked}, but {count} (--strict)", EXIT_WARNINGS)
+        print(f"\nOK: {checked}, {count if shown else 'no warnings'}", file=out)
         return 0
     finally:
         for entry in found:
             entry.handler.close()
+
+
+def _print_findings(findings: list[Any], ignored: int, out: IO[str]) -> None:
+    if findings:
+        print(file=out)
+        for finding in findings:
+            print(finding, file=out)
+    if ignored:
+        print(f"\n({ignored} warning{'s' if ignored != 1 else ''} not shown: --ignore)", file=out)
+    out.flush()
 
 
 # -- topics ensure ------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
+import logging.handlers
 import os
 import pty
 import select
@@ -58,10 +60,18 @@ def probe_id_of(stdout: str) -> str:
 
 
 def assert_probe_in_topic(servers: str, topic: str, probe_id: str) -> None:
-    probes = [m.data for m in read_topic(servers, topic, timeout=30) if probe_id in m.value.decode()]
+    """The probe is in the check's own topic (``<topic>.check``) once, and not in the application topic."""
+    probes = [m.data for m in read_topic(servers, f"{topic}.check", timeout=30) if probe_id in m.value.decode()]
     assert len(probes) == 1
     assert probes[0]["code"] == "LOGKAFKA_CHECK"
     assert probes[0]["logger"] == "lkcheck"
+    assert not [m for m in read_topic(servers, topic, timeout=3) if b"lkcheck" in m.value]
+
+
+def warnings_of(stdout: str) -> list[str]:
+    """The codes of the warnings ``check`` printed, in order."""
+    return [line.split("]", 1)[0].removeprefix("warning [") for line in stdout.splitlines()
+            if line.startswith("warning [")]
 
 
 class TestHelp:
@@ -107,7 +117,7 @@ class TestCheck:
         assert f"{kafka_broker.bootstrap_servers} (from --bootstrap-servers)" in proc.stdout
         assert "format:            envelope" in proc.stdout
         probe = probe_id_of(proc.stdout)
-        (msg,) = [m for m in read_topic(kafka_broker.bootstrap_servers, kafka_topic, timeout=30)
+        (msg,) = [m for m in read_topic(kafka_broker.bootstrap_servers, f"{kafka_topic}.check", timeout=30)
                   if probe in m.value.decode()]
         assert msg.data["payload"]["code"] == "LOGKAFKA_CHECK"
 
@@ -177,6 +187,70 @@ class TestCheck:
         assert proc.returncode == 2
         (error,) = errors_of(proc, "check")
         assert error.endswith('--consumer-config: No such configuration property: "no.such.setting"')
+
+
+class TestProbeTopic:
+    def test_probe_goes_to_its_own_topic_created_by_the_check(self, kafka_broker: Any, kafka_topic: str,
+                                                              tmp_path: Path) -> None:
+        """By default the probe goes to <application topic>.check, which the check creates and names; the
+        application topic gets nothing; a second check finds the topic there."""
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(logging_config(bootstrap_servers=kafka_broker.bootstrap_servers,
+                                                  topic=kafka_topic)))
+        proc = run_cli("check", str(path), "--strict")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"probe topic:       {kafka_topic}.check (created by the check: 1 partition, kept 1 day)" in proc.stdout
+        assert f"sent to {kafka_topic}.check and read back" in proc.stdout
+        assert_probe_in_topic(kafka_broker.bootstrap_servers, kafka_topic, probe_id_of(proc.stdout))
+        assert topic_states(kafka_broker.bootstrap_servers, [f"{kafka_topic}.check"])[f"{kafka_topic}.check"][0] == 1
+
+        again = run_cli("check", str(path))
+        assert again.returncode == 0, again.stderr
+        assert f"probe topic:       {kafka_topic}.check (exists)" in again.stdout
+
+    def test_probe_topic_option_sends_it_to_the_application_topic(self, kafka_broker: Any, kafka_topic: str,
+                                                                  tmp_path: Path) -> None:
+        """--probe-topic naming the application topic puts the probe there, and creates no .check topic."""
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(logging_config(bootstrap_servers=kafka_broker.bootstrap_servers,
+                                                  topic=kafka_topic)))
+        proc = run_cli("check", str(path), "--probe-topic", kafka_topic)
+        assert proc.returncode == 0, proc.stderr
+        assert f"probe topic:       {kafka_topic} (exists, from --probe-topic)" in proc.stdout
+        probe = probe_id_of(proc.stdout)
+        assert [m.data["code"] for m in read_topic(kafka_broker.bootstrap_servers, kafka_topic, timeout=30)
+                if probe in m.value.decode()] == ["LOGKAFKA_CHECK"]
+        from confluent_kafka.admin import AdminClient
+
+        topics = AdminClient({"bootstrap.servers": kafka_broker.bootstrap_servers}).list_topics(timeout=15).topics
+        assert f"{kafka_topic}.check" not in topics
+
+    def test_probe_topic_option_is_never_created(self, kafka_broker: Any, kafka_topic: str, tmp_path: Path) -> None:
+        """A --probe-topic that does not exist fails with exit 2, saying so; nothing is sent."""
+        missing = f"test.no-such-topic.{uuid.uuid4().hex[:8]}"
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(logging_config(bootstrap_servers=kafka_broker.bootstrap_servers,
+                                                  topic=kafka_topic)))
+        proc = run_cli("check", str(path), "--probe-topic", missing)
+        assert proc.returncode == 2
+        (error,) = errors_of(proc, "check")
+        assert f"--probe-topic: no topic {missing!r}" in error
+        assert "probe:" not in proc.stdout
+
+    def test_missing_application_topic_is_a_warning(self, kafka_broker: Any, tmp_path: Path) -> None:
+        """An application topic that does not exist is a warning (the probe, in its own topic, passes); with
+        --strict the check fails with exit 3."""
+        missing = f"test.not-created.{uuid.uuid4().hex[:8]}"
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(logging_config(bootstrap_servers=kafka_broker.bootstrap_servers, topic=missing)))
+        proc = run_cli("check", str(path), "--strict")
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert warnings_of(proc.stdout) == ["missing-topic"]
+        assert f"its application topic {missing!r} does not exist" in proc.stdout
+        assert f"logkafka topics ensure --topic {missing}" in proc.stdout
+        assert "probe:             OK" in proc.stdout
+        (error,) = errors_of(proc, "check")
+        assert error.endswith("but 1 warning (--strict)")
 
 
 def topic_states(servers: str, names: list[str]) -> dict[str, tuple[int, int | None]]:
@@ -457,15 +531,19 @@ class TestCheckSpool:
         """A probe the cluster never acknowledges fails the check and is not left in the application's spool
         (named by spool_dir or by LOGKAFKA_SPOOL_DIR), where the application would later replay it; the check's
         own temporary spool is removed."""
-        from logkafka.testing import LocalBroker
+        from logkafka.testing import ProxiedBroker
 
-        # the cluster answers metadata requests but names a leader nobody listens on: nothing is acknowledged
-        with LocalBroker(advertised_port=free_port()) as broker:
+        with ProxiedBroker() as broker:
+            topic = f"test.check-spool.{uuid.uuid4().hex[:8]}"
+            broker.broker.create_topic(f"{topic}.check", 1)  # the probe topic exists...
+            broker.proxy.cut()
+            # ...and the broker answers metadata requests on its own port, but names as the leader the proxy's,
+            # which is cut: nothing is acknowledged
             app_spool = tmp_path / "app-spool" if where == "spool_dir" else Path(os.environ["LOGKAFKA_SPOOL_DIR"])
             extra = {"spool_dir": str(app_spool)} if where == "spool_dir" else {}
             path = tmp_path / "logging.json"
             path.write_text(json.dumps(logging_config(
-                bootstrap_servers=f"127.0.0.1:{broker.port}", topic=f"test.check-spool.{uuid.uuid4().hex[:8]}",
+                bootstrap_servers=f"127.0.0.1:{broker.broker.port}", topic=topic,
                 flush_timeout=2, producer_config={"message.timeout.ms": 3000}, **extra)))
             scratch = tmp_path / "tmp"
             scratch.mkdir()
@@ -684,3 +762,396 @@ class TestReplayGoesOn:
         assert proc.returncode == 0, proc.stderr
         assert "another cluster address" not in proc.stderr
         assert proc.stdout.startswith("replayed 2 records")
+
+
+# -- the lint of check ----------------------------------------------------------------------------
+NOWHERE = "127.0.0.1:9"  # handlers built by the lint tests never connect: construction does not
+
+
+def readme_recipe() -> dict[str, Any]:
+    """The dictConfig of the README's section "The recipe", as written there."""
+    import ast
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("\n## The recipe", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    calls = [node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Attribute) and node.func.attr == "dictConfig"]
+    config = ast.literal_eval(calls[0].args[0])
+    assert isinstance(config, dict)
+    return config
+
+
+def lint_config(**changes: Any) -> dict[str, Any]:
+    """The README recipe (with "disable_existing_loggers": False), a console instead of its file, on NOWHERE."""
+    config = readme_recipe()
+    config["disable_existing_loggers"] = False
+    config["handlers"]["file"] = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                  "formatter": "json"}
+    config["handlers"]["kafka"]["bootstrap_servers"] = NOWHERE
+    config.update(changes)
+    return config
+
+
+@pytest.fixture
+def lint() -> Any:
+    """Build a configuration with dictConfig, as check does, and return its findings; handlers closed after."""
+    from logkafka import _lint
+
+    libraries = _lint.enabled_loggers()  # before the test makes loggers of its own
+
+    def run(config: dict[str, Any], **spools: str) -> list[_lint.Finding]:
+        before = _lint.enabled_loggers()
+        logging.config.dictConfig(config)
+        targets = [_lint.Target(str(name), h, spools.get(str(name), h.settings.spool_dir))
+                   for name, h in list(logging._handlers.items())  # type: ignore[attr-defined]
+                   if isinstance(h, KafkaLogHandler)]
+        built.extend(t.handler for t in targets)
+        return _lint.lint(config, targets, enabled_before=before, libraries=libraries)
+
+    built: list[KafkaLogHandler] = []
+    yield run
+    for handler in built:
+        handler.close()
+
+
+def codes(findings: list[Any]) -> list[tuple[str, str]]:
+    return [(f.code, f.name) for f in findings]
+
+
+class TestLintRecipe:
+    def test_readme_recipe_with_disable_existing_loggers_false_has_no_warning(self, lint: Any) -> None:
+        """The README's recipe, with "disable_existing_loggers": False, gives no warning at all."""
+        config = readme_recipe()
+        config["disable_existing_loggers"] = False
+        config["handlers"]["file"]["filename"] = os.devnull
+        assert lint(config) == []
+
+    def test_readme_recipe_without_it_gives_one_warning(self, lint: Any) -> None:
+        """Without the setting: exactly one warning, the disabled loggers, with the fix."""
+        config = readme_recipe()
+        config.pop("disable_existing_loggers", None)
+        config["handlers"]["file"]["filename"] = os.devnull
+        (finding,) = lint(config)
+        assert finding.code == "disable-existing-loggers"
+        assert finding.fix == 'add "disable_existing_loggers": false to the configuration'
+
+
+class TestLintDisabledLoggers:
+    def test_names_the_loggers_it_disabled_but_not_logkafkas_streams(self, lint: Any) -> None:
+        """Loggers that existed before dictConfig are named; logkafka.audit / logkafka.security are not."""
+        logging.getLogger("app.models")
+        (finding,) = lint(lint_config(disable_existing_loggers=True))
+        assert finding.code == "disable-existing-loggers"
+        assert 'sets "disable_existing_loggers": true' in finding.problem
+        assert "app.models" in finding.problem
+        assert "logkafka.audit" not in finding.problem and "logkafka.security" not in finding.problem
+        assert logging.getLogger("app.models").disabled  # what the finding says is what happened
+
+    def test_named_loggers_are_kept_and_not_named(self, lint: Any) -> None:
+        """A logger the configuration names, and its children, are not disabled and not in the warning."""
+        logging.getLogger("app.models")
+        logging.getLogger("app.models.orders")
+        logging.getLogger("other.thing")
+        config = lint_config(loggers={"app.models": {"level": "INFO"}})
+        del config["disable_existing_loggers"]
+        (finding,) = lint(config)
+        assert "other.thing" in finding.problem
+        assert "app.models" not in finding.problem
+
+    def test_a_text_false_counts_as_true(self, lint: Any) -> None:
+        """"disable_existing_loggers": "false" (a string) disables loggers too, and the warning says why."""
+        (finding,) = lint(lint_config(disable_existing_loggers="false"))
+        assert finding.code == "disable-existing-loggers"
+        assert "counts as true (write the boolean false)" in finding.problem
+
+
+class TestLintLevels:
+    def test_named_logger_above_the_handler_hides_its_info_records(self, lint: Any) -> None:
+        """A configured logger at WARNING under a root at INFO with the Kafka handler: its INFO records are
+        named as not reaching 'kafka'."""
+        (finding,) = lint(lint_config(loggers={"app.payments": {"level": "WARNING"}}))
+        assert codes([finding]) == [("logger-level", "app.payments")]
+        assert "logger 'app.payments' is at WARNING, so its INFO records" in finding.problem
+        assert "handler 'kafka' on the root logger" in finding.problem
+        assert 'set its level to "INFO"' in finding.fix
+
+    def test_error_level_hides_warnings_too(self, lint: Any) -> None:
+        """At ERROR both INFO and WARNING records are hidden, and said so."""
+        (finding,) = lint(lint_config(loggers={"app.payments": {"level": "ERROR"}}))
+        assert "its INFO and WARNING records" in finding.problem
+
+    @pytest.mark.parametrize("loggers", [
+        {"app.payments": {"level": "INFO"}},
+        {"app.payments": {"level": "DEBUG"}},
+        {"app.payments": {"level": "WARNING", "handlers": ["kafka"], "propagate": False}},  # its own handler
+        {"app.payments": {"handlers": ["kafka"], "propagate": False}},
+        {"app.payments": {"level": "WARNING", "handlers": ["kafka"]}},  # on itself (and on root above)
+    ])
+    def test_no_warning_when_nothing_is_hidden(self, lint: Any, loggers: dict[str, Any]) -> None:
+        """A logger at INFO or below, or with the Kafka handler on itself, hides nothing from Kafka."""
+        assert lint(lint_config(loggers=loggers)) == []
+
+    def test_debug_only_is_not_reported(self, lint: Any) -> None:
+        """A root at DEBUG and a logger at INFO: only DEBUG records are kept back, which is a choice."""
+        config = lint_config(loggers={"urllib3": {"level": "INFO"}})
+        config["root"]["level"] = "DEBUG"
+        assert lint(config) == []
+
+    def test_quiet_root_with_app_loggers_at_info_is_fine(self, lint: Any) -> None:
+        """Root at WARNING (third-party libraries quiet), the app's loggers at INFO: nothing to report."""
+        config = lint_config(loggers={"checkout": {"level": "INFO"}, "urllib3": {"level": "WARNING"}})
+        config["root"]["level"] = "WARNING"
+        assert lint(config) == []
+
+    def test_root_without_a_level_keeps_pythons_warning(self, lint: Any) -> None:
+        """A root logger given handlers but no level stays at WARNING: no INFO record reaches Kafka."""
+        config = lint_config()
+        del config["root"]["level"]
+        (finding,) = lint(config)
+        assert codes([finding]) == [("logger-level", "root")]
+        assert "Python's default: the configuration gives it no level" in finding.problem
+        assert '"root": {"level": "INFO"' in finding.fix
+
+    def test_root_at_warning_with_no_info_logger(self, lint: Any) -> None:
+        """A root explicitly at WARNING and no logger below it at INFO: reported, without the default's words."""
+        config = lint_config()
+        config["root"]["level"] = "WARNING"
+        (finding,) = lint(config)
+        assert codes([finding]) == [("logger-level", "root")]
+        assert "the root logger is at WARNING and no logger below it takes INFO" in finding.problem
+
+    def test_handler_level_above_info(self, lint: Any) -> None:
+        """The Kafka handler's own level at WARNING keeps INFO out of Kafka."""
+        config = lint_config()
+        config["handlers"]["kafka"]["level"] = "WARNING"
+        assert codes(lint(config)) == [("handler-level", "kafka")]
+
+    def test_propagate_false_without_the_kafka_handler(self, lint: Any) -> None:
+        """"propagate": false on a logger with only a console handler: its records never reach 'kafka'."""
+        (finding,) = lint(lint_config(loggers={"uvicorn.access": {"handlers": ["file"], "propagate": False}}))
+        assert codes([finding]) == [("propagate", "uvicorn.access")]
+        assert "never reach handler 'kafka' on the root logger" in finding.problem
+        assert finding.fix == "add 'kafka' to its \"handlers\", or remove \"propagate\": false"
+
+    def test_unattached_handler(self, lint: Any) -> None:
+        """A KafkaLogHandler no logger lists receives nothing, and is named."""
+        config = lint_config()
+        config["root"]["handlers"] = ["file"]
+        assert codes(lint(config)) == [("unattached", "kafka")]
+
+
+class TestLintFronts:
+    def test_queue_handler_in_front(self, lint: Any) -> None:
+        """A QueueHandler whose listener feeds the KafkaLogHandler: warned, with why and the fix."""
+        import queue
+
+        config = lint_config()
+        config["root"]["handlers"] = ["file"]
+        lint(config)
+        kafka = logging._handlers["kafka"]  # type: ignore[attr-defined]
+        q: queue.Queue[Any] = queue.Queue()
+        front = logging.handlers.QueueHandler(q)
+        front.set_name("queue")
+        front.listener = logging.handlers.QueueListener(q, kafka)  # type: ignore[attr-defined]  # as 3.12 does
+        logging.getLogger().addHandler(front)
+        from logkafka import _lint
+
+        found = _lint.lint(config, [_lint.Target("kafka", kafka)])
+        assert codes(found) == [("queue-handler", "queue")]
+        assert "bound context" in found[0].problem and "flattens" in found[0].problem
+        assert "attach 'kafka' to the logger directly" in found[0].fix
+
+    def test_listener_made_in_code_is_found_by_its_queue(self, lint: Any) -> None:
+        """A QueueListener started in code (Python 3.11's way) is found through the QueueHandler's queue."""
+        import queue
+
+        config = lint_config()
+        config["root"]["handlers"] = ["file"]
+        lint(config)
+        kafka = logging._handlers["kafka"]  # type: ignore[attr-defined]
+        q: queue.Queue[Any] = queue.Queue()
+        listener = logging.handlers.QueueListener(q, kafka)
+        logging.getLogger("app").addHandler(logging.handlers.QueueHandler(q))
+        from logkafka import _lint
+
+        assert [f.code for f in _lint.lint(config, [_lint.Target("kafka", kafka)])] == ["queue-handler"]
+        del listener
+
+    def test_memory_handler_in_front(self, lint: Any) -> None:
+        """A MemoryHandler targeting the KafkaLogHandler: warned (records take the flushing call's context)."""
+        config = lint_config()
+        config["handlers"]["buffer"] = {"class": "logging.handlers.MemoryHandler", "capacity": 100,
+                                        "target": "kafka"}
+        config["root"]["handlers"] = ["file", "buffer"]
+        found = lint(config)
+        assert codes(found) == [("memory-handler", "buffer")]
+        assert "not their own" in found[0].problem
+
+
+class TestLintIdentity:
+    def test_handler_and_formatter_disagree(self, lint: Any) -> None:
+        """service_name on the handler and another on its formatter: one warning naming both values."""
+        config = lint_config()
+        config["handlers"]["kafka"]["service_name"] = "payments"
+        config["handlers"]["kafka"]["environment"] = "prod"
+        config["formatters"]["json"]["environment"] = "prod"
+        (finding,) = lint(config)
+        assert codes([finding]) == [("identity", "kafka")]
+        assert "service_name 'payments' on the handler, 'checkout' on the formatter" in finding.problem
+        assert "handler 'file', sharing the formatter, writes the formatter's" in finding.problem
+        assert "environment" not in finding.problem.split("(")[1].split(")")[0]  # the same on both: not named
+
+    def test_same_identity_or_only_on_one_side(self, lint: Any) -> None:
+        """The same value on both, or a value on one side only, is no disagreement."""
+        config = lint_config()
+        config["handlers"]["kafka"]["service_name"] = "checkout"
+        config["handlers"]["kafka"]["version"] = "1.2.3"  # the formatter sets none
+        assert lint(config) == []
+
+    def test_formatter_by_class_drops_its_identity(self, lint: Any) -> None:
+        """A JsonFormatter given by "class" loses its service_name in dictConfig: warned, "()" suggested."""
+        config = lint_config()
+        config["formatters"]["json"] = {"class": "logkafka.JsonFormatter", "service_name": "checkout"}
+        (finding,) = lint(config)
+        assert codes([finding]) == [("formatter-class", "json")]
+        assert "service_name is silently ignored" in finding.problem
+        assert "\"()\": 'logkafka.JsonFormatter'" in finding.fix
+
+
+class TestLintSpoolDir:
+    def test_problems_found_without_leaving_anything(self, tmp_path: Path) -> None:
+        """A file, a path under a file, a path that cannot be created: each named; a writable or creatable one is
+        fine, and the test leaves no file and creates no directory."""
+        from logkafka._lint import spool_dir_problem
+
+        a_file = tmp_path / "a-file"
+        a_file.write_text("x")
+        assert spool_dir_problem(str(a_file)) == f"{a_file} is a file, not a directory"
+        assert spool_dir_problem(str(a_file / "spool")) == f"{a_file} is a file, so {a_file / 'spool'} cannot " \
+                                                           "be created under it"
+        problem = spool_dir_problem("/sys/logkafka-spool")  # sysfs refuses new files, even to root
+        assert problem is not None and problem.startswith("/sys/logkafka-spool cannot be created: /sys cannot be")
+        before = sorted(tmp_path.rglob("*"))
+        assert spool_dir_problem(str(tmp_path)) is None
+        assert spool_dir_problem(str(tmp_path / "new" / "spool")) is None
+        assert sorted(tmp_path.rglob("*")) == before
+
+    def test_unusable_spool_dir_is_a_warning(self, lint: Any, tmp_path: Path) -> None:
+        """The application's spool directory that cannot be created is a warning naming the handler."""
+        a_file = tmp_path / "a-file"
+        a_file.write_text("x")
+        found = lint(lint_config(), kafka=str(a_file / "spool"))
+        assert codes(found) == [("spool-dir", "kafka")]
+        assert "records that cannot be delivered at once" in found[0].problem
+        assert "spool_dir to false for no spool" in found[0].fix
+
+
+class TestLintExt:
+    def test_ext_left_in_producer_config(self, lint: Any) -> None:
+        """An ext:// text inside producer_config reaches librdkafka as text: named with its key."""
+        config = lint_config()
+        config["handlers"]["kafka"]["producer_config"] = {"client.id": "ext://app.settings.CLIENT_ID"}
+        (finding,) = lint(config)
+        assert codes([finding]) == [("ext-in-producer-config", "kafka")]
+        assert "producer_config['client.id'] is the text 'ext://app.settings.CLIENT_ID'" in finding.problem
+        assert "{'client.id': app.settings.CLIENT_ID}" in finding.fix
+
+    def test_ext_in_the_handlers_own_settings_is_resolved(self, lint: Any) -> None:
+        """ext:// in a handler's own argument is resolved by dictConfig: nothing to say."""
+        config = lint_config()
+        config["handlers"]["kafka"]["topic"] = "ext://logkafka._settings.DEFAULT_TOPIC"
+        assert lint(config) == []
+
+
+class TestFinding:
+    def test_matches(self) -> None:
+        """--ignore CODE covers every finding of the code; CODE:NAME only the one about NAME."""
+        from logkafka._lint import Finding
+
+        f = Finding("logger-level", "urllib3", "p", "f")
+        assert f.matches("logger-level") and f.matches("logger-level:urllib3")
+        assert not f.matches("logger-level:app") and not f.matches("propagate")
+        assert str(f) == "warning [logger-level]: p\n  fix: f"
+
+
+class TestCheckLintCli:
+    """check --no-probe: the lint end to end, as a user runs it, with no cluster."""
+
+    def write(self, tmp_path: Path, config: dict[str, Any]) -> Path:
+        path = tmp_path / "logging.json"
+        path.write_text(json.dumps(config))
+        return path
+
+    def test_readme_recipe_is_clean_with_strict(self, tmp_path: Path) -> None:
+        """The README recipe with "disable_existing_loggers": False passes --strict with no warning."""
+        config = readme_recipe()
+        config["disable_existing_loggers"] = False
+        config["handlers"]["file"]["filename"] = str(tmp_path / "app.log")
+        proc = run_cli("check", str(self.write(tmp_path, config)), "--no-probe", "--strict", timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert warnings_of(proc.stdout) == []
+        assert proc.stdout.rstrip().endswith("OK: 1 KafkaLogHandler checked without connecting (--no-probe), "
+                                             "no warnings")
+        assert "connect:" not in proc.stdout
+
+    def test_strict_fails_with_exit_3_and_ignore_accepts(self, tmp_path: Path) -> None:
+        """Warnings pass without --strict (exit 0), fail with it (exit 3, one error line); --ignore CODE:NAME
+        accepts one, and says that it was left out."""
+        path = self.write(tmp_path, lint_config(loggers={"urllib3": {"level": "WARNING"}}))
+        plain = run_cli("check", str(path), "--no-probe", timeout=60)
+        assert plain.returncode == 0, plain.stderr
+        assert warnings_of(plain.stdout) == ["logger-level"]
+        assert "\n  fix: " in plain.stdout
+        assert plain.stdout.rstrip().endswith(", 1 warning")
+
+        strict = run_cli("check", str(path), "--no-probe", "--strict", timeout=60)
+        assert strict.returncode == 3
+        (error,) = errors_of(strict, "check")
+        assert error.endswith("but 1 warning (--strict)")
+
+        ignored = run_cli("check", str(path), "--no-probe", "--strict", "--ignore", "logger-level:urllib3",
+                          timeout=60)
+        assert ignored.returncode == 0, ignored.stderr
+        assert warnings_of(ignored.stdout) == []
+        assert "(1 warning not shown: --ignore)" in ignored.stdout
+
+    def test_unknown_ignore_code_is_a_usage_error(self, tmp_path: Path) -> None:
+        """--ignore with a code that does not exist: exit 2, listing the codes."""
+        proc = run_cli("check", str(self.write(tmp_path, lint_config())), "--ignore", "levels", timeout=60)
+        assert proc.returncode == 2
+        assert "unknown warning code 'levels'" in proc.stderr and "logger-level" in proc.stderr
+
+    def test_import_time_logger_of_a_python_config_is_named(self, tmp_path: Path) -> None:
+        """A Python configuration whose import creates an app logger, without "disable_existing_loggers":
+        that logger is named as disabled."""
+        config = lint_config()
+        del config["disable_existing_loggers"]
+        (tmp_path / "conf_lint.py").write_text(textwrap.dedent(f"""\
+            import json, logging
+            log = logging.getLogger("shop.models")  # as a module of the application would, at import
+            LOGGING = json.loads({json.dumps(json.dumps(config))})
+            """))
+        proc = run_cli("check", "conf_lint", "--no-probe", cwd=tmp_path, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert warnings_of(proc.stdout) == ["disable-existing-loggers"]
+        assert "shop.models" in proc.stdout
+
+    def test_spool_dir_under_a_file(self, tmp_path: Path) -> None:
+        """spool_dir under a regular file: the check itself still runs (its own spool), and warns."""
+        (tmp_path / "a-file").write_text("x")
+        config = lint_config()
+        config["handlers"]["kafka"]["spool_dir"] = str(tmp_path / "a-file" / "spool")
+        proc = run_cli("check", str(self.write(tmp_path, config)), "--no-probe", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert warnings_of(proc.stdout) == ["spool-dir"]
+        assert f"handler 'kafka' spools to {tmp_path / 'a-file' / 'spool'} (spool_dir)" in proc.stdout
+
+    def test_help_documents_the_exit_codes_and_the_probe_topic(self) -> None:
+        """--help says what each exit status means, where the probe goes, and lists --strict and the codes."""
+        proc = run_cli("check", "--help", timeout=60)
+        assert proc.returncode == 0
+        text = " ".join(proc.stdout.split())
+        for words in ("Exit status: 0 when", "1 when a probe", "2 when the configuration", "3 with --strict",
+                      "<application topic>.check", "--probe-topic", "--no-probe", "queue-handler"):
+            assert words in text

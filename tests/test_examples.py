@@ -501,6 +501,6 @@ class TestKubernetesExample:
         run = subprocess.run([sys.executable, "-m", "logkafka", "check", str(EXAMPLES / "kubernetes" / "logging.yaml")],
                              env=topics.env(**K8S_ENV), cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
         assert run.returncode == 0, run.stdout + run.stderr
-        probes = [m.data for m in read_topic(topics.servers, topics.app, expected=1, timeout=WAIT)
-                  if m.data.get("code") == "LOGKAFKA_CHECK"]
+        probes = [m.data for m in read_topic(topics.servers, f"{topics.app}.check", expected=1, timeout=WAIT)
+                  if m.data.get("code") == "LOGKAFKA_CHECK"]  # the probe's own topic, not the application's
         assert len(probes) == 1 and probes[0]["service"] == "payments-worker"
