@@ -337,7 +337,8 @@ def _propagation(tree: _Tree) -> Iterator[Finding]:
             f'logger {lg.name!r} has "propagate": false and no KafkaLogHandler of its own: its records (and '
             f"those of the loggers under it) stop there and never reach handler"
             f"{'s' if len(names) > 1 else ''} {_quoted(names)} on {', '.join(on)}",
-            f'add {_quoted(names)} to its "handlers", or remove "propagate": false',
+            f'add {_quoted(names)} to its "handlers", or remove "propagate": false; '
+            f"--ignore propagate:{lg.name} if it is meant",
         )
 
 
@@ -396,12 +397,16 @@ def _identity(config: Mapping[str, Any], targets: Collection[Target]) -> Iterato
                 and set(fmt_spec) - _CLASS_FORMATTER_KEYS):
             reported.add(fmt_name)
             ignored = sorted(str(k) for k in set(fmt_spec) - _CLASS_FORMATTER_KEYS)
+            cls = fmt_spec.get("class")
+            given = ('is given by "class"' if cls is not None
+                     else 'names no "()" factory (dictConfig then makes a plain logging.Formatter)')
             yield Finding(
                 "formatter-class", fmt_name,
-                f"formatter {fmt_name!r} is given by \"class\", and dictConfig passes such a formatter only format, "
+                f"formatter {fmt_name!r} {given}, and dictConfig passes such a formatter only format, "
                 f"datefmt, style, validate and defaults: its {', '.join(ignored)} "
                 f"{'is' if len(ignored) == 1 else 'are'} silently ignored",
-                f'write "()": {fmt_spec.get("class")!r} instead of "class": {fmt_spec.get("class")!r}',
+                f'write "()": {cls!r} instead of "class": {cls!r}' if cls is not None
+                else 'give it "()": "logkafka.JsonFormatter" (the factory gets every other key)',
             )
         fmt = handler.formatter
         if not isinstance(fmt, JsonFormatter):

@@ -932,7 +932,8 @@ class TestLintLevels:
         (finding,) = lint(lint_config(loggers={"uvicorn.access": {"handlers": ["file"], "propagate": False}}))
         assert codes([finding]) == [("propagate", "uvicorn.access")]
         assert "never reach handler 'kafka' on the root logger" in finding.problem
-        assert finding.fix == "add 'kafka' to its \"handlers\", or remove \"propagate\": false"
+        assert finding.fix == ("add 'kafka' to its \"handlers\", or remove \"propagate\": false; "
+                               "--ignore propagate:uvicorn.access if it is meant")
 
     def test_unattached_handler(self, lint: Any) -> None:
         """A KafkaLogHandler no logger lists receives nothing, and is named."""
@@ -1017,6 +1018,15 @@ class TestLintIdentity:
         assert codes([finding]) == [("formatter-class", "json")]
         assert "service_name is silently ignored" in finding.problem
         assert "\"()\": 'logkafka.JsonFormatter'" in finding.fix
+
+    def test_formatter_without_a_factory_drops_its_identity(self, lint: Any) -> None:
+        """A formatter with neither "()" nor "class" is a plain logging.Formatter: its service_name is dropped."""
+        config = lint_config()
+        config["formatters"]["json"] = {"format": "%(message)s", "service_name": "checkout"}
+        (finding,) = lint(config)
+        assert codes([finding]) == [("formatter-class", "json")]
+        assert 'names no "()" factory' in finding.problem
+        assert finding.fix.startswith('give it "()": "logkafka.JsonFormatter"')
 
 
 class TestLintSpoolDir:
