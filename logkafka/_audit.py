@@ -18,9 +18,13 @@ from typing import Any
 
 from logkafka import _context
 from logkafka._formatter import STREAM
+from logkafka._report import report
 
 AUDIT_LOGGER = logging.getLogger("logkafka.audit")
 SECURITY_LOGGER = logging.getLogger("logkafka.security")
+#: Records of each stream that reached no KafkaLogHandler (see ``unrouted``).
+_UNROUTED = {"audit": 0, "security": 0}
+_SAID: set[str] = set()
 OUTCOMES = ("success", "failure")
 DECISIONS = ("allow", "deny")
 
@@ -143,7 +147,7 @@ def audit(
     level, msg, args, extra = audit_parts(action, actor, resource, outcome, tenant_id=tenant_id, diff=diff,
                                           ip_address=ip_address, user_agent=user_agent,
                                           correlation_id=correlation_id, context=context)
-    AUDIT_LOGGER.log(level, msg, *args, extra=extra)
+    _log(AUDIT_LOGGER, "audit", level, msg, args, extra)
 
 
 def security(
@@ -162,4 +166,54 @@ def security(
     """
     level, msg, args, extra = security_parts(event_type, user_id, resource, decision, tenant_id=tenant_id,
                                              correlation_id=correlation_id, context=context)
-    SECURITY_LOGGER.log(level, msg, *args, extra=extra)
+    _log(SECURITY_LOGGER, "security", level, msg, args, extra)
+
+
+def unrouted() -> dict[str, int]:
+    """Audit and security records of this process that reached no ``KafkaLogHandler``, by stream."""
+    return dict(_UNROUTED)
+
+
+def _log(logger: logging.Logger, stream: str, level: int, msg: str, args: tuple[Any, ...],
+         extra: dict[str, Any]) -> None:
+    """Log a stream's record at the caller's line; nothing in the app's configuration switches it off.
+
+    ``dictConfig`` disables every logger that exists before it runs and that it
+    does not name, unless ``disable_existing_loggers`` is False; importing
+    logkafka creates these two, so a recipe without that line would silence the
+    audit trail. Their records are not the app's verbosity either: a logger at
+    NOTSET is set to INFO, so a quiet root logger does not hide them.
+    """
+    if logger.disabled:
+        logger.disabled = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not _reaches_kafka(logger, level):
+        _UNROUTED[stream] += 1
+        if stream not in _SAID:
+            _SAID.add(stream)
+            report("unrouted", f"logkafka.{stream}() records reach no KafkaLogHandler: no handler on the logger "
+                   f"{logger.name!r} or its parents takes them, so they are not sent to Kafka (counted in "
+                   f"stats()['unrouted']); attach a KafkaLogHandler to the root logger or to {logger.name!r}",
+                   interval=0.0)
+    logger.log(level, msg, *args, extra=extra, stacklevel=3)
+
+
+def _reaches_kafka(logger: logging.Logger, level: int) -> bool:
+    """Whether a record at ``level`` on ``logger`` meets a KafkaLogHandler (directly or behind a QueueHandler)."""
+    from logkafka._handler import KafkaLogHandler
+
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if level < handler.level:
+                continue
+            if isinstance(handler, KafkaLogHandler):
+                return True
+            listener = getattr(handler, "listener", None)  # a QueueHandler configured with its listener
+            if any(isinstance(h, KafkaLogHandler) and level >= h.level for h in getattr(listener, "handlers", ())):
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    return False

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import difflib
+import inspect
 import logging
 import os
 import re
@@ -15,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from logkafka import _envelope, _tracing
+from logkafka._audit import unrouted
 from logkafka._formatter import (
     CTX,
     EID,
@@ -60,6 +65,17 @@ _RECORD_KEYS = {
 Encode = Callable[[dict[str, Any]], bytes]
 KeyOf = Callable[[dict[str, Any]], bytes | None]
 _AUDIT_QUEUE_MIN = 10_000  # the audit and security queue holds at least this many records
+_UNREACHABLE_LOOK = 0.05  # seconds between looks at whether the broker is known unreachable, at close
+_SPILL_WAIT = 5.0  # seconds close() waits for the thread to spool what the broker did not take
+_EXITING = False  # set at interpreter exit, before logging.shutdown() flushes the handlers
+
+
+def _at_exit() -> None:
+    global _EXITING
+    _EXITING = True
+
+
+atexit.register(_at_exit)  # registered after logging's own hook, so it runs before logging.shutdown()
 
 
 def _tenant_key(rd: dict[str, Any]) -> bytes:
@@ -73,6 +89,47 @@ def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
     except Exception as exc:
         report("format", f"formatter {type(formatter).__name__} failed, shipping the record as JSON: {exc}")
         return JsonFormatter().encode_captured(rd)
+
+
+_SIGNATURES: dict[type, tuple[list[str], bool]] = {}
+
+
+def _check_arguments(cls: type, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Unknown or surplus arguments: a ``ValueError`` naming the setting and the likely intended one.
+
+    Python's own ``TypeError`` would reach a dictConfig user wrapped in "Unable
+    to configure handler", with no hint of the right name.
+    """
+    known = _SIGNATURES.get(cls)
+    if known is None:
+        params = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]
+        names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
+        known = _SIGNATURES[cls] = (names, open_ended)
+    names, open_ended = known
+    positional = [p for p in ("bootstrap_servers", "topic") if p in names]
+    if len(args) > len(positional) and not open_ended:
+        raise ValueError(f"{cls.__name__}: only {' and '.join(positional)} may be given by position; "
+                         f"name every other setting (got {len(args)} positional arguments)")
+    if open_ended:
+        return
+    for name in kwargs:
+        if name in names:
+            continue
+        close = [name.replace(".", "_")] if name.replace(".", "_") in names else []
+        if not close and "." not in name and name not in _CLIENT_WORDS:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+        elif "." in name or name in _CLIENT_WORDS:  # librdkafka's names are dotted
+            hint = f" (a Kafka client setting? those go in producer_config: {{{name!r}: ...}})"
+        else:
+            hint = f"; the settings are: {', '.join(names)}"
+        raise ValueError(f"unknown setting {name!r}{hint}")
+
+
+#: Undotted librdkafka settings people pass as handler arguments.
+_CLIENT_WORDS = frozenset({"acks", "debug", "partitioner"})
 
 
 def _key_bytes(value: Any) -> bytes | None:
@@ -92,6 +149,10 @@ class KafkaLogHandler(logging.Handler):
     acknowledgements. Every argument can be given in ``logging.config.dictConfig``;
     see the README for each setting's environment variable and default.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> KafkaLogHandler:
+        _check_arguments(cls, args, kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -155,6 +216,7 @@ class KafkaLogHandler(logging.Handler):
         self._redaction: dict[str, Any] = {"redact": redact, "redact_keys": keys, "redact_patterns": patterns,
                                            "redact_allow": allow}
         super().__init__(level_of(level))
+        self._explicit_identity = explicit
         self._resource = identity if explicit else None
         self._queue: deque[Any] = deque()
         self._maxsize = self.settings.queue_size
@@ -181,6 +243,10 @@ class KafkaLogHandler(logging.Handler):
         self._stream_worker: Worker | None = None
         self._worker = self._new_worker()
         _HANDLERS.add(self)
+        if self.settings.spool_off and self._enabled:
+            report("spool_off", f"no disk spool: {self.settings.spool_off}; records wait in memory only while "
+                   "Kafka is away (set spool_dir or LOGKAFKA_SPOOL_DIR to a writable directory, e.g. a mounted "
+                   "volume)", interval=3600.0)
         if self._worker.spooling:  # records from an earlier run wait in the spool: send them now
             self._worker.start()
         st = self.settings
@@ -206,7 +272,7 @@ class KafkaLogHandler(logging.Handler):
             producer_config=st.producer_config,
             queue=queue,
             bind=bind,
-            dropped=self._dropped_total,
+            dropped=self._queue_drops,
             flush_timeout=st.flush_timeout,
             spool=spool,
             durability=durability,
@@ -252,6 +318,28 @@ class KafkaLogHandler(logging.Handler):
                 old_streams.spool.after_fork_in_child()
             _ABANDONED.append(old_streams)
             self._stream_worker = None
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        """Set the formatter; a ``JsonFormatter``'s service identity becomes the handler's where it has none.
+
+        So the Kafka client's ``client.id``, ``logkafka check`` and the records
+        agree on the service the shared formatter names.
+        """
+        super().setFormatter(fmt)
+        if isinstance(fmt, JsonFormatter):
+            self._adopt_identity(fmt.identity)
+
+    def _adopt_identity(self, base: Mapping[str, str]) -> None:
+        st = self.settings
+        identity = {**base, **self._explicit_identity}
+        if identity == st.identity:
+            return
+        config = st.producer_config
+        if config.get("client.id") == f"logkafka-{st.identity['service']}":  # ours, not the user's
+            config["client.id"] = f"logkafka-{identity['service']}"  # the workers' producers read this dict
+        self.settings = dataclasses.replace(st, identity=identity)
+        if self._explicit_identity:
+            self._resource = identity
 
     # -- the caller's side ----------------------------------------------------------
     def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
@@ -359,13 +447,10 @@ class KafkaLogHandler(logging.Handler):
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
-    def _dropped_total(self) -> int:
-        total = sum(self._dropped.values())
-        for worker in (getattr(self, "_worker", None), getattr(self, "_stream_worker", None)):
-            spool = worker.spool if worker is not None else None
-            if spool is not None:
-                total += spool.dropped + spool.torn + spool.errors
-        return total
+    def _queue_drops(self) -> dict[str, int]:
+        """Records dropped before the worker took them, by reason (the spool's losses it says itself)."""
+        with self._drop_lock:
+            return dict(self._dropped)
 
     # -- the worker's side ---------------------------------------------------------------
     def _bind(self, formatter: logging.Formatter | None) -> BindPlan:
@@ -489,7 +574,7 @@ class KafkaLogHandler(logging.Handler):
         ``timeout`` defaults to ``flush_timeout``. Returns True when everything
         was settled (acknowledged, or failed and counted) in time.
         """
-        if not self._enabled:
+        if not self._enabled or "_worker" not in self.__dict__:  # off, or its construction failed
             return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
         deadline = time.monotonic() + limit
@@ -502,10 +587,24 @@ class KafkaLogHandler(logging.Handler):
             waits.append((worker, barrier))
         done = True
         for worker, barrier in waits:
-            done = worker.wait_for(barrier, max(0.0, deadline - time.monotonic())) and done
+            done = self._wait(worker, barrier, deadline, give_up_unreachable=_EXITING) and done
         if not done:
             self._flush_gave_up = time.monotonic()
         return done
+
+    @staticmethod
+    def _wait(worker: Worker, barrier: Barrier, deadline: float, *, give_up_unreachable: bool) -> bool:
+        """Wait for ``barrier`` until ``deadline``; with ``give_up_unreachable``, stop as soon as the
+        worker knows no broker answers (waiting longer would only delay the spool write)."""
+        if not give_up_unreachable:
+            return worker.wait_for(barrier, max(0.0, deadline - time.monotonic()))
+        while True:
+            left = deadline - time.monotonic()
+            if worker.wait_for(barrier, max(0.0, min(left, _UNREACHABLE_LOOK))):
+                return True
+            if left <= 0 or worker.broker_reachable is False:
+                barrier.deadline = 0.0  # given up: it no longer holds back the records behind it
+                return False
 
     def close(self) -> None:
         """Deliver what was queued before the call (up to ``flush_timeout``) and let the thread end.
@@ -514,20 +613,33 @@ class KafkaLogHandler(logging.Handler):
         the thread before it ends, so reconfiguring logging loses nothing.
         """
         try:
-            if self._enabled:
+            if self._enabled and "_worker" in self.__dict__:
                 timeout = self.settings.flush_timeout
                 if time.monotonic() - self._flush_gave_up < timeout:
-                    timeout = 0.0  # logging.shutdown() just waited a whole flush_timeout in flush()
+                    timeout = 0.0  # logging.shutdown() just waited in flush(), and gave up
                 # Wait only for records queued before close(): other threads may go on logging
-                # to this handler while dictConfig, holding logging's lock, replaces it.
-                settled = self.flush(timeout)
+                # to this handler while dictConfig, holding logging's lock, replaces it. When no
+                # broker answers, stop waiting: what is pending goes to the spool now.
+                settled = self._flush_closing(timeout)
                 for worker in self._workers():
                     worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
-                if not settled:  # the thread now fails what is unsettled: let it count them
+                if not settled:  # the thread now spools (or fails and counts) what is unsettled
+                    deadline = time.monotonic() + _SPILL_WAIT
                     for worker in self._workers():
-                        worker.join(1.0)
+                        worker.join(max(0.0, deadline - time.monotonic()))
         finally:
             super().close()
+
+    def _flush_closing(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        done = True
+        for worker, queue in ((self._worker, self._queue), (self._stream_worker, self._stream_queue)):
+            if worker is None or (not queue and worker.settled()):
+                continue
+            barrier = Barrier(deadline)
+            queue.append(barrier)
+            done = self._wait(worker, barrier, deadline, give_up_unreachable=True) and done
+        return done
 
     def stats(self) -> dict[str, Any]:
         """Counters of this handler: what was delivered, failed, dropped, and what waits.
@@ -576,8 +688,15 @@ class KafkaLogHandler(logging.Handler):
             "truncated": sum(wk.truncated for wk in workers),
             "latency_s": w.latency(),
             **spool_stats,
+            "spool_off": self.settings.spool_off,
+            "unrouted": unrouted(),
             "streams": streams,
         }
+
+
+# The signature tools show (help(), IDEs, a caller binding arguments) is __init__'s, not __new__'s.
+KafkaLogHandler.__signature__ = inspect.signature(KafkaLogHandler.__init__).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(KafkaLogHandler.__init__).parameters.values())[1:])
 
 
 def _after_fork_in_child() -> None:

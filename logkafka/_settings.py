@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from confluent_kafka import KafkaException, Producer
 
 from logkafka._formatter import CORE_FIELDS
 
@@ -118,27 +121,56 @@ def check_key(value: Any) -> str | None:
     )
 
 
-def validate_producer_config(config: Mapping[str, Any]) -> None:
-    """Let librdkafka itself check every setting, without connecting anywhere."""
-    from confluent_kafka import KafkaException, Producer
+#: Client settings whose values are functions: checked as callables, never called while validating.
+_CALLBACKS = ("oauth_cb", "stats_cb", "throttle_cb", "logger")
 
+
+def _client_error(exc: BaseException) -> str:
+    if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
+        return str(exc.args[0].str())
+    return str(exc.args[0] if exc.args else exc)
+
+
+def _try_client(config: Mapping[str, Any]) -> str | None:
+    """librdkafka's objection to ``config`` (a client built without connecting anywhere), or None."""
+    try:
+        Producer({**config, "log_level": 0})
+    except (KafkaException, TypeError, ValueError) as exc:
+        return _client_error(exc)
+    return None
+
+
+def validate_producer_config(config: Mapping[str, Any], user: Mapping[str, Any] | None = None) -> None:
+    """Let librdkafka itself check every setting, without connecting anywhere or calling a callback.
+
+    A bad value is reported under the name the user wrote (``acks``, not
+    librdkafka's alias ``request.required.acks``); ``user`` holds those names.
+    """
     for name, reason in _RESERVED_PRODUCER.items():
         if name in config:
             raise ValueError(f"producer_config: {name!r} cannot be set: {reason}")
-    probe = {k: v for k, v in config.items() if k not in ("bootstrap.servers", "logger")}
-    probe["log_level"] = 0
-    try:
-        Producer(probe)
-    except (KafkaException, TypeError, ValueError) as exc:
-        text = str(exc.args[0] if exc.args else exc)
-        if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
-            text = exc.args[0].str()
-        bad = [k for k in config if f'"{k}"' in text or f"'{k}'" in text or k in text]
+    for name in _CALLBACKS:
+        if name in config and not (callable(config[name]) or (name == "logger" and hasattr(config[name], "log"))):
+            value = config[name]
+            hint = (" (dictConfig resolves 'ext://' only in a handler's own arguments: pass the function itself, "
+                    "or set it in code)") if isinstance(value, str) and value.startswith("ext://") else ""
+            raise ValueError(f"producer_config[{name!r}]: expected a function, got {value!r}{hint}")
+    probe = {k: v for k, v in config.items() if k not in ("bootstrap.servers", *_CALLBACKS)}
+    text = _try_client(probe)
+    if text is None:
+        return
+    mine = [k for k in (user if user is not None else config) if k in probe]
+    culprit = next((k for k in mine if _try_client({k: probe[k]}) is not None), None)
+    if culprit is None:
         hint = ""
-        for k in bad:
-            if "_" in k and "No such configuration property" in text:
+        for k in mine:
+            if "_" in k and "No such configuration property" in text and k in text:
                 hint = f" (librdkafka names use dots: {k.replace('_', '.')!r}?)"
-        raise ValueError(f"producer_config: {text}{hint}") from None
+        raise ValueError(f"producer_config: {text}{hint}")
+    if "No such configuration property" in text:
+        hint = f" (librdkafka names use dots: {culprit.replace('_', '.')!r}?)" if "_" in culprit else ""
+        raise ValueError(f"producer_config[{culprit!r}]: no such client setting{hint}")
+    raise ValueError(f"producer_config[{culprit!r}]: invalid value {probe[culprit]!r} (librdkafka: {text})")
 
 
 @dataclass(frozen=True)
@@ -154,6 +186,7 @@ class HandlerSettings:
     identity: dict[str, str]
     producer_config: dict[str, Any] = field(repr=False)
     spool_dir: str | None = None  # None: no spool
+    spool_off: str | None = None  # why there is no spool although none was asked for
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_fsync: str = "interval"
     durability: str = "memory"
@@ -245,8 +278,10 @@ def build_settings(
         raise ValueError(f"bootstrap_servers: expected 'host:port[,host:port...]', got {servers!r}")
     config = {**PRODUCER_DEFAULTS, **user, "bootstrap.servers": servers.strip()}
     config.setdefault("client.id", f"logkafka-{identity['service']}")
+    spool, spool_off = check_spool_dir(spool_dir), None
     if on:
-        validate_producer_config(config)
+        validate_producer_config(config, user)
+        spool, spool_off = usable_spool_dir(spool, spool_dir)
     return HandlerSettings(
         enabled=on,
         bootstrap_servers=config["bootstrap.servers"],
@@ -261,7 +296,8 @@ def build_settings(
         key=check_key(key),
         identity=identity,
         producer_config=config,
-        spool_dir=check_spool_dir(spool_dir),
+        spool_dir=spool,
+        spool_off=spool_off,
         spool_max_bytes=_number("spool_max_bytes", "LOGKAFKA_SPOOL_MAX_BYTES", spool_max_bytes,
                                 DEFAULT_SPOOL_MAX_BYTES, int),
         spool_fsync=_choice("spool_fsync", "LOGKAFKA_SPOOL_FSYNC", spool_fsync, "interval",
@@ -284,7 +320,7 @@ def _choice(name: str, env: str, value: Any, default: str, allowed: tuple[str, .
 
 def check_spool_dir(value: Any) -> str | None:
     """The spool directory: the argument, else ``LOGKAFKA_SPOOL_DIR``, else a per-user default;
-    ``False`` or ``""`` turns the spool off."""
+    ``False`` or ``""`` turns the spool off. The path is only checked, not tried (see ``usable_spool_dir``)."""
     from logkafka._spool import default_spool_dir
 
     if value is None:
@@ -301,6 +337,44 @@ def check_spool_dir(value: Any) -> str | None:
     if os.path.exists(value) and not os.path.isdir(value):
         raise ValueError(f"spool_dir: {value!r} exists and is not a directory")
     return value
+
+
+def spool_dir_problem(path: str) -> str | None:
+    """Why records could not be written under ``path`` (created if missing), or None when they can.
+
+    Tried for real (a directory made, a file written and removed): permissions,
+    a read-only file system and a path under a regular file all show.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".logkafka-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{exc.strerror or exc}" + (f": {exc.filename!r}" if exc.filename else "")
+    return None
+
+
+def usable_spool_dir(spool_dir: str | None, explicit: Any) -> tuple[str | None, str | None]:
+    """(the spool directory to use, why the spool is off) for a checked ``spool_dir``.
+
+    A directory the user chose (the argument or ``LOGKAFKA_SPOOL_DIR``) that
+    cannot be written is a ``ValueError`` naming the setting; the per-user
+    default that cannot (a read-only home, as in hardened containers) turns the
+    spool off, said once: records then wait in memory only.
+    """
+    if spool_dir is None:
+        return None, None
+    problem = spool_dir_problem(spool_dir)
+    if problem is None:
+        return spool_dir, None
+    if explicit is not None:
+        raise ValueError(f"spool_dir: cannot write records under {spool_dir!r}: {problem} "
+                         "(choose a writable directory, or spool_dir=False for no spool)")
+    if os.environ.get("LOGKAFKA_SPOOL_DIR") is not None:
+        raise ValueError(f"LOGKAFKA_SPOOL_DIR: cannot write records under {spool_dir!r}: {problem} "
+                         "(choose a writable directory, or LOGKAFKA_SPOOL_DIR=false for no spool)")
+    return None, f"the default spool directory {spool_dir!r} cannot be written ({problem})"
 
 
 def level_of(value: int | str) -> int:

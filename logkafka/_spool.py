@@ -30,6 +30,7 @@ import orjson
 FSYNC_POLICIES = ("always", "interval", "never")
 _FSYNC_INTERVAL = 1.0  # seconds, for spool_fsync="interval"
 _SUFFIX = ".seg"
+_TOPIC_IN_NAME = 200  # characters of the topic in a destination directory's name
 
 
 def default_spool_dir() -> str:
@@ -41,6 +42,9 @@ def default_spool_dir() -> str:
 def destination_dir(spool_dir: str, topic: str, bootstrap_servers: str) -> str:
     """The directory of one destination: the topic and a short hash of the cluster's address."""
     digest = hashlib.sha1(bootstrap_servers.encode(), usedforsecurity=False).hexdigest()[:10]
+    if len(topic) > _TOPIC_IN_NAME:  # a file name has at most 255 bytes; the hash keeps long names apart
+        whole = hashlib.sha1(topic.encode(), usedforsecurity=False).hexdigest()[:10]
+        topic = f"{topic[:_TOPIC_IN_NAME]}~{whole}"
     return os.path.join(spool_dir, f"{topic}-{digest}")
 
 
@@ -247,7 +251,7 @@ class Spool:
     def _segments(self) -> list[str]:
         try:
             names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
-        except FileNotFoundError:
+        except OSError:  # not made yet, or unreadable: nothing of ours to replay
             return []
         return [os.path.join(self.directory, n) for n in sorted(names)]
 

@@ -75,11 +75,38 @@ class Barrier:
         self.deadline = deadline
 
 
+#: librdkafka log facilities whose news the error callback already gives, in plain words.
+_SAID_BY_ERROR_CB = frozenset({"FAIL", "ERROR"})
+#: Why records were dropped before they reached the producer, in plain words.
+_DROP_REASONS = {
+    "queue_full": "the in-memory queue was full",
+    "drop_newest": "the in-memory queue was full (overflow='drop_newest')",
+    "drop_oldest": "the in-memory queue was full: the oldest records made room (overflow='drop_oldest')",
+    "block_timeout": "the in-memory queue stayed full for block_timeout (overflow='block')",
+}
+
+
+def plain_error(err: KafkaError, servers: str) -> str | None:
+    """A client error in plain words, or None for one not worth a line (a reconnect librdkafka handles)."""
+    code = err.code()
+    if code == KafkaError._ALL_BROKERS_DOWN:
+        return f"cannot reach Kafka at {servers}: no broker answers; records wait (memory, then the spool)"
+    if code == KafkaError._TRANSPORT:
+        return None  # one connection dropped; librdkafka reconnects, and all-brokers-down is said above
+    if code == KafkaError._RESOLVE:
+        return f"cannot resolve the Kafka address {servers}"
+    if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+        return f"Kafka at {servers} refused the credentials: {err.str()}"
+    if code == KafkaError._SSL:
+        return f"TLS with Kafka at {servers} failed: {err.str()}"
+    return f"Kafka client error: {err.str()}"
+
+
 class _LibrdkafkaLog:
-    """librdkafka's log lines, as rate-limited stderr lines (warnings and worse)."""
+    """librdkafka's log lines, as rate-limited stderr lines (warnings and worse, not those the error callback says)."""
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
-        if level >= logging.WARNING:
+        if level >= logging.WARNING and not (args and args[0] in _SAID_BY_ERROR_CB):
             try:
                 text = fmt % args
             except Exception:
@@ -98,7 +125,7 @@ class Worker:
         producer_config: dict[str, Any],
         queue: deque[Any],
         bind: Callable[[Any], BindPlan],
-        dropped: Callable[[], int],
+        dropped: Callable[[], dict[str, int]],
         flush_timeout: float,
         spool: Spool | None = None,
         durability: str = "memory",
@@ -121,7 +148,8 @@ class Worker:
         self._barriers: list[Barrier] = []  # popped, waiting for the producer to be empty
         self._produced = 0  # records the producer accepted
         self._stop_at: float | None = None  # set by stop(): leave once idle, or at this time
-        self._reported_drops = 0
+        self._reported_drops: dict[str, int] = {}
+        self._quiet = False  # while purging at close or before a rebuild: one summary, not a line per record
         self._seen_delivered = 0
         #: True while the thread runs; read without a lock by emit().
         self.running = False
@@ -519,7 +547,8 @@ class Worker:
     def _start_spooling(self, why: str) -> None:
         if not self._spooling:
             self._spooling = True
-            report("spooling", f"spooling records to disk: {why}")
+            if not self._quiet:
+                report("spooling", f"spooling records to disk: {why}")
         self.broker_reachable = False
         self._next_probe = time.monotonic() + _PROBE_EVERY
 
@@ -538,7 +567,8 @@ class Worker:
 
     def _spool_failed(self, spool: Spool) -> None:
         self.last_error = spool.last_error
-        report("spool", f"records lost: {spool.last_error}")
+        if not self._quiet:
+            report("spool", f"records lost: {spool.last_error}")
 
     def _replay_step(self, producer: Producer) -> None:
         """Hand spooled records to the producer, oldest first, once the broker answers.
@@ -660,7 +690,8 @@ class Worker:
                            ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), headers)
             return
         self.failed += 1
-        report("delivery", f"delivery failed: {err.str()}")
+        if not self._quiet:
+            report("delivery", f"a record was not delivered: {err.str()}")
 
     def _on_error(self, err: KafkaError) -> None:
         self.errors += 1
@@ -671,7 +702,9 @@ class Worker:
             self._fatal = True
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_reachable = False
-        report(f"error:{err.code()}", f"Kafka client error: {err.str()}")
+        text = plain_error(err, str(self._config.get("bootstrap.servers", "")))
+        if text is not None:
+            report(f"error:{err.code()}", text)
 
     def _settle_barriers(self) -> None:
         if not self._barriers:
@@ -698,26 +731,56 @@ class Worker:
                     self._latencies.append(now - samples.popleft()[1])
         dropped = self._dropped()
         if dropped != self._reported_drops:
-            report("dropped", f"{dropped - self._reported_drops} records dropped (in-memory queue full)")
-            self._reported_drops = dropped
+            for reason, n in dropped.items():
+                new = n - self._reported_drops.get(reason, 0)
+                if new > 0:
+                    report(f"dropped:{reason}", f"{new} records dropped: {_DROP_REASONS.get(reason, reason)}")
+            self._reported_drops = dict(dropped)
 
     def _finish(self, producer: Producer, stop_at: float) -> None:
-        """Wait for acknowledgements until ``stop_at``; what is left then is spooled (or has failed)."""
+        """Wait for acknowledgements until ``stop_at``; what is left then is spooled (or has failed).
+
+        One line says what became of the records the broker did not acknowledge,
+        written after the spool write, so "in the spool" is said only when true.
+        """
         while len(producer) and time.monotonic() < stop_at:
             producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))  # beside the reaper
         self._stop_reaper()  # from here on, this thread alone serves the producer
+        spool = self.spool
+        before = (spool.spooled, spool.errors) if spool is not None else (0, 0)
+        failed_before = self.failed
         left = 0
-        if len(producer):
-            left = self._purge(producer)  # the records left report as failed (purged): spooled for the next start
-            where = "spooled for the next start" if self.spool is not None else "lost"
-            report("shutdown", f"records not acknowledged within flush_timeout ({self._flush_timeout}s): {where}")
-        else:
-            self._handle_failures()
-        self._producer = None
-        self._settle_replay(left)
-        if self.spool is not None:
-            self.spool.close()
+        unsettled = len(producer)
+        self._quiet = True
+        try:
+            if unsettled:
+                left = self._purge(producer)  # the records left report as failed (purged): spooled for the next start
+            else:
+                self._handle_failures()
+            self._producer = None
+            self._settle_replay(left)
+            if spool is not None:
+                spool.close()
+        finally:
+            self._quiet = False
         self._settle_barriers()
+        if unsettled:
+            self._say_unsettled(spool, before, self.failed - failed_before)
+
+    def _say_unsettled(self, spool: Spool | None, before: tuple[int, int], failed: int) -> None:
+        why = "cannot reach Kafka" if self.broker_reachable is False else \
+            f"not acknowledged within flush_timeout ({self._flush_timeout:g}s)"
+        parts = []
+        if spool is not None:
+            spooled, lost = spool.spooled - before[0], spool.errors - before[1]
+            if spooled:
+                parts.append(f"{spooled} records written to the spool {spool.directory} for the next start")
+            if lost:
+                parts.append(f"{lost} records lost: {spool.last_error}")
+        if failed:
+            parts.append(f"{failed} records lost" + ("" if spool is not None else " (no spool_dir)"))
+        if parts:
+            report("shutdown", f"{self._topic}: {why} at close: {'; '.join(parts)}", interval=0.0)
 
     def _settle_replay(self, unreported: int) -> None:
         """End a replay stopped half way (at close, or before a new producer) without duplicates.
@@ -780,11 +843,14 @@ class Worker:
         report("fatal", f"fatal producer error ({self.last_error}): building a new producer")
         self._stop_reaper()
         left = 1
+        self._quiet = True
         try:
             left = self._purge(producer)
         except Exception as exc:
             report("fatal", f"could not purge the failed producer: {exc}")
             self._handle_failures()
+        finally:
+            self._quiet = False
         self.rebuilds += 1
         self._settle_replay(left)
         self._producer = self._make_producer()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -433,8 +434,16 @@ class TestNoBroker:
             assert text in spooled, text  # nothing lost: the next handler on this spool replays them
 
     def test_stop_leaves_the_event_loop_free(self, tmp_path: Path) -> None:
-        """stop() closes the handler in a thread: other tasks keep running while it waits on Kafka."""
-        publisher = LoggingEventPublisher(unreachable(), spool_dir=tmp_path / "spool", flush_timeout=1.0)
+        """stop() closes the handler in a thread: other tasks keep running while it waits on Kafka.
+
+        The "broker" accepts connections and never answers (a frozen one): the handler cannot
+        know it is unreachable, so close() waits its flush_timeout (a refused connection it would
+        know at once, and spool without waiting)."""
+        frozen = socket.socket()
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(16)
+        publisher = LoggingEventPublisher(f"127.0.0.1:{frozen.getsockname()[1]}", spool_dir=tmp_path / "spool",
+                                          flush_timeout=1.0)
 
         async def main() -> tuple[int, float]:
             assert await publisher.publish_application_log("svc", "i", "INFO", "app", "m", "C")
@@ -455,7 +464,10 @@ class TestNoBroker:
             await ticker
             return ticks, took
 
-        ticks, took = run(main())
+        try:
+            ticks, took = run(main())
+        finally:
+            frozen.close()
         assert took >= 0.5  # it did wait on the unreachable broker...
         assert ticks >= 10, (ticks, took)  # ...while the loop went on
 
