@@ -496,6 +496,18 @@ class TestKubernetesExample:
         assert all(sorted(c) == ["SETTLEMENT_COMPLETED", "SETTLEMENT_STARTED"] for c in kept.values()), kept
         assert 0 < len(kept) < 40
 
+    def test_service_name_without_the_deployment(self, topics: Topics) -> None:
+        """Run outside Kubernetes (no OTEL_SERVICE_NAME), the example still names its service, in Kafka too."""
+        env = topics.env(**{k: v for k, v in K8S_ENV.items() if k != "OTEL_SERVICE_NAME"})
+        env.pop("OTEL_SERVICE_NAME", None)
+        run = subprocess.run([sys.executable, str(EXAMPLES / "kubernetes" / "app.py"), "--jobs", "1",
+                              "--interval", "0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        assert lines and {json.loads(line)["service"] for line in lines} == {"payments-worker"}
+        messages = read_topic(topics.servers, topics.app, expected=len(lines), timeout=WAIT)
+        assert {m.data["service"] for m in messages} == {"payments-worker"}
+
     def test_logkafka_check_accepts_the_recipe(self, topics: Topics) -> None:
         """`logkafka check examples/kubernetes/logging.yaml` builds the recipe and reads its probe back."""
         run = subprocess.run([sys.executable, "-m", "logkafka", "check", str(EXAMPLES / "kubernetes" / "logging.yaml")],

@@ -36,7 +36,13 @@ import logkafka
 log = logging.getLogger("payments.worker")
 
 
+#: The service's name on every record and in the Kafka client's client.id, unless OTEL_SERVICE_NAME
+#: (set in deployment.yaml) names it; without either, records would say "unknown_service:python".
+SERVICE_NAME = "payments-worker"
+
+
 def configure_logging() -> None:
+    os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)
     path = Path(os.environ.get("LOGGING_CONFIG") or Path(__file__).with_name("logging.yaml"))
     logging.config.dictConfig(yaml.safe_load(path.read_text(encoding="utf-8")))
 
