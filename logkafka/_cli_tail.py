@@ -645,8 +645,6 @@ def _level_arg(text: str) -> int:
     return number
 
 
-
-
 def _port(text: str) -> int:
     try:
         n = int(text)
