@@ -1,15 +1,193 @@
-"""Shared fixtures: logging state restored after every test, handlers that are always closed."""
+"""Shared fixtures: logging state restored after every test, handlers that are always closed.
+
+Also the ``broker`` marker, applied here to every test that needs a broker or starts a process or a
+server (``pytest -m "not broker"`` is the fast loop), and the number of workers ``-n auto`` starts.
+"""
 
 from __future__ import annotations
 
+import dis
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import types
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import logkafka
+from logkafka import testing
+
+TESTS = Path(__file__).resolve().parent
+
+# Fixtures that start or need a broker; any fixture depending on one of them counts too (fixture closure).
+BROKER_FIXTURES = frozenset({"kafka_broker", "kafka_topic", "make_handler", "proxied_broker", "kafka_log_handler"})
+# What a test, its fixtures or the test-module helpers they call can name to start a process or a server.
+_SPAWNING_MODULES = frozenset({"subprocess", "multiprocessing", "pty", "uvicorn", "gunicorn", "socketserver",
+                               "http.server", "wsgiref.simple_server", "werkzeug.serving"})
+_SPAWNING_OS = frozenset({"fork", "forkpty", "posix_spawn", "posix_spawnp", "spawnv", "spawnl", "system", "popen"})
+_SPAWNING_OBJECTS = (testing.LocalBroker, testing.ProxiedBroker, testing.TcpProxy, subprocess.Popen,
+                     subprocess.run, subprocess.call, subprocess.check_call, subprocess.check_output)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per CPU, at least 4, at most 8 (most tests wait on a broker, not a CPU).
+
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it; ``-n N`` and ``-n 0`` as usual.
+    """
+    override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if override.isdigit():
+        return int(override)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return min(8, max(4, 2 * cpus))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put this interpreter's scripts directory first on PATH, so that the console script the tests run
+    (``logkafka``) is the one installed with it, also when its virtualenv is not activated."""
+    scripts = sysconfig.get_path("scripts")
+    script = os.path.join(scripts, "logkafka")
+    if os.path.isfile(script) and shutil.which("logkafka") != script:
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
+def _is_ours(obj: object) -> bool:
+    """A function or class defined in the tests directory (helpers are searched, libraries are not)."""
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    file = getattr(module, "__file__", None)
+    return file is not None and Path(file).resolve().is_relative_to(TESTS)
+
+
+def _names(code: types.CodeType) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    """The global names, attribute names and ``from module import name`` pairs ``code`` (and the functions
+    nested in it) uses; ``import module`` counts as the global name ``module``."""
+    globals_, attrs, imported = set(), set(), set()
+    module = ""
+    for ins in dis.get_instructions(code):
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            globals_.add(str(ins.argval))
+        elif ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            attrs.add(str(ins.argval))
+        elif ins.opname == "IMPORT_NAME":
+            module = str(ins.argval)
+            globals_.add(module)
+        elif ins.opname == "IMPORT_FROM":
+            imported.add((module, str(ins.argval)))
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            more = _names(const)
+            globals_ |= more[0]
+            attrs |= more[1]
+            imported |= more[2]
+    return globals_, attrs, imported
+
+
+def _functions(obj: object) -> list[types.FunctionType]:
+    """The plain functions of ``obj``: itself, or a class's methods (static, class and properties too)."""
+    if isinstance(obj, types.FunctionType):
+        return [obj]
+    if not isinstance(obj, type):
+        return []
+    found = []
+    for value in vars(obj).values():
+        value = getattr(value, "__func__", None) or getattr(value, "fget", None) or value
+        if isinstance(value, types.FunctionType):
+            found.append(value)
+    return found
+
+
+def _spawning(obj: object) -> bool:
+    return (isinstance(obj, types.ModuleType) and obj.__name__ in _SPAWNING_MODULES) or any(
+        obj is spawning for spawning in _SPAWNING_OBJECTS)
+
+
+def _spawns(func: types.FunctionType, cls: type | None, seen: set[object]) -> bool:
+    """Whether ``func``, or a helper of the tests directory it names, starts a process or a server."""
+    if func in seen:
+        return False
+    seen.add(func)
+    globals_, attrs, imported = _names(func.__code__)
+    if globals_ & _SPAWNING_MODULES or attrs & {"LocalBroker", "ProxiedBroker", "TcpProxy"}:
+        return True
+    if func.__globals__.get("os") is os and "os" in globals_ and attrs & _SPAWNING_OS:
+        return True
+    found: list[tuple[object, type | None]] = []
+    for name in globals_:
+        obj = func.__globals__.get(name)
+        found.append((obj, obj if isinstance(obj, type) else cls))
+    for module, name in imported:
+        obj = getattr(sys.modules.get(module), name, None)
+        found.append((obj, obj if isinstance(obj, type) else cls))
+    if cls is not None:  # self.helper(), cls.helper()
+        found += [(getattr(cls, name, None), cls) for name in attrs]
+    for obj, owner in found:
+        if _spawning(obj):
+            return True
+        if _is_ours(obj) and any(_spawns(f, owner, seen) for f in _functions(obj)):
+            return True
+    return False
+
+
+def _needs_broker(item: pytest.Item) -> bool:
+    """A broker fixture in the test's fixture closure, or a process or server started by it or its fixtures."""
+    if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    seen: set[object] = set()
+    cls = getattr(item, "cls", None)
+    func = getattr(item, "function", None)
+    if isinstance(func, types.FunctionType) and _spawns(func, cls, seen):
+        return True
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    for name, defs in getattr(fixtureinfo, "name2fixturedefs", {}).items():
+        if name == _GUARD:
+            continue
+        for fixturedef in defs:
+            fixture = getattr(fixturedef, "func", None)
+            fixture = getattr(fixture, "__func__", fixture)  # a fixture defined as a method of the test class
+            if isinstance(fixture, types.FunctionType) and _is_ours(fixture) and _spawns(fixture, cls, seen):
+                return True
+    return False
+
+
+_GUARD = "_unmarked_tests_start_no_process"  # the fixture below: it names subprocess, and starts nothing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``broker`` every test that uses a broker or starts a process or a server (see README, Development)."""
+    for item in items:
+        if item.get_closest_marker("broker") is None and _needs_broker(item):
+            item.add_marker(pytest.mark.broker)
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that starts a process without the ``broker`` marker fails at teardown, so that
+    ``-m "not broker"`` stays fast: the analysis above missed it, and it needs ``@pytest.mark.broker``."""
+    if request.node.get_closest_marker("broker") is not None:
+        yield
+        return
+    started: list[str] = []
+    execute_child = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def record(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> Any:
+        started.append(repr(args)[:300])
+        return execute_child(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", record)
+    yield
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_child)
+    if started:
+        pytest.fail(f"{request.node.nodeid} started a process ({started[0]}) but is not marked broker: "
+                    "mark it @pytest.mark.broker (tests/conftest.py could not tell)", pytrace=False)
 
 
 def _attached_handlers() -> set[logging.Handler]:

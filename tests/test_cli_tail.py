@@ -718,6 +718,7 @@ class TestBroker:
         finally:
             stop_process(proc)
 
+    @pytest.mark.broker  # _cli_tail._start_broker starts one: tests/conftest.py cannot see that far
     def test_free_port_taken_meanwhile(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A free port that another process takes before the broker binds it is not printed: the broker
         moves to another one, and the address it gives is its own."""
