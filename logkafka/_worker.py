@@ -29,6 +29,8 @@ _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps r
 _UNBOUND = object()
 _PROBE_EVERY = 1.0  # seconds between looks at the broker while records wait in the spool
 _PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller never does)
+#: Seconds with records held and none settled, while a broker answers, before the producer is rebuilt.
+_STALL = 120.0
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
 _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 _LATENCIES = 4096  # latencies kept for the percentiles
@@ -103,10 +105,31 @@ def plain_error(err: KafkaError, servers: str) -> str | None:
 
 
 class _LibrdkafkaLog:
-    """librdkafka's log lines, as rate-limited stderr lines (warnings and worse, not those the error callback says)."""
+    """librdkafka's log lines, as rate-limited stderr lines (warnings and worse, not those the error callback says).
+
+    Also watches the idempotent producer's own lines (``debug=eos``, a handful per
+    session): ``UNKPID`` means the broker lost this producer's state, which librdkafka
+    would retry without end and without an error; ``lost_state`` is then called. With a
+    ``logger`` of the user's in ``producer_config``, every line is handed on to it too.
+    """
+
+    def __init__(self, lost_state: Callable[[], None] | None = None, forward: Any = None,
+                 quiet_debug: bool = True) -> None:
+        self._lost_state = lost_state
+        self._forward = forward
+        self._quiet_debug = quiet_debug  # debug lines exist only for our watch: none is handed on
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
-        if level >= logging.WARNING and not (args and args[0] in _SAID_BY_ERROR_CB):
+        facility = args[0] if args else None
+        if facility == "UNKPID" and self._lost_state is not None:
+            self._lost_state()
+        if self._forward is not None and not (self._quiet_debug and level < logging.INFO):
+            try:
+                self._forward.log(level, fmt, *args)
+            except Exception:
+                pass
+            return
+        if level >= logging.WARNING and facility not in _SAID_BY_ERROR_CB:
             try:
                 text = fmt % args
             except Exception:
@@ -151,6 +174,9 @@ class Worker:
         self._reported_drops: dict[str, int] = {}
         self._quiet = False  # while purging at close or before a rebuild: one summary, not a line per record
         self._seen_delivered = 0
+        self._progress_at = time.monotonic()  # the last time a record was settled (or none was held)
+        self._settled_seen = 0
+        self._stall_probe_at = 0.0
         #: True while the thread runs; read without a lock by emit().
         self.running = False
         #: True while the thread waits for work; emit() then wakes it.
@@ -304,6 +330,15 @@ class Worker:
             while True:
                 try:
                     self._serve(None)
+                except KafkaException as exc:  # raised by poll() or produce(): fatal means a new producer
+                    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    if error is not None and error.fatal():
+                        self.last_error = error.str()
+                        self._fatal = True
+                    else:
+                        report("worker", f"Kafka client error, continuing: {exc}")
+                        time.sleep(0.1)
+                    continue
                 except Exception as exc:  # a bug of ours must not end delivery
                     report("worker", f"worker error, continuing: {type(exc).__name__}: {exc}")
                     time.sleep(0.1)
@@ -371,7 +406,10 @@ class Worker:
 
     def _make_producer(self) -> Producer:
         config = dict(self._config)
-        config.setdefault("logger", _LibrdkafkaLog())
+        debug = str(config.get("debug", ""))
+        if config.get("enable.idempotence") in (True, "true", "True") and "eos" not in debug and "all" not in debug:
+            config["debug"] = f"{debug},eos" if debug else "eos"  # a few lines a session: see _LibrdkafkaLog
+        config["logger"] = _LibrdkafkaLog(self._lost_state, config.get("logger"), quiet_debug=not debug)
         config["error_cb"] = self._on_error
         config["on_delivery"] = self._on_delivery
         return Producer(config)
@@ -409,6 +447,7 @@ class Worker:
                 self.spool.tick()
             self._settle_barriers()
             self._report_drops()
+            self._watch_stall(producer)
             now = time.monotonic()
             if until is not None and until.event.is_set():
                 return
@@ -718,6 +757,41 @@ class Worker:
         else:
             now = time.monotonic()
             self._barriers = [b for b in self._barriers if b.deadline > now]
+
+    def _watch_stall(self, producer: Producer) -> None:
+        """Records held, none settled for ``_STALL`` seconds, yet a broker answers: rebuild the producer.
+
+        A broker that lost the producer's state (replaced, or restarted with empty storage)
+        answers every produce with UNKNOWN_PRODUCER_ID; librdkafka bumps the epoch and
+        retries without end and without a word, so the records would wait forever. A new
+        producer (a new idempotent session) gets them through: the old one's records are
+        purged into the spool and replayed. A broker that does not answer (down, frozen)
+        is left alone: that is an outage, not lost state.
+        """
+        now = time.monotonic()
+        if not len(producer) or self._dr_failed + self.delivered() != self._settled_seen:
+            self._settled_seen = self._dr_failed + self.delivered()
+            self._progress_at = now
+            return
+        if now - self._progress_at < _STALL or now < self._stall_probe_at or self.spool is None:
+            return
+        self._stall_probe_at = now + _PROBE_EVERY
+        try:
+            answers = bool(producer.list_topics(self._topic, timeout=_PROBE_TIMEOUT).brokers)
+        except Exception:
+            answers = False
+        if answers:
+            self.last_error = (f"Kafka answers but acknowledged none of {len(producer)} records for "
+                               f"{now - self._progress_at:.0f}s (the broker lost this producer's state?)")
+            self._fatal = True
+            self._progress_at = now
+
+    def _lost_state(self) -> None:
+        """The broker lost this producer's state (on librdkafka's thread): the draining thread rebuilds."""
+        if not self._fatal:
+            self.last_error = "the broker does not know this producer (UNKNOWN_PRODUCER_ID: restarted empty?)"
+            self._fatal = True
+            self._wake.set()
 
     def _report_drops(self) -> None:
         delivered = self.delivered()
