@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import logkafka
 from logkafka.testing import LocalBroker, free_port, read_topic
 
 
-@pytest.mark.skipif("KAFKA_BOOTSTRAP_SERVERS" in os.environ and os.environ.get("CI") != "true",
-                    reason="restarts its own broker process: with an external cluster, not on it")
 def test_broker_restarted_with_empty_storage(tmp_path: Path) -> None:
     """The new broker answers every produce with UNKNOWN_PRODUCER_ID and librdkafka retries without end:
     the handler reads librdkafka's UNKPID line and builds a new producer (a new idempotent session); what
