@@ -104,6 +104,22 @@ def plain_error(err: KafkaError, servers: str) -> str | None:
     return f"Kafka client error: {err.str()}"
 
 
+def plain_delivery_error(err: KafkaError) -> str:
+    """Why a record was not delivered, in plain words (librdkafka's own text for the rarer reasons)."""
+    code = err.code()
+    if code == KafkaError._MSG_TIMED_OUT:
+        return "Kafka did not acknowledge it within message.timeout.ms"
+    if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+        return "the handler stopped waiting for Kafka"
+    if code == KafkaError.MSG_SIZE_TOO_LARGE:
+        return "the broker refused it as too large (message.max.bytes)"
+    if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return "the broker refused it: not authorized for the topic"
+    if code == KafkaError._UNKNOWN_TOPIC or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        return "the topic does not exist (and the broker does not create it)"
+    return err.str()
+
+
 class _LibrdkafkaLog:
     """librdkafka's log lines, as rate-limited stderr lines (warnings and worse, not those the error callback says).
 
@@ -721,7 +737,7 @@ class Worker:
     def _failed(self, err: KafkaError, msg: Any) -> None:
         self.last_error = err.str()
         if self.spool is not None and err.code() not in _PERMANENT:
-            self._start_spooling(f"delivery failed: {err.str()}")
+            self._start_spooling(f"a record was not delivered: {plain_delivery_error(err)}")
             ts = msg.timestamp()
             raw = msg.headers()
             headers: Headers | None = list(raw) if raw else None
@@ -730,7 +746,7 @@ class Worker:
             return
         self.failed += 1
         if not self._quiet:
-            report("delivery", f"a record was not delivered: {err.str()}")
+            report("delivery", f"a record was not delivered: {plain_delivery_error(err)}")
 
     def _on_error(self, err: KafkaError) -> None:
         self.errors += 1
