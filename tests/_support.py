@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from importlib import resources
@@ -34,4 +35,17 @@ def assert_valid(data: Any, stream: str | None = None, fmt: str | None = None) -
     if stream is None:
         inner = data["payload"] if fmt == "envelope" else data
         stream = inner.get("stream", "application") if isinstance(inner, dict) else "application"
-    jsonschema.validate(data, schema_for(stream, fmt), cls=jsonschema.Draft202012Validator)
+    error = jsonschema.exceptions.best_match(_validator(stream, fmt).iter_errors(data))
+    if error is not None:  # what jsonschema.validate raises, without checking the schema again on every call
+        raise error
+
+
+@functools.cache
+def _validator(stream: str, fmt: str) -> Any:
+    """The schema's validator, the schema itself checked once (``jsonschema.validate`` re-checks it each call:
+    ~10 ms, against ~0.05 ms for the validation of a record)."""
+    import jsonschema
+
+    schema = schema_for(stream, fmt)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)

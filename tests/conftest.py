@@ -7,6 +7,7 @@ server (``pytest -m "not broker"`` is the fast loop), and the number of workers 
 from __future__ import annotations
 
 import dis
+import inspect
 import logging
 import os
 import shutil
@@ -94,7 +95,8 @@ def _names(code: types.CodeType) -> tuple[set[str], set[str], set[tuple[str, str
 def _functions(obj: object) -> list[types.FunctionType]:
     """The plain functions of ``obj``: itself, or a class's methods (static, class and properties too)."""
     if isinstance(obj, types.FunctionType):
-        return [obj]
+        inner = inspect.unwrap(obj)  # a @contextmanager helper: the generator function it wraps
+        return [obj, inner] if isinstance(inner, types.FunctionType) and inner is not obj else [obj]
     if not isinstance(obj, type):
         return []
     found = []
