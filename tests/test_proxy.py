@@ -37,6 +37,9 @@ def producer(proxied_broker: ProxiedBroker) -> Iterator[Producer]:
         "bootstrap.servers": proxied_broker.bootstrap_servers,
         "linger.ms": 5,
         "message.timeout.ms": 2000,
+        # reconnect within the 2 s after restore(): the default backoff (doubling up to 10 s) grows past
+        # that during a cut of a few seconds, and the first message after it then timed out
+        "reconnect.backoff.max.ms": 500,
         "log_level": 0,
     })
     yield p
