@@ -151,8 +151,14 @@ class KafkaLogHandler(logging.Handler):
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KafkaLogHandler:
-        _check_arguments(cls, args, kwargs)
+        if cls.__init__ is KafkaLogHandler.__init__:  # a subclass with its own __init__ checks its own
+            _check_arguments(cls, args, kwargs)
         return super().__new__(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__signature__ = None  # type: ignore[attr-defined]  # its own __init__'s, not the base's
 
     def __init__(
         self,
@@ -596,13 +602,14 @@ class KafkaLogHandler(logging.Handler):
     def _wait(worker: Worker, barrier: Barrier, deadline: float, *, give_up_unreachable: bool) -> bool:
         """Wait for ``barrier`` until ``deadline``; with ``give_up_unreachable``, stop as soon as the
         worker knows no broker answers (waiting longer would only delay the spool write)."""
-        if not give_up_unreachable:
+        if not give_up_unreachable or not (worker.running or worker.start()):
+            # no thread (interpreter exit): served here, in one go until the deadline
             return worker.wait_for(barrier, max(0.0, deadline - time.monotonic()))
         while True:
             left = deadline - time.monotonic()
             if worker.wait_for(barrier, max(0.0, min(left, _UNREACHABLE_LOOK))):
                 return True
-            if left <= 0 or worker.broker_reachable is False:
+            if left <= 0 or worker.unreachable:
                 barrier.deadline = 0.0  # given up: it no longer holds back the records behind it
                 return False
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -31,6 +32,8 @@ _PROBE_EVERY = 1.0  # seconds between looks at the broker while records wait in 
 _PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller never does)
 #: Seconds with records held and none settled, while a broker answers, before the producer is rebuilt.
 _STALL = 120.0
+_UNKPID_LINES = 3  # UNKNOWN_PRODUCER_ID lines within _UNKPID_WINDOW seconds, nothing acknowledged: state lost
+_UNKPID_WINDOW = 10.0
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
 _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 _LATENCIES = 4096  # latencies kept for the percentiles
@@ -188,6 +191,7 @@ class Worker:
         self._produced = 0  # records the producer accepted
         self._stop_at: float | None = None  # set by stop(): leave once idle, or at this time
         self._reported_drops: dict[str, int] = {}
+        self._reported_spool = (0, 0)  # the spool's evicted and torn counts last said
         self._quiet = False  # while purging at close or before a rebuild: one summary, not a line per record
         self._seen_delivered = 0
         self._progress_at = time.monotonic()  # the last time a record was settled (or none was held)
@@ -203,6 +207,10 @@ class Worker:
         self.error_counts: dict[str, int] = {}  # by librdkafka error name
         self.last_error: str | None = None
         self.broker_reachable: bool | None = None
+        #: True only while the client says no broker answers (all brokers down): close() then stops waiting.
+        self.unreachable = False
+        self._generation = 0  # of the producer: lines of a replaced producer's logger are ignored
+        self._unkpid: deque[float] = deque(maxlen=_UNKPID_LINES)
         self.spool = spool
         self._disk = durability == "disk" and spool is not None
         # While True, records go to the spool, not to the producer: the spool holds older
@@ -425,7 +433,9 @@ class Worker:
         debug = str(config.get("debug", ""))
         if config.get("enable.idempotence") in (True, "true", "True") and "eos" not in debug and "all" not in debug:
             config["debug"] = f"{debug},eos" if debug else "eos"  # a few lines a session: see _LibrdkafkaLog
-        config["logger"] = _LibrdkafkaLog(self._lost_state, config.get("logger"), quiet_debug=not debug)
+        self._generation += 1
+        config["logger"] = _LibrdkafkaLog(partial(self._lost_state, self._generation), config.get("logger"),
+                                          quiet_debug=not debug)
         config["error_cb"] = self._on_error
         config["on_delivery"] = self._on_delivery
         return Producer(config)
@@ -700,6 +710,7 @@ class Worker:
             ok = False
         if ok:
             self.broker_reachable = True
+            self.unreachable = False
         return ok
 
     def _refused(self, exc: Exception) -> None:
@@ -757,6 +768,7 @@ class Worker:
             self._fatal = True
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_reachable = False
+            self.unreachable = True
         text = plain_error(err, str(self._config.get("bootstrap.servers", "")))
         if text is not None:
             report(f"error:{err.code()}", text)
@@ -802,8 +814,17 @@ class Worker:
             self._fatal = True
             self._progress_at = now
 
-    def _lost_state(self) -> None:
-        """The broker lost this producer's state (on librdkafka's thread): the draining thread rebuilds."""
+    def _lost_state(self, generation: int) -> None:
+        """librdkafka said UNKNOWN_PRODUCER_ID (on its thread). Once it may be librdkafka's own recovery
+        (an expired producer id); said again and again with nothing acknowledged in between, the broker
+        lost this producer's state: the draining thread rebuilds. Without a spool there is nowhere to
+        keep what the old producer holds, so it is left to retry rather than purged."""
+        if generation != self._generation or self.spool is None:
+            return
+        now = time.monotonic()
+        self._unkpid.append(now)
+        if len(self._unkpid) < _UNKPID_LINES or now - self._unkpid[0] > _UNKPID_WINDOW:
+            return
         if not self._fatal:
             self.last_error = "the broker does not know this producer (UNKNOWN_PRODUCER_ID: restarted empty?)"
             self._fatal = True
@@ -814,11 +835,22 @@ class Worker:
         if delivered != self._seen_delivered:  # the broker acknowledged something since
             self._seen_delivered = delivered
             self.broker_reachable = True
+            self.unreachable = False
+            self._unkpid.clear()
             samples = self._samples
             if samples and samples[0][0] <= delivered + self._dr_failed:
                 now = time.time()
                 while samples and samples[0][0] <= delivered + self._dr_failed:
                     self._latencies.append(now - samples.popleft()[1])
+        spool = self.spool
+        if spool is not None and (spool.dropped, spool.torn) != self._reported_spool:
+            evicted, torn = spool.dropped - self._reported_spool[0], spool.torn - self._reported_spool[1]
+            if evicted > 0:
+                report("spool_full", f"{evicted} records lost: the spool reached spool_max_bytes and its "
+                       "oldest segments were removed")
+            if torn > 0:
+                report("spool_torn", f"{torn} damaged spool lines skipped while replaying")
+            self._reported_spool = (spool.dropped, spool.torn)
         dropped = self._dropped()
         if dropped != self._reported_drops:
             for reason, n in dropped.items():

@@ -280,3 +280,38 @@ class TestExitWithKafkaAway:
         assert json.loads(proc.stdout) == {"spool_error": 5}
         assert "5 records lost: spool write failed" in proc.stderr, proc.stderr
         assert "queue" not in proc.stderr and "written to the spool" not in proc.stderr, proc.stderr
+
+
+class TestCloseWaitsForAHealthyBroker:
+    def test_burst_through_a_small_client_buffer_is_delivered_at_close(self, kafka_broker: Any,
+                                                                        kafka_topic: str, tmp_path: Path) -> None:
+        """Spooling because librdkafka's buffer filled is no outage: close() keeps waiting and delivers."""
+        handler = KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, flush_timeout=60,
+                                  spool_dir=str(tmp_path / "spool"),
+                                  producer_config={"queue.buffering.max.messages": 1000})
+        log = logging.getLogger(f"first.hour.burst.{tmp_path.name}")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.addHandler(handler)
+        for n in range(20_000):
+            log.info("record %d", n, extra={"n": n})
+        log.removeHandler(handler)
+        handler.close()
+        st = handler.stats()
+        assert st["delivered"] == 20_000 and st["failed"] == 0, st
+        got = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=20_000, timeout=90)
+        assert sorted(m.data["n"] for m in got) == list(range(20_000))
+
+
+class TestSubclasses:
+    def test_a_subclass_with_its_own_arguments(self, made: list[KafkaLogHandler]) -> None:
+        import inspect
+
+        class Mine(KafkaLogHandler):
+            def __init__(self, servers: str, name: str) -> None:
+                super().__init__(servers, name, flush_timeout=0.5)
+
+        handler = Mine(NOWHERE, "t")
+        made.append(handler)
+        assert handler.settings.topic == "t"
+        assert list(inspect.signature(Mine).parameters) == ["servers", "name"]
