@@ -91,28 +91,16 @@ def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
         return JsonFormatter().encode_captured(rd)
 
 
-_SIGNATURES: dict[type, tuple[list[str], bool]] = {}
-
-
-def _check_arguments(cls: type, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Unknown or surplus arguments: a ``ValueError`` naming the setting and the likely intended one.
+def _check_arguments(names: list[str], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Unknown or surplus arguments of ``KafkaLogHandler(...)`` (its settings: ``names``): a ``ValueError``
+    naming the setting and the likely intended one.
 
     Python's own ``TypeError`` would reach a dictConfig user wrapped in "Unable
     to configure handler", with no hint of the right name.
     """
-    known = _SIGNATURES.get(cls)
-    if known is None:
-        params = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]
-        names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]
-        open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
-        known = _SIGNATURES[cls] = (names, open_ended)
-    names, open_ended = known
-    positional = [p for p in ("bootstrap_servers", "topic") if p in names]
-    if len(args) > len(positional) and not open_ended:
-        raise ValueError(f"{cls.__name__}: only {' and '.join(positional)} may be given by position; "
+    if len(args) > 2:
+        raise ValueError("KafkaLogHandler: only bootstrap_servers and topic may be given by position; "
                          f"name every other setting (got {len(args)} positional arguments)")
-    if open_ended:
-        return
     for name in kwargs:
         if name in names:
             continue
@@ -152,7 +140,7 @@ class KafkaLogHandler(logging.Handler):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KafkaLogHandler:
         if cls.__init__ is KafkaLogHandler.__init__:  # a subclass with its own __init__ checks its own
-            _check_arguments(cls, args, kwargs)
+            _check_arguments(_SETTINGS, args, kwargs)
         return super().__new__(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -583,6 +571,13 @@ class KafkaLogHandler(logging.Handler):
         if not self._enabled or "_worker" not in self.__dict__:  # off, or its construction failed
             return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
+        done = self._settle(limit, give_up_unreachable=_EXITING)
+        if not done:
+            self._flush_gave_up = time.monotonic()
+        return done
+
+    def _settle(self, limit: float, *, give_up_unreachable: bool) -> bool:
+        """A barrier in each queue, then wait for all of them (see ``_wait``) for up to ``limit`` seconds."""
         deadline = time.monotonic() + limit
         waits = []
         for worker, queue in ((self._worker, self._queue), (self._stream_worker, self._stream_queue)):
@@ -593,9 +588,7 @@ class KafkaLogHandler(logging.Handler):
             waits.append((worker, barrier))
         done = True
         for worker, barrier in waits:
-            done = self._wait(worker, barrier, deadline, give_up_unreachable=_EXITING) and done
-        if not done:
-            self._flush_gave_up = time.monotonic()
+            done = self._wait(worker, barrier, deadline, give_up_unreachable=give_up_unreachable) and done
         return done
 
     @staticmethod
@@ -627,7 +620,7 @@ class KafkaLogHandler(logging.Handler):
                 # Wait only for records queued before close(): other threads may go on logging
                 # to this handler while dictConfig, holding logging's lock, replaces it. When no
                 # broker answers, stop waiting: what is pending goes to the spool now.
-                settled = self._flush_closing(timeout)
+                settled = self._settle(timeout, give_up_unreachable=True)
                 for worker in self._workers():
                     worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
                 if not settled:  # the thread now spools (or fails and counts) what is unsettled
@@ -636,17 +629,6 @@ class KafkaLogHandler(logging.Handler):
                         worker.join(max(0.0, deadline - time.monotonic()))
         finally:
             super().close()
-
-    def _flush_closing(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        done = True
-        for worker, queue in ((self._worker, self._queue), (self._stream_worker, self._stream_queue)):
-            if worker is None or (not queue and worker.settled()):
-                continue
-            barrier = Barrier(deadline)
-            queue.append(barrier)
-            done = self._wait(worker, barrier, deadline, give_up_unreachable=True) and done
-        return done
 
     def stats(self) -> dict[str, Any]:
         """Counters of this handler: what was delivered, failed, dropped, and what waits.
@@ -702,8 +684,10 @@ class KafkaLogHandler(logging.Handler):
 
 
 # The signature tools show (help(), IDEs, a caller binding arguments) is __init__'s, not __new__'s.
-KafkaLogHandler.__signature__ = inspect.signature(KafkaLogHandler.__init__).replace(  # type: ignore[attr-defined]
-    parameters=list(inspect.signature(KafkaLogHandler.__init__).parameters.values())[1:])
+_INIT = inspect.signature(KafkaLogHandler.__init__)
+KafkaLogHandler.__signature__ = _INIT.replace(  # type: ignore[attr-defined]
+    parameters=list(_INIT.parameters.values())[1:])
+_SETTINGS = list(KafkaLogHandler.__signature__.parameters)  # type: ignore[attr-defined]
 
 
 def _after_fork_in_child() -> None:
