@@ -6,9 +6,11 @@ import atexit
 import dataclasses
 import difflib
 import inspect
+import itertools
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -43,6 +45,7 @@ from logkafka._settings import HandlerSettings, build_settings, level_of
 from logkafka._snapshot import to_text
 from logkafka._spool import Spool, destination_dir
 from logkafka._worker import WORKER_IDENTS, Barrier, BindPlan, Headers, Worker
+from logkafka._worker import count_of as _count_of
 
 #: Loggers whose records never enter a KafkaLogHandler: our own and the Kafka client's.
 _OWN_LOGGERS = ("logkafka", "confluent_kafka")
@@ -76,6 +79,57 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)  # registered after logging's own hook, so it runs before logging.shutdown()
+
+_FINALIZER_PID = 0  # the process whose multiprocessing finalizer is registered (or that needs none)
+
+
+def _note_process() -> None:
+    """In a multiprocessing child, register a finalizer that delivers what the handlers hold.
+
+    multiprocessing ends its children with ``os._exit``: ``atexit`` and so
+    ``logging.shutdown()`` never run there, but its own finalizers do, when the
+    child's target returns (``Pool`` workers: at ``close()`` and ``join()``).
+    """
+    global _FINALIZER_PID
+    pid = os.getpid()
+    if pid == _FINALIZER_PID:
+        return
+    _FINALIZER_PID = pid
+    process = sys.modules.get("multiprocessing.process")
+    if process is None or process.parent_process() is None:
+        return  # not a multiprocessing child: atexit runs logging.shutdown()
+    from multiprocessing import util
+
+    util.Finalize(None, _shutdown_handlers, exitpriority=100)
+
+
+def _shutdown_handlers() -> None:
+    """Flush and close every live handler, as ``logging.shutdown()`` at exit would."""
+    global _EXITING
+    _EXITING = True
+    for handler in list(_HANDLERS):
+        try:
+            handler.flush()
+            handler.close()
+        except Exception as exc:
+            report("exit", f"could not deliver a handler's records at exit: {type(exc).__name__}: {exc}")
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds: finally blocks, atexit, logging.shutdown() deliver the records
+
+
+def _install_sigterm() -> bool:
+    """Turn SIGTERM into ``SystemExit(143)``, only when the app has no handler of its own (and on the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return False
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def _tenant_key(rd: dict[str, Any]) -> bytes:
@@ -168,6 +222,7 @@ class KafkaLogHandler(logging.Handler):
         durability: str | None = None,
         overflow: str | None = None,
         block_timeout: float | None = None,
+        handle_sigterm: bool | str | None = None,
         audit_topic: str | None = None,
         security_topic: str | None = None,
         namespace: str | None = None,
@@ -201,6 +256,7 @@ class KafkaLogHandler(logging.Handler):
             namespace=namespace,
             format=format,
             fields=fields,
+            handle_sigterm=handle_sigterm,
         )
         # checked now (ValueError naming the setting), used by the default formatter
         keys: Any = list(redact_keys) if isinstance(redact_keys, Iterator) else redact_keys
@@ -236,7 +292,11 @@ class KafkaLogHandler(logging.Handler):
         self._stream_bound: tuple[Any, Any] = (None, None)
         self._stream_worker: Worker | None = None
         self._worker = self._new_worker()
+        self._accepted = itertools.count()  # records emit() took (next() is atomic, whatever thread logs)
+        self._shut = False  # closed at interpreter exit: later records cannot be sent by a thread
         _HANDLERS.add(self)
+        if self.settings.handle_sigterm and self._enabled:
+            _install_sigterm()
         if self.settings.spool_off and self._enabled:
             report("spool_off", f"no disk spool: {self.settings.spool_off}; records wait in memory only while "
                    "Kafka is away (set spool_dir or LOGKAFKA_SPOOL_DIR to a writable directory, e.g. a mounted "
@@ -249,8 +309,11 @@ class KafkaLogHandler(logging.Handler):
             self._streams().start()  # audit or security records of an earlier run wait
 
     def _new_worker(self) -> Worker:
-        return self._make_worker(self.settings.topic, self._queue, self._bind, self.settings.durability,
-                                 self.settings.queue_size)
+        worker = self._make_worker(self.settings.topic, self._queue, self._bind, self.settings.durability,
+                                   self.settings.queue_size)
+        # "disk": the caller writes each record to the spool before emit() returns
+        self._write_ahead = self.settings.durability == "disk" and worker.spool is not None
+        return worker
 
     def _make_worker(self, topic: str, queue: deque[Any], bind: Callable[[Any], BindPlan], durability: str,
                      queue_size: int, stream_topics: dict[Any, str] | None = None) -> Worker:
@@ -300,6 +363,7 @@ class KafkaLogHandler(logging.Handler):
         self._queue = deque()
         self._drop_lock = threading.Lock()
         self._dropped = {}
+        self._accepted = itertools.count()
         if old.spool is not None:
             old.spool.after_fork_in_child()
         _ABANDONED.append(old)  # never destroyed here: librdkafka's state is the parent's
@@ -348,7 +412,7 @@ class KafkaLogHandler(logging.Handler):
         return record if _FILTER_RETURNS_RECORD else True
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Capture ``record`` and queue it; no I/O, no waiting, never raises."""
+        """Capture ``record`` and queue it; no I/O (but the spool write of ``durability="disk"``), never raises."""
         try:
             if not self._enabled or _get_ident() in WORKER_IDENTS:
                 return
@@ -356,18 +420,32 @@ class KafkaLogHandler(logging.Handler):
                 if STREAM in record.__dict__:  # logkafka.audit() / security(): their own topics
                     self._emit_stream(record)
                 return
+            next(self._accepted)
             queue = self._queue
             depth = len(queue)
-            if depth >= self._maxsize and not self._make_room(queue):
-                return
             plan = self._capture_plan
             formatter = self.formatter
-            # kept with the formatter of the moment: formatted as by a synchronous handler
-            queue.append(capture(record, self._resource,
-                                 plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
             worker = self._worker
+            if self._write_ahead or self._shut:
+                # kept with the formatter of the moment: formatted as by a synchronous handler
+                item = capture(record, self._resource,
+                               plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter)
+                if self._shut:
+                    self._late(item, worker)
+                    return
+                if worker.write_ahead(item):
+                    depth = 0
+                elif depth >= self._maxsize and not self._make_room(queue):
+                    return
+                else:
+                    queue.append(item)  # the spool refused it: it goes from memory
+            else:
+                if depth >= self._maxsize and not self._make_room(queue):
+                    return
+                queue.append(capture(record, self._resource,
+                                     plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
             if not worker.running:
-                worker.start()  # False only at interpreter exit: flush() then serves the queue
+                self._start(worker, queue)
             elif worker.idle:
                 worker.wake()
             elif depth >= self._yield_at and not depth & 255:
@@ -381,20 +459,51 @@ class KafkaLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _emit_stream(self, record: logging.LogRecord) -> None:
-        """Queue an audit or security record: no overflow policy drops it (only a full queue)."""
-        queue = self._stream_queue
-        if len(queue) >= self._stream_max:
-            self._drop("queue_full")
-            report("dropped", "an audit or security record was dropped: their queue is full")
+    def _start(self, worker: Worker, queue: deque[Any]) -> None:
+        """Start the worker's thread; when none can start during interpreter teardown, what is queued is
+        spooled now (or counted lost): no flush() will come to serve it."""
+        _note_process()
+        if worker.start() or not sys.is_finalizing():
+            return  # (at exit before teardown, logging.shutdown()'s flush() serves the queue)
+        while queue:
+            item = queue.popleft()
+            if type(item) is not Barrier:
+                self._late(item, worker)
+
+    def _late(self, item: dict[str, Any], worker: Worker) -> None:
+        """A record logged after logging shut down at exit: no thread will send it. It goes to the spool
+        for the next start; without a spool it is counted lost. Either is said once."""
+        if worker.write_ahead(item):
+            report("late", "records logged after logging shut down were written to the spool "
+                   f"{worker.spool.directory if worker.spool else ''} for the next start", interval=3600.0)
             return
+        self._drop("after_shutdown")
+        report("late", f"records logged after logging shut down are lost (no spool to keep them): "
+               f"{item.get('name', '')!s} {str(item.get('message', ''))[:80]!r}", interval=3600.0)
+
+    def _emit_stream(self, record: logging.LogRecord) -> None:
+        """Queue an audit or security record: no overflow policy drops it (only a full queue).
+
+        These streams have ``durability="disk"``: the record is written to their spool first.
+        """
+        next(self._accepted)
+        queue = self._stream_queue
         formatter = self.formatter
         plan = self._capture_plan
-        queue.append(capture(record, self._resource,
-                             plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
+        item = capture(record, self._resource,
+                       plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter)
         worker = self._stream_worker or self._streams()
+        if self._shut:
+            self._late(item, worker)
+            return
+        if not worker.write_ahead(item):
+            if len(queue) >= self._stream_max:
+                self._drop("queue_full")
+                report("dropped", "an audit or security record was dropped: their queue is full")
+                return
+            queue.append(item)
         if not worker.running:
-            worker.start()
+            self._start(worker, queue)
         elif worker.idle:
             worker.wake()
 
@@ -627,6 +736,8 @@ class KafkaLogHandler(logging.Handler):
                     deadline = time.monotonic() + _SPILL_WAIT
                     for worker in self._workers():
                         worker.join(max(0.0, deadline - time.monotonic()))
+                if _EXITING:
+                    self._shut = True  # from here on no thread may run: records go to the spool at once
         finally:
             super().close()
 
@@ -641,14 +752,17 @@ class KafkaLogHandler(logging.Handler):
             dropped = dict(self._dropped)
         workers = self._workers()
         spool_stats = {"spooled": 0, "spool_dropped": 0, "spool_torn": 0, "spool_errors": 0, "spool_bytes": 0}
+        inherited = handed_over = 0
         for worker in workers:
             if worker.spool is not None:
                 for reason, n in (("spool_full", worker.spool.dropped), ("spool_torn", worker.spool.torn),
-                                  ("spool_error", worker.spool.errors)):
+                                  ("spool_error", worker.spool_lost)):
                     if n:
                         dropped[reason] = dropped.get(reason, 0) + n
                 for name, value in worker.spool.stats().items():
                     spool_stats[name] += value
+                inherited += worker.spool.inherited
+                handed_over += worker.spool.handed_over
         streams = {}
         for worker, queue in zip(workers, (self._queue, self._stream_queue), strict=False):
             streams[worker.topic] = {
@@ -657,6 +771,17 @@ class KafkaLogHandler(logging.Handler):
                 "in_flight": worker.in_flight(), "spooling": worker.spooling,
             }
         reachable = [wk.broker_reachable for wk in workers]
+        failed = sum(wk.failed for wk in workers)
+        lost = {**dropped, "failed": failed} if failed else dict(dropped)
+        accepted = _count_of(self._accepted)
+        delivered = sum(wk.delivered() for wk in workers)
+        in_flight = sum(wk.in_flight() for wk in workers)
+        queued = sum(s["queue_depth"] for s in streams.values()) + sum(wk.held() for wk in workers)
+        spooled = sum(wk.spooled_waiting() for wk in workers)
+        balanced = accepted + inherited == delivered + in_flight + queued + spooled + handed_over + sum(lost.values())
+        ledger = {"accepted": accepted, "inherited": inherited, "delivered": delivered, "in_flight": in_flight,
+                  "queued": queued, "spooled": spooled, "handed_over": handed_over, "lost": lost,
+                  "balanced": balanced}
         return {
             "enabled": self._enabled,
             "topic": self.settings.topic,
@@ -680,6 +805,7 @@ class KafkaLogHandler(logging.Handler):
             "spool_off": self.settings.spool_off,
             "unrouted": unrouted(),
             "streams": streams,
+            "ledger": ledger,
         }
 
 

@@ -197,6 +197,7 @@ class HandlerSettings:
     namespace: str | None = None
     format: str = "flat"
     fields: str = "default"
+    handle_sigterm: bool = False
 
     def topic_of(self, stream: str) -> str:
         """The topic of a stream: ``application``, ``audit`` or ``security``."""
@@ -253,6 +254,7 @@ def build_settings(
     namespace: str | None = None,
     format: str | None = None,
     fields: str | None = None,
+    handle_sigterm: bool | str | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -305,6 +307,7 @@ def build_settings(
         durability=_choice("durability", "LOGKAFKA_DURABILITY", durability, "memory", DURABILITY_MODES),
         overflow=_choice("overflow", "LOGKAFKA_OVERFLOW", overflow, "spool", OVERFLOW_POLICIES),
         block_timeout=_number("block_timeout", "LOGKAFKA_BLOCK_TIMEOUT", block_timeout, DEFAULT_BLOCK_TIMEOUT, float),
+        handle_sigterm=env_bool("LOGKAFKA_HANDLE_SIGTERM", handle_sigterm, False),
     )
 
 

@@ -9,10 +9,20 @@ processes sharing a ``spool_dir`` never corrupt or double-replay a file, and
 the segments of a crashed process are free to claim.
 
 A segment holds one record per line, ``[topic, key, value, timestamp_ms]`` as
-JSON (then ``[[name, value], ...]`` when the record has Kafka headers), written
-with one ``write`` call. A line that is torn (the process died
-in the middle of it) or unreadable is skipped and counted; it never stops the
-replay. Only the worker thread touches the spool, never the caller.
+JSON (then ``[[name, value], ...]`` when the record has Kafka headers). A write
+that the disk refuses half way (full, gone) is cut back to its last whole line,
+so what is counted as written is exactly what is there; the records not written
+are handed back (:meth:`Spool.take_unwritten`) to go to Kafka from memory. A
+line that is torn (the process died in the middle of it) or unreadable is
+skipped and counted; it never stops the replay.
+
+A replay commits its progress in small steps: ``<segment>.pos`` holds the byte
+offset up to which every record was settled, so a replay cut short (SIGKILL,
+SIGTERM) resumes there and sends again at most one step's records.
+
+The worker thread writes batches; with ``durability="disk"`` the caller writes
+its own record before ``emit()`` returns (:meth:`Spool.write_through`). One lock
+serialises the two.
 """
 
 from __future__ import annotations
@@ -20,17 +30,25 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 FSYNC_POLICIES = ("always", "interval", "never")
 _FSYNC_INTERVAL = 1.0  # seconds, for spool_fsync="interval"
 _SUFFIX = ".seg"
+_POS = ".pos"  # a segment's replay progress: the byte offset settled so far
 _TOPIC_IN_NAME = 200  # characters of the topic in a destination directory's name
+_PENDING_MAX = 4 << 20  # bytes appended before append() writes them without waiting for commit()
+_RETRY_AFTER = 5.0  # seconds after a refused write before the spool is tried again
+
+Headers = list[tuple[str, str | bytes | None]]
+#: A record as the spool takes it: (topic, key, value, timestamp_ms, headers).
+Record = tuple[str, bytes | None, bytes, int, Headers | None]
 
 
 def default_spool_dir() -> str:
@@ -57,14 +75,16 @@ class SpooledRecord:
     value: bytes
     timestamp_ms: int
     headers: list[tuple[str, str | bytes | None]] | None = None
+    size: int = 0  # bytes of its line
 
 
 def _text(v: str | bytes | None) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else (v or "")
 
 
-def _line(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
-          headers: list[tuple[str, str | bytes | None]] | None = None) -> bytes:
+def line_of(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
+            headers: list[tuple[str, str | bytes | None]] | None = None) -> bytes:
+    """One record as a spool line (JSON, newline-terminated)."""
     k = None if key is None else key.decode("utf-8", "replace")
     if headers:
         text = value.decode("utf-8", "replace")
@@ -75,41 +95,96 @@ def _line(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
     return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms]) + b"\n"
 
 
-class Segment:
-    """A claimed segment: read its records, then delete it (or release it)."""
+_line = line_of  # the name `logkafka replay` knows
 
-    def __init__(self, path: str, fd: int) -> None:
+
+def _read_pos(path: str) -> int:
+    try:
+        with open(path + _POS, "rb") as f:
+            return max(0, int(f.read().strip() or b"0"))
+    except (OSError, ValueError):
+        return 0
+
+
+class Segment:
+    """A claimed segment: read its records (from the progress committed so far), then delete it or release it."""
+
+    def __init__(self, path: str, fd: int, spool: Spool | None = None, own: bool = False) -> None:
         self.path = path
         self._fd = fd
+        self._spool = spool
+        self.own = own  # written by this process's spool (its records are in its ledger already)
         self.torn = 0  # lines skipped: torn or unreadable
+        self.start = _read_pos(path)  # byte offset of the first record not settled by an earlier replay
+        self.offset = self.start  # byte offset after the last record read
+        self.read = 0  # lines read (records and torn ones)
 
     def records(self) -> Iterator[SpooledRecord]:
-        """The segment's records, oldest first; bad lines are skipped and counted in ``torn``."""
+        """The segment's records from its committed progress on, oldest first; bad lines are skipped
+        and counted in ``torn``. ``offset`` follows the reading."""
         with os.fdopen(os.dup(self._fd), "rb") as f:
-            f.seek(0)
+            f.seek(self.start)
+            self.offset = self.start
             for raw in f:
+                self.offset += len(raw)
+                self.read += 1
+                if self._spool is not None:
+                    self._spool._read_line(self.path, self.own)
                 if not raw.endswith(b"\n"):
-                    self.torn += 1  # the last line of a crashed writer
+                    self._torn_line()  # the last line of a crashed writer
                     continue
                 try:
                     topic, key, value, ts, *more = orjson.loads(raw)
                     headers: list[tuple[str, str | bytes | None]] | None = (
                         [(str(n), str(v).encode()) for n, v in more[0]] if more and more[0] else None)
-                    yield SpooledRecord(str(topic), None if key is None else str(key).encode(),
-                                        str(value).encode(), int(ts), headers)
+                    rec = SpooledRecord(str(topic), None if key is None else str(key).encode(),
+                                        str(value).encode(), int(ts), headers, len(raw))
                 except Exception:
-                    self.torn += 1
+                    self._torn_line()
+                    continue
+                yield rec
+
+    def _torn_line(self) -> None:
+        self.torn += 1
+        if self._spool is not None:
+            self._spool.torn += 1
+
+    def unread(self, raw_len: int) -> None:
+        """The last record read was not handed on: it counts as waiting in the spool again."""
+        self.offset -= raw_len
+        self.read -= 1
+        if self._spool is not None:
+            self._spool._unread_line(self.path, self.own)
+
+    def commit_progress(self, offset: int | None = None) -> None:
+        """Record that every record before ``offset`` (default: all read so far) is settled."""
+        offset = self.offset if offset is None else offset
+        tmp = f"{self.path}{_POS}.{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(str(offset).encode())
+            os.replace(tmp, self.path + _POS)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def delete(self) -> None:
         """Remove the segment: its records are delivered (or spooled again)."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        for path in (self.path, self.path + _POS):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass
+        if self._spool is not None:
+            self._spool._forget(self.path)
         self.release()
 
     def release(self) -> None:
-        """Give the segment back unread (replay stopped): it stays for later."""
+        """Give the segment back (replay stopped): it stays for later, from its committed progress."""
         if self._fd >= 0:
             os.close(self._fd)  # closing drops the lock
             self._fd = -1
@@ -123,112 +198,209 @@ class Spool:
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.segment_bytes = segment_bytes or max(64 * 1024, min(64 * 1024 * 1024, max_bytes // 8))
-        self._file: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self._fd = -1  # the open segment, written with os.write (no buffer: what was written is known)
         self._pending: list[bytes] = []  # lines appended, not yet written (commit() writes them)
+        self._pending_records: list[Record] = []  # the same records, handed back if the disk refuses them
         self._pending_bytes = 0
+        self._unwritten: list[Record] = []  # refused by the disk: for the worker to send from memory
         self._path: str | None = None
         self._size = 0  # of the open segment
         self._synced_at = time.monotonic()
         self._dirty = False
-        self.spooled = 0  # records appended
+        #: Segments this spool wrote and has not seen settled: path -> records not read back yet.
+        self._own: dict[str, int] = {}
+        self._index = 0  # of the open segment, counting this spool's segments
+        self._indexes: dict[str, int] = {}
+        self.refused_at = -1e9  # monotonic time of the last refused write
+        self.spooled = 0  # records written
         self.dropped = 0  # records lost to spool_max_bytes (oldest segments removed)
         self.torn = 0  # torn or unreadable lines skipped in replays
-        self.errors = 0  # appends that failed (disk full, permissions): the record is lost, counted
+        self.errors = 0  # records the disk refused (handed back, not lost: see take_unwritten)
+        self.inherited = 0  # records of other processes (or earlier runs) read back from their segments
+        self.handed_over = 0  # records of ours whose segment another process took
         self.last_error: str | None = None
 
     # -- writing -------------------------------------------------------------------------
+    def usable(self) -> bool:
+        """Whether writes are tried: not within a few seconds of the disk refusing one."""
+        return time.monotonic() - self.refused_at >= _RETRY_AFTER
+
     def append(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
                headers: list[tuple[str, str | bytes | None]] | None = None) -> bool:
         """Add one record; it is written by the next :meth:`commit` (the worker commits after
         each batch, so a batch costs one write call). Returns False if a commit failed."""
-        line = _line(topic, key, value, timestamp_ms, headers)
+        line = line_of(topic, key, value, timestamp_ms, headers)
         self._pending.append(line)
+        self._pending_records.append((topic, key, value, timestamp_ms, headers))
         self._pending_bytes += len(line)
-        if self._pending_bytes >= 4 << 20:
+        if self._pending_bytes >= _PENDING_MAX:
             return self.commit()
         return True
 
     def commit(self) -> bool:
-        """Write the appended records (whole lines, one write call), then fsync as the policy says.
-        False, with the records counted in ``errors``, if the disk refused them."""
-        lines = self._pending
-        if not lines:
+        """Write the appended records (whole lines, one write call per segment), then fsync as the policy
+        says. False if the disk refused some: those are counted in ``errors`` and handed back."""
+        if not self._pending:
             return True
-        self._pending, self._pending_bytes = [], 0
+        with self._lock:
+            lines, records = self._pending, self._pending_records
+            self._pending, self._pending_records, self._pending_bytes = [], [], 0
+            written = self._write(lines)
+            if written < len(lines):
+                self._unwritten.extend(records[written:])
+                return False
+            return True
+
+    def write_through(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
+                      headers: Headers | None = None) -> bool:
+        """Write one record now, on the calling thread (fsync as the policy says); False if the disk refused it.
+
+        A refused record is not kept here: the caller sends it another way.
+        """
+        line = line_of(topic, key, value, timestamp_ms, headers)
+        with self._lock:
+            return self._write([line]) == 1
+
+    def take_unwritten(self) -> list[Record]:
+        """The records the disk refused since the last call (they are not in the spool)."""
+        with self._lock:
+            out, self._unwritten = self._unwritten, []
+        return out
+
+    def _write(self, lines: list[bytes]) -> int:
+        """Write ``lines`` (under the lock); the number written whole. A partial write is cut back."""
         start = 0
         try:
             while start < len(lines):
-                f = self._file
-                if f is None or self._size >= self.segment_bytes:
-                    f = self._open_new()
+                if self._fd < 0 or self._size >= self.segment_bytes:
+                    self._open_new()
                 room, end = self.segment_bytes - self._size, start
                 while end < len(lines) and (end == start or room >= len(lines[end])):
                     room -= len(lines[end])
                     end += 1
-                data = b"".join(lines[start:end])
-                f.write(data)
-                f.flush()  # a crash tears at most the last line, which replay skips
-                self._size += len(data)
-                self.spooled += end - start
-                self._dirty = True
-                start = end
-            if self.fsync == "always":
-                self.sync()
-            elif self.fsync == "interval" and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL:
-                self.sync()
-            return True
+                done = self._write_lines(lines, start, end)
+                start += done
+                if start < end:
+                    raise OSError(self._short_error or "short write")
+            if self.fsync == "always" or (self.fsync == "interval"
+                                          and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL):
+                self._sync()
+            return start
         except OSError as exc:
             self.errors += len(lines) - start
-            self.last_error = f"spool write failed: {exc}"
+            self.last_error = f"spool write failed: {exc.strerror or exc}"
+            self.refused_at = time.monotonic()
             self._close_current()
-            return False
+            return start
+
+    _short_error: str | None = None
+
+    def _write_lines(self, lines: list[bytes], start: int, end: int) -> int:
+        """Write lines[start:end] to the open segment; the number of whole lines written."""
+        data = memoryview(b"".join(lines[start:end]))
+        done = 0
+        self._short_error = None
+        try:
+            while done < len(data):
+                n = os.write(self._fd, data[done:])
+                if n <= 0:
+                    break
+                done += n
+        except OSError as exc:
+            self._short_error = exc.strerror or str(exc)
+        whole, used = 0, 0
+        for i in range(start, end):
+            if used + len(lines[i]) > done:
+                break
+            used += len(lines[i])
+            whole += 1
+        if used < done or done < len(data):  # a torn last line: cut it off, so the file holds whole lines
+            try:
+                os.ftruncate(self._fd, self._size + used)
+            except OSError:
+                pass
+        if whole:
+            self._size += used
+            self.spooled += whole
+            self._dirty = True
+            if self._path is not None:
+                self._own[self._path] = self._own.get(self._path, 0) + whole
+        return whole
+
+    def _sync(self) -> None:
+        if self._fd >= 0 and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+        self._synced_at = time.monotonic()
 
     def sync(self) -> None:
         """fsync the open segment if it has unsynced records."""
-        f = self._file
-        if f is not None and self._dirty:
-            os.fsync(f.fileno())
-            self._dirty = False
-        self._synced_at = time.monotonic()
+        with self._lock:
+            self._sync()
 
     def tick(self) -> None:
         """Called by the worker now and then: the "interval" fsync of a quiet spool."""
         if self.fsync == "interval" and self._dirty and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL:
-            try:
-                self.sync()
-            except OSError as exc:
-                self.errors += 1
-                self.last_error = f"spool fsync failed: {exc}"
+            with self._lock:
+                try:
+                    self._sync()
+                except OSError as exc:
+                    self.last_error = f"spool fsync failed: {exc}"
 
-    def _open_new(self) -> IO[bytes]:
+    def _open_new(self) -> None:
         self._close_current()
         os.makedirs(self.directory, exist_ok=True)
         self._enforce_limit()
         name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(4).hex()}{_SUFFIX}"
         path = os.path.join(self.directory, name)
-        f = open(path, "ab")
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # ours alone until closed
-        self._file, self._path, self._size = f, path, 0
-        return f
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone until closed
+        except OSError:
+            os.close(fd)
+            raise
+        self._index += 1
+        self._fd, self._path, self._size = fd, path, 0
+        self._own[path] = 0
+        self._indexes[path] = self._index
+
+    def open_index(self) -> int:
+        """The index of the segment records are written to now (any record written so far is in it or older)."""
+        return self._index
+
+    def own_index_at_most(self, index: int) -> bool:
+        """Whether a segment of ours with an index up to ``index`` is still there (not settled)."""
+        with self._lock:
+            return any(i <= index for i in self._indexes.values())
 
     def rotate(self) -> None:
         """Close the open segment so that it can be claimed for replay."""
         self.commit()
-        self._close_current()
+        with self._lock:
+            self._close_current()
 
     def _close_current(self) -> None:
-        f = self._file
-        self._file = self._path = None
+        fd, path = self._fd, self._path
+        self._fd, self._path = -1, None
         self._size = 0
-        if f is not None:
+        if fd >= 0:
             try:
                 if self._dirty and self.fsync != "never":
-                    os.fsync(f.fileno())
+                    os.fsync(fd)
             except OSError:
                 pass
             finally:
                 self._dirty = False
-                f.close()
+                os.close(fd)
+        if path is not None and not self._own.get(path):  # nothing written: no file to leave behind
+            self._own.pop(path, None)
+            self._indexes.pop(path, None)
+            try:
+                if os.path.getsize(path) == 0:
+                    os.unlink(path)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Write what is appended and close the open segment (fsync first unless ``spool_fsync="never"``)."""
@@ -236,16 +408,45 @@ class Spool:
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's open segment (its lock belongs to the parent)."""
-        f = self._file
-        self._file = self._path = None
+        fd = self._fd
+        self._lock = threading.Lock()
+        self._fd, self._path = -1, None
         self._size = 0
         self._dirty = False
-        self._pending, self._pending_bytes = [], 0  # the parent's: the parent writes them
-        if f is not None:
+        self._pending, self._pending_records, self._pending_bytes = [], [], 0  # the parent's: the parent writes them
+        self._own, self._indexes = {}, {}
+        if fd >= 0:
             try:
-                os.close(f.fileno())  # the child's copy of the descriptor; the parent keeps its own
+                os.close(fd)  # the child's copy of the descriptor; the parent keeps its own
             except OSError:
                 pass
+
+    # -- accounting ---------------------------------------------------------------------------
+    def _read_line(self, path: str, own: bool) -> None:
+        if own:
+            with self._lock:
+                if self._own.get(path):
+                    self._own[path] -= 1
+        else:
+            self.inherited += 1
+
+    def _unread_line(self, path: str, own: bool) -> None:
+        if own:
+            with self._lock:
+                if path in self._own:
+                    self._own[path] += 1
+        else:
+            self.inherited -= 1
+
+    def _forget(self, path: str) -> None:
+        with self._lock:
+            self._own.pop(path, None)
+            self._indexes.pop(path, None)
+
+    def waiting(self) -> int:
+        """Records of ours in the spool not yet read back: appended, or written to a segment."""
+        with self._lock:
+            return len(self._pending) + sum(self._own.values())
 
     # -- reading -----------------------------------------------------------------------------
     def _segments(self) -> list[str]:
@@ -253,7 +454,14 @@ class Spool:
             names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
         except OSError:  # not made yet, or unreadable: nothing of ours to replay
             return []
-        return [os.path.join(self.directory, n) for n in sorted(names)]
+        paths = [os.path.join(self.directory, n) for n in sorted(names)]
+        if self._own:
+            present = set(paths)
+            with self._lock:
+                for path in [p for p in self._own if p not in present and p != self._path]:
+                    self.handed_over += self._own.pop(path)  # another process replayed (or removed) it
+                    self._indexes.pop(path, None)
+        return paths
 
     @staticmethod
     def has_records(directory: str) -> bool:
@@ -269,28 +477,34 @@ class Spool:
         return bool(self._pending) or self._size > 0 or self.bytes() > 0
 
     def bytes(self) -> int:
-        """Bytes in this destination's segments."""
+        """Bytes in this destination's segments (not counting what replays have settled)."""
         total = 0
         for path in self._segments():
             try:
-                total += os.path.getsize(path)
+                total += max(0, os.path.getsize(path) - _read_pos(path))
             except OSError:
                 pass
         return total
 
-    def claim(self) -> Segment | None:
-        """The oldest segment no live process holds, locked for us; None if there is none."""
+    def claim(self, own_up_to: int | None = None) -> Segment | None:
+        """The oldest segment no live process holds, locked for us; None if there is none.
+
+        With ``own_up_to``, segments of ours newer than that index are left (a waiting
+        flush does not cover them); other processes' left-overs are taken.
+        """
         for path in self._segments():
             if path == self._path:
                 continue  # ours, still being written: rotate() first
+            if own_up_to is not None and self._indexes.get(path, 0) > own_up_to:
+                continue  # ours, newer than what a waiting flush covers
             segment = self.claim_path(path)
             if segment is not None:
                 return segment
         return None
 
     def _enforce_limit(self) -> None:
-        """Remove the oldest segments while the destination holds more than ``max_bytes``."""
-        segments = self._segments()
+        """Remove the oldest segments while the destination holds more than ``max_bytes`` (under the lock)."""
+        segments = self._segments_unlocked()
         sizes = {}
         for p in segments:
             try:
@@ -301,18 +515,32 @@ class Spool:
         for path in segments:
             if total <= self.max_bytes:
                 return
-            seg = self.claim_path(path)
+            seg = self._claim(path)
             if seg is None:
                 continue
-            lines = sum(1 for _ in seg.records()) + seg.torn
+            for _ in seg.records():
+                pass
+            if self._own.pop(path, None) is None:
+                self.inherited += seg.read  # another process's records: ours now, and lost
+            self._indexes.pop(path, None)
             seg.delete()
-            self.dropped += lines
+            self.dropped += seg.read
             total -= sizes.get(path, 0)
+
+    def _segments_unlocked(self) -> list[str]:
+        try:
+            names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
+        except OSError:
+            return []
+        return [os.path.join(self.directory, n) for n in sorted(names)]
 
     def claim_path(self, path: str) -> Segment | None:
         """Claim one given segment (see :meth:`claim`)."""
+        return self._claim(path, account=True)
+
+    def _claim(self, path: str, account: bool = False) -> Segment | None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         try:
@@ -331,7 +559,8 @@ class Spool:
             # the file we hold has records already delivered; the new one is claimed next time
             os.close(fd)
             return None
-        return Segment(path, fd)
+        own = path in self._own
+        return Segment(path, fd, self if account else None, own)
 
     def stats(self) -> dict[str, Any]:
         """Counters of the spool."""

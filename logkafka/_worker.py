@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -14,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logkafka._formatter import FMT, STREAM
 from logkafka._report import report
-from logkafka._spool import Segment, Spool, SpooledRecord
+from logkafka._spool import Record, Segment, Spool, SpooledRecord
 from logkafka._trim import fit, value_limit
 
 #: Threads that belong to logkafka: a record logged on one of them never
@@ -35,6 +36,11 @@ _STALL = 120.0
 _UNKPID_LINES = 3  # UNKNOWN_PRODUCER_ID lines within _UNKPID_WINDOW seconds, nothing acknowledged: state lost
 _UNKPID_WINDOW = 10.0
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
+#: Records of a segment replayed between two commits of its progress (``<segment>.pos``): after a
+#: kill, at most this many are sent again. At each step the replay waits until all are settled.
+_PROGRESS_STEP = 10_000
+#: Seconds with records held and nothing acknowledged before the silence is said (once, and its end).
+_SILENT = 5.0
 _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 _LATENCIES = 4096  # latencies kept for the percentiles
 _REAP_POLL = 0.2  # seconds between the reaper's looks at the queue, and its longest wait in poll()
@@ -49,6 +55,17 @@ _PERMANENT = frozenset({
     KafkaError.TOPIC_EXCEPTION, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
 })
 
+
+#: Delivery errors that mean the broker no longer knows this producer's idempotent session (restarted
+#: empty, replaced, or confused after timeouts): every later record would fail the same way. The record
+#: is spooled and the producer rebuilt (a new session).
+_STATE_LOST = frozenset({
+    KafkaError.UNKNOWN_PRODUCER_ID, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError._FENCED,
+    KafkaError._INCONSISTENT, KafkaError._GAPLESS_GUARANTEE,
+})
+_BACKOFF_MAX = 30.0  # seconds: the longest wait between two replays that failed
+_REBUILD_BACKOFF_MAX = 60.0  # seconds: the longest wait between two producer rebuilds without an acknowledgement
 
 #: After a purge, how long to serve its reports (and the client's queued events) at most.
 _PURGE_GRACE = 0.5
@@ -70,14 +87,17 @@ class Barrier:
 
     Draining pauses while a barrier waits, until its ``deadline``: after that
     the flusher has given up and the barrier is dropped, so a flush that timed
-    out during an outage never stalls the records behind it.
+    out during an outage never stalls the records behind it. ``mark`` is the
+    spool's segment index when the worker reached it: the barrier also waits
+    for this process's segments up to that one (records written before it).
     """
 
-    __slots__ = ("deadline", "event")
+    __slots__ = ("deadline", "event", "mark")
 
     def __init__(self, deadline: float) -> None:
         self.event = threading.Event()
         self.deadline = deadline
+        self.mark = 0
 
 
 #: librdkafka log facilities whose news the error callback already gives, in plain words.
@@ -88,7 +108,13 @@ _DROP_REASONS = {
     "drop_newest": "the in-memory queue was full (overflow='drop_newest')",
     "drop_oldest": "the in-memory queue was full: the oldest records made room (overflow='drop_oldest')",
     "block_timeout": "the in-memory queue stayed full for block_timeout (overflow='block')",
+    "after_shutdown": "they were logged after logging shut down, and there is no spool to keep them",
 }
+
+
+def count_of(counter: itertools.count[int]) -> int:
+    """The next value of an ``itertools.count`` without taking it (its repr: ``count(N)``)."""
+    return int(repr(counter)[6:-1])
 
 
 def plain_error(err: KafkaError, servers: str) -> str | None:
@@ -202,7 +228,21 @@ class Worker:
         #: True while the thread waits for work; emit() then wakes it.
         self.idle = False
         self.failed = 0  # records that failed: refused by produce() or by a delivery report
-        self._dr_failed = 0  # of which reported by a delivery report
+        self._dr_failed = 0  # delivery reports of failures (the record then spooled again, or failed)
+        self._acks = itertools.count()  # delivery reports of success (next() is atomic: two threads serve them)
+        #: Records the spool's disk refused: sent from memory (before the queue), not lost.
+        self._held: deque[Record] = deque()
+        self._respooled = False  # records re-spooled while a barrier waits: its mark moves on
+        self._since_progress = 0  # records of the replayed segment produced since its progress was committed
+        self._answered = (0, time.monotonic())  # (reports served, when that count last changed)
+        self._silent_since: float | None = None  # when the broker's silence was said
+        self._servers = str(producer_config.get("bootstrap.servers", ""))
+        self._spool_broken = 0  # the spool's write count when the disk refused, 0 while it writes
+        self._clear_to = 0  # the highest barrier mark whose segments were all found settled
+        self.spool_lost = 0  # records neither Kafka nor the spool's disk took by the end
+        self._backoff = _PROBE_EVERY  # seconds before the next replay after records failed (doubles, up to 30)
+        self._rebuild_backoff = 1.0
+        self._rebuild_at = 0.0  # no rebuild before this time (rebuilds that do not help wait longer)
         self.errors = 0
         self.error_counts: dict[str, int] = {}  # by librdkafka error name
         self.last_error: str | None = None
@@ -315,12 +355,28 @@ class Worker:
 
     def settled(self) -> bool:
         """Whether nothing waits here: nothing held by the producer, nothing left in the spool to send."""
-        return not self.in_flight() and not self._failures and (not self._spooling or self._spool_idle)
+        return (not self._held_by_producer() and not self._failures and not self._held
+                and (not self._spooling or self._spool_idle))
 
-    def in_flight(self) -> int:
-        """Records (and client events) the producer holds that are not settled yet."""
+    def _held_by_producer(self) -> int:
+        """What the producer holds: records, and client events not served yet."""
         producer = self._producer
         return len(producer) if producer is not None else 0
+
+    def in_flight(self) -> int:
+        """Records the producer accepted that have no delivery report yet."""
+        return max(0, self._produced - count_of(self._acks) - self._dr_failed - len(self._failures))
+
+    def held(self) -> int:
+        """Records waiting in memory because the spool's disk refused them."""
+        return len(self._held)
+
+    def spooled_waiting(self) -> int:
+        """This process's records waiting in the spool (written or about to be), not sent again yet."""
+        spool = self.spool
+        if spool is None:
+            return 0
+        return spool.waiting() + (self._replay_next is not None)
 
     def latency(self) -> dict[str, float | None]:
         """Delivery latency percentiles (seconds, log call to acknowledgement) of recent samples."""
@@ -334,17 +390,8 @@ class Worker:
         return self._produced
 
     def delivered(self) -> int:
-        """Records the broker acknowledged.
-
-        Only failures are kept per record: a record the producer accepted is
-        acknowledged once it is neither failed nor still
-        held by the producer, whose count includes reports not yet served.
-        Read in this order, a record in passage between the counts is never
-        counted as delivered too early.
-        """
-        produced = self._produced
-        held = self.in_flight()
-        return max(0, produced - held - self._dr_failed - len(self._failures))
+        """Records the broker acknowledged: delivery reports of success, counted one by one."""
+        return count_of(self._acks)
 
     # -- the thread ---------------------------------------------------------------------
     def _thread_main(self) -> None:
@@ -450,7 +497,7 @@ class Worker:
         queue = self._queue
         last_work = time.monotonic()
         while True:
-            if self._fatal:
+            if self._fatal and time.monotonic() >= self._rebuild_at:
                 producer = self._rebuild(producer, reaper=deadline is None)
             worked = self._drain(producer)
             # While spooling, few reports come (records go to disk) and every poll() would hand
@@ -474,11 +521,12 @@ class Worker:
             self._settle_barriers()
             self._report_drops()
             self._watch_stall(producer)
+            self._watch_silence()
             now = time.monotonic()
             if until is not None and until.event.is_set():
                 return
             stop_at = self._stop_at if deadline is None else deadline
-            if stop_at is not None and not queue and (not len(producer) or now >= stop_at):
+            if stop_at is not None and not queue and ((not len(producer) and not self._held) or now >= stop_at):
                 self._finish(producer, stop_at)
                 return
             if worked:
@@ -507,20 +555,64 @@ class Worker:
                 self.idle = False
                 self._wake.clear()
 
+    def _message(self, item: dict[str, Any], plan: BindPlan) -> tuple[str, bytes, bytes | None, Headers | None]:
+        """A captured record as (topic, value, key, headers), with ``plan`` (its formatter's); never raises."""
+        encode, fallback, key_of, key, headers_of = plan
+        stream_topics = self._stream_topics
+        topic = self._topic if stream_topics is None else stream_topics.get(item.get(STREAM), self._topic)
+        try:
+            value = encode(item)
+        except Exception:  # the fast path met something unusual: the general one never raises
+            value = fallback(item)
+        try:
+            if key_of is not None:
+                key = key_of(item)
+        except Exception as exc:  # a key that cannot be computed: the record still ships, unkeyed
+            report("key", f"could not compute a record's partition key: {type(exc).__name__}: {exc}")
+            key = None
+        headers: Headers | None = None
+        if headers_of is not None:
+            try:
+                headers = headers_of(item)
+            except Exception as exc:  # headers help routing; the record ships without them
+                report("headers", f"could not compute a record's headers: {type(exc).__name__}: {exc}")
+        if len(value) > self._limit:  # would be refused as too large: cut it so it still arrives
+            value = self._fit(value, key)
+        return topic, value, key, headers
+
+    def write_ahead(self, item: dict[str, Any]) -> bool:
+        """``durability="disk"``, on the caller's thread: write the record to the spool now (the worker
+        sends it from there). False when there is no usable spool: queue it as usual."""
+        spool = self.spool
+        if spool is None or not spool.usable():
+            return False
+        try:
+            topic, value, key, headers = self._message(item, self._bind(item[FMT]))
+        except Exception:
+            return False
+        if spool.write_through(topic, key, value, int(item["created"] * 1000), headers):
+            self._spool_idle = False
+            return True
+        self._spool_refused(spool)
+        return False
+
     def _drain(self, producer: Producer) -> int:
         """Produce up to a batch of queued records; stop at a barrier until it is settled.
 
         While spooling, records go to the spool instead, barriers or not: the
-        queue keeps draining during an outage.
+        queue keeps draining during an outage. Records the spool's disk refused
+        go first, to the producer: disk trouble never keeps from Kafka what it can take.
         """
-        spooling = self._spooling
+        if self._held and not self._produce_held(producer):
+            return 0  # the producer is full: the queue waits (its overflow policy applies)
+        spool = self.spool
+        # "disk": the callers wrote their records to the spool; what is queued could not be written
+        spooling = self._spooling and not self._disk and spool is not None and spool.usable()
         if self._barriers and not spooling:
             return 0
         queue, produce, bind = self._queue, producer.produce, self._bind
-        topic = default_topic = self._topic
-        stream_topics = self._stream_topics
-        headers: Headers | None = None
         bound: Any = _UNBOUND
+        plan: Any = None
         n = produced = 0
         limit = _SPOOL_BATCH if spooling else _BATCH
         try:
@@ -531,55 +623,63 @@ class Worker:
                     break
                 n += 1
                 if type(item) is Barrier:
+                    if spool is not None:
+                        self._commit_spool()  # the records before it are in a segment up to the mark
+                        item.mark = spool.open_index()
+                        self._spool_idle = False
                     self._barriers.append(item)
                     if spooling:
                         continue
                     break
                 if item[FMT] is not bound:  # the formatter the record was logged under
                     bound = item[FMT]
-                    encode, fallback, key_of, key, headers_of = bind(bound)
-                if stream_topics is not None:
-                    topic = stream_topics.get(item.get(STREAM), default_topic)
-                try:
-                    value = encode(item)
-                except Exception:  # the fast path met something unusual: the general one never raises
-                    value = fallback(item)
-                try:
-                    if key_of is not None:
-                        key = key_of(item)
-                except Exception as exc:  # a key that cannot be computed: the record still ships, unkeyed
-                    report("key", f"could not compute a record's partition key: {type(exc).__name__}: {exc}")
-                    key = None
-                if headers_of is not None:
-                    try:
-                        headers = headers_of(item)
-                    except Exception as exc:  # headers help routing; the record ships without them
-                        report("headers", f"could not compute a record's headers: {type(exc).__name__}: {exc}")
-                        headers = None
-                if len(value) > self._limit:  # would be refused as too large: cut it so it still arrives
-                    value = self._fit(value, key)
+                    plan = bind(bound)
+                topic, value, key, headers = self._message(item, plan)
+                ts = int(item["created"] * 1000)
                 if spooling:
-                    self._to_spool(topic, key, value, int(item["created"] * 1000), headers)
+                    self._to_spool(topic, key, value, ts, headers)
                     continue
                 try:
                     # positional (partition -1: the partitioner decides; on_delivery and its alias
                     # callback None, then timestamp and headers): cheaper than keywords
-                    produce(topic, value, key, -1, None, None, int(item["created"] * 1000), headers)
+                    produce(topic, value, key, -1, None, None, ts, headers)
                     produced += 1
                     if not produced % _SAMPLE_EVERY:
                         self._samples.append((self._produced + produced, item["created"]))
                 except BufferError:  # librdkafka's buffer is full (broker slow or away)
-                    if self.spool is not None:
+                    if spool is not None and spool.usable() and not self._disk:
                         self._start_spooling("the producer's queue is full")
                         spooling = True
-                        self._to_spool(topic, key, value, int(item["created"] * 1000), headers)
+                        self._to_spool(topic, key, value, ts, headers)
+                    elif spool is not None:  # the spool refuses writes: hold it, try again next turn
+                        self._held.append((topic, key, value, ts, headers))
+                        break
                     else:
-                        self._produce_when_room(producer, topic, value, key, int(item["created"] * 1000), headers)
+                        self._produced += produced
+                        produced = 0
+                        self._produce_when_room(producer, topic, value, key, ts, headers)
                 except (KafkaException, TypeError, ValueError) as exc:
-                    self._refused(exc)
+                    self._refused(exc, (topic, key, value, ts, headers))
         finally:
             self._produced += produced
         return n
+
+    def _produce_held(self, producer: Producer) -> bool:
+        """Produce the records the spool refused; False while the producer has no room for them."""
+        held, produce = self._held, producer.produce
+        while held:
+            topic, key, value, ts, headers = held[0]
+            try:
+                produce(topic, value, key, -1, None, None, ts, headers)
+            except BufferError:
+                return False
+            except (KafkaException, TypeError, ValueError) as exc:
+                held.popleft()
+                self._refused(exc, (topic, key, value, ts, headers))
+                continue
+            held.popleft()
+            self._produced += 1
+        return True
 
     def _produce_when_room(self, producer: Producer, topic: str, value: bytes, key: bytes | None, ts: int,
                            headers: Headers | None) -> None:
@@ -610,36 +710,63 @@ class Worker:
 
     # -- the spool -------------------------------------------------------------------------
     def _start_spooling(self, why: str) -> None:
-        if not self._spooling:
+        if not self._spooling and self.spool is not None and self.spool.usable():
             self._spooling = True
             if not self._quiet:
                 report("spooling", f"spooling records to disk: {why}")
         self.broker_reachable = False
-        self._next_probe = time.monotonic() + _PROBE_EVERY
+        now = time.monotonic()
+        if now >= self._next_probe:  # the first failure since the last look: the next waits longer (reset by an ack)
+            self._next_probe = now + self._backoff
+            self._backoff = min(_BACKOFF_MAX, self._backoff * 2)
 
     def _to_spool(self, topic: str, key: bytes | None, value: bytes, ts: int, headers: Headers | None = None) -> None:
-        self._spool_idle = False
         spool = self.spool
         if spool is None:
             self.failed += 1
-        elif not spool.append(topic, key, value, ts, headers):
-            self._spool_failed(spool)
+            return
+        if not spool.usable():  # the disk refused a write moments ago: this one goes from memory
+            self._held.append((topic, key, value, ts, headers))
+            return
+        self._spool_idle = False
+        if not spool.append(topic, key, value, ts, headers):
+            self._spool_refused(spool)
 
     def _commit_spool(self) -> None:
         spool = self.spool
-        if spool is not None and not spool.commit():
-            self._spool_failed(spool)
+        if spool is None:
+            return
+        if not spool.commit():
+            self._spool_refused(spool)
+            return
+        if self._spool_broken and spool.usable() and spool.spooled != self._spool_broken:
+            self._spool_broken = 0
+            report("spool_ok", f"the spool {spool.directory} takes writes again")
+        if self._respooled:  # records a waiting flush covers went to the spool: it waits for them too
+            self._respooled = False
+            mark = spool.open_index()
+            for barrier in self._barriers:
+                barrier.mark = max(barrier.mark, mark)
 
-    def _spool_failed(self, spool: Spool) -> None:
+    def _spool_refused(self, spool: Spool) -> None:
+        """The disk refused records: they go to Kafka from memory (held), said once a while."""
+        self._held.extend(spool.take_unwritten())
         self.last_error = spool.last_error
-        if not self._quiet:
-            report("spool", f"records lost: {spool.last_error}")
+        if not self._spool_broken:
+            self._spool_broken = max(1, spool.spooled)
+        if self._quiet:
+            return  # at close: the summary line says what became of them
+        report("spool", f"{spool.last_error} ({spool.directory}): records go to Kafka from memory, without "
+               "the disk's protection, until the spool takes writes again (tried every few seconds)")
 
     def _replay_step(self, producer: Producer) -> None:
         """Hand spooled records to the producer, oldest first, once the broker answers.
 
-        A segment is deleted when all its records are settled: acknowledged, or
-        failed and spooled again. When no segment is left, spooling stops.
+        A segment's progress is committed every ``_PROGRESS_STEP`` records, once all of
+        them are settled; the segment is deleted when all its records are settled:
+        acknowledged, or failed and spooled again. When no segment is left, spooling
+        stops. While a flush waits, only the segments it covers are taken (this
+        process's up to its mark, and other processes' left-overs), not newer ones.
         """
         spool = self.spool
         if spool is None or not self._spooling:
@@ -654,34 +781,50 @@ class Worker:
                 self._next_probe = now + _PROBE_EVERY
                 if not self._probe(producer):
                     return
-            segment = spool.claim()
-            if segment is None:
+            mark = min((b.mark for b in self._barriers), default=None)
+            segment = spool.claim(mark)
+            if segment is None and (mark is None or spool.open_index() <= mark):
                 spool.rotate()  # our own open segment, if it holds anything
-                segment = spool.claim()
-                if segment is None:
-                    self._spool_idle = True
-                    if not self._disk:
-                        self._spooling = False
-                        report("spooling", "spool replayed: records go to Kafka again")
+                segment = spool.claim(mark)
+            if segment is None:
+                if mark is not None:
+                    self._clear_to = max(self._clear_to, mark)  # later writes go to newer segments
                     return
+                self._spool_idle = True
+                if not self._disk:
+                    self._spooling = False
+                    report("spooling", "spool replayed: records go to Kafka again")
+                return
             self._replay, self._replay_iter, self._replay_produced = segment, segment.records(), False
+            self._since_progress = 0
+        segment = self._replay
         if not self._replay_produced:
+            if self._since_progress >= _PROGRESS_STEP:
+                if len(producer):
+                    return  # a step is produced: wait until all of it is settled
+                self._commit_step(segment)
             self._replay_records(producer)
         if self._replay_produced and not len(producer):
             if self._failures:  # reports served since the drain: spool those records first
                 self._handle_failures()
-                self._commit_spool()
-            segment = self._replay
-            assert segment is not None
-            spool.torn += segment.torn
+            self._commit_spool()
             segment.delete()
             self._replay = self._replay_iter = None
+
+    def _commit_step(self, segment: Segment) -> None:
+        """Every record of the segment produced so far is settled: say so in its progress file."""
+        if self._failures:
+            self._handle_failures()
+        self._commit_spool()
+        rest = self._replay_next
+        segment.commit_progress(segment.offset - (rest.size if rest is not None else 0))
+        self._since_progress = 0
 
     def _replay_records(self, producer: Producer) -> None:
         produce = producer.produce
         n = 0
         try:
-            while n < _REPLAY_BATCH:
+            while n < _REPLAY_BATCH and self._since_progress + n < _PROGRESS_STEP:
                 rec = self._replay_next
                 if rec is None:
                     rec = next(self._replay_iter, None)
@@ -694,12 +837,15 @@ class Worker:
                     self._replay_next = rec  # the next turn tries it again
                     return
                 except (KafkaException, TypeError, ValueError) as exc:
-                    self._refused(exc)
+                    self._replay_next = None
+                    self._refused(exc, (rec.topic, rec.key, rec.value, rec.timestamp_ms, rec.headers))
+                    continue
                 self._replay_next = None
                 n += 1
         finally:
             self._produced += n
             self.replayed += n
+            self._since_progress += n
 
     def _probe(self, producer: Producer) -> bool:
         """Whether a broker answers a metadata request now."""
@@ -713,7 +859,14 @@ class Worker:
             self.unreachable = False
         return ok
 
-    def _refused(self, exc: Exception) -> None:
+    def _refused(self, exc: Exception, record: Record | None = None) -> None:
+        """produce() raised: a fatal client error keeps the record for the next producer; else it failed."""
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and error.fatal() and record is not None:
+            self.last_error = error.str()
+            self._fatal = True
+            self._held.append(record)
+            return
         self.failed += 1
         self.last_error = str(exc)
         report("produce", f"record refused by the producer: {exc}")
@@ -727,6 +880,7 @@ class Worker:
         takes over the reports.
         """
         if err is None:
+            next(self._acks)
             if self._inline_poll == threading.get_ident() and len(self._queue) >= self._backlog:
                 self._inline_poll = 0
                 raise _Yield
@@ -747,11 +901,16 @@ class Worker:
 
     def _failed(self, err: KafkaError, msg: Any) -> None:
         self.last_error = err.str()
+        if err.code() in _STATE_LOST and self.spool is not None and not self._fatal:
+            self.last_error = f"the broker refused this producer's session ({err.name()}: {err.str()})"
+            self._fatal = True  # rebuilt on the draining thread; this record is spooled below
         if self.spool is not None and err.code() not in _PERMANENT:
             self._start_spooling(f"a record was not delivered: {plain_delivery_error(err)}")
             ts = msg.timestamp()
             raw = msg.headers()
             headers: Headers | None = list(raw) if raw else None
+            if self._barriers:
+                self._respooled = True
             self._to_spool(msg.topic() or self._topic, msg.key(), msg.value() or b"",
                            ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), headers)
             return
@@ -777,13 +936,17 @@ class Worker:
         if not self._barriers:
             return
         producer = self._producer
-        if ((producer is None or not len(producer)) and not self._failures
-                and (not self._spooling or self._spool_idle)):
+        now = time.monotonic()
+        if (producer is None or not len(producer)) and not self._failures and not self._held \
+                and self._replay is None:
+            waiting = []
             for barrier in self._barriers:
-                barrier.event.set()
-            self._barriers = []
+                if not self._spooling or self._spool_idle or barrier.mark <= self._clear_to:
+                    barrier.event.set()
+                elif barrier.deadline > now:
+                    waiting.append(barrier)
+            self._barriers = waiting
         else:
-            now = time.monotonic()
             self._barriers = [b for b in self._barriers if b.deadline > now]
 
     def _watch_stall(self, producer: Producer) -> None:
@@ -814,6 +977,35 @@ class Worker:
             self._fatal = True
             self._progress_at = now
 
+    def _watch_silence(self) -> None:
+        """Records wait and the broker has acknowledged none for ``_SILENT`` seconds (frozen, partitioned:
+        the client sees no error): said once, with what happens to them; and said again when it answers."""
+        acks = count_of(self._acks)
+        now = time.monotonic()
+        if acks != self._answered[0]:
+            if self._silent_since is not None:
+                waiting = self.spooled_waiting()
+                more = f"; {waiting} spooled records are sent now" if waiting else ""
+                report("silence_end", f"Kafka at {self._servers} acknowledges records again, after "
+                       f"{now - self._silent_since:.0f}s{more}", interval=0.0)
+                self._silent_since = None
+            self._answered = (acks, now)
+            return
+        if not self.in_flight():
+            self._answered = (acks, now)  # nothing waits for an answer: no silence to measure
+            return
+        if self._silent_since is None and now - self._answered[1] >= _SILENT:
+            self._silent_since = self._answered[1]
+            spool = self.spool
+            if spool is not None and spool.usable():
+                doing = (f"they go to the spool {spool.directory} when the client's buffer fills or "
+                         "message.timeout.ms passes, and are sent once it answers")
+            else:
+                doing = "they wait in memory (no usable spool) until message.timeout.ms"
+            report("silence", f"Kafka at {self._servers} has acknowledged nothing for "
+                   f"{now - self._answered[1]:.0f}s (frozen or cut off?): {self.in_flight()} records wait; "
+                   f"{doing}", interval=0.0)
+
     def _lost_state(self, generation: int) -> None:
         """librdkafka said UNKNOWN_PRODUCER_ID (on its thread). Once it may be librdkafka's own recovery
         (an expired producer id); said again and again with nothing acknowledged in between, the broker
@@ -834,6 +1026,8 @@ class Worker:
         delivered = self.delivered()
         if delivered != self._seen_delivered:  # the broker acknowledged something since
             self._seen_delivered = delivered
+            self._backoff = _PROBE_EVERY
+            self._rebuild_backoff = 1.0
             self.broker_reachable = True
             self.unreachable = False
             self._unkpid.clear()
@@ -869,10 +1063,10 @@ class Worker:
             producer.poll(min(0.05, max(0.0, stop_at - time.monotonic())))  # beside the reaper
         self._stop_reaper()  # from here on, this thread alone serves the producer
         spool = self.spool
-        before = (spool.spooled, spool.errors) if spool is not None else (0, 0)
+        before = (spool.spooled, self.spool_lost) if spool is not None else (0, 0)
         failed_before = self.failed
         left = 0
-        unsettled = len(producer)
+        unsettled = len(producer) or len(self._held)
         self._quiet = True
         try:
             if unsettled:
@@ -881,20 +1075,39 @@ class Worker:
                 self._handle_failures()
             self._producer = None
             self._settle_replay(left)
+            self._commit_spool()  # what the disk refuses now is held, for one more try below
+            self._spool_held()
             if spool is not None:
                 spool.close()
+                self._spool_held()
         finally:
             self._quiet = False
         self._settle_barriers()
         if unsettled:
             self._say_unsettled(spool, before, self.failed - failed_before)
 
+    def _spool_held(self) -> None:
+        """At the end: records held in memory (the disk refused them, Kafka did not take them) go to
+        the spool if it takes writes now; else they are lost, counted (``_say_unsettled`` says it)."""
+        held, spool = self._held, self.spool
+        if not held:
+            return
+        self._held = deque()
+        if spool is not None:
+            spool.refused_at = -1e9  # one more try
+            for rec in held:
+                spool.append(*rec)
+            if spool.commit():
+                return
+            held = deque(spool.take_unwritten())
+        self.spool_lost += len(held)
+
     def _say_unsettled(self, spool: Spool | None, before: tuple[int, int], failed: int) -> None:
         why = "cannot reach Kafka" if self.broker_reachable is False else \
             f"not acknowledged within flush_timeout ({self._flush_timeout:g}s)"
         parts = []
         if spool is not None:
-            spooled, lost = spool.spooled - before[0], spool.errors - before[1]
+            spooled, lost = spool.spooled - before[0], self.spool_lost - before[1]
             if spooled:
                 parts.append(f"{spooled} records written to the spool {spool.directory} for the next start")
             if lost:
@@ -908,33 +1121,29 @@ class Worker:
         """End a replay stopped half way (at close, or before a new producer) without duplicates.
 
         The producer has been purged: what it had acknowledged is delivered and what it
-        had not is back in the spool (its failure reports). So the records of the segment
-        not produced yet are spooled too, and the segment is deleted: nothing is sent
-        twice. Only when some records gave no report at all is the segment kept whole,
-        to be replayed again (some of its records may then come twice).
+        had not is back in the spool (its failure reports). So the segment's progress is
+        committed up to the first record not produced, and the segment released: the rest
+        is sent from there later. Only when some records gave no report at all is the
+        progress left where it was (those records may then come twice).
         """
         segment, spool = self._replay, self.spool
         if segment is None:
             return
         self._replay = None
         rest, self._replay_next = self._replay_next, None
-        records, self._replay_iter = self._replay_iter, None
-        if unreported or spool is None or (not self._replay_produced and records is None):
+        self._replay_iter = None
+        self._since_progress = 0
+        if rest is not None:
+            segment.unread(rest.size)
+        if unreported or spool is None:
             segment.release()
             return
-        try:
-            if not self._replay_produced:
-                if rest is not None:
-                    self._to_spool(rest.topic, rest.key, rest.value, rest.timestamp_ms, rest.headers)
-                for rec in records or ():
-                    self._to_spool(rec.topic, rec.key, rec.value, rec.timestamp_ms, rec.headers)
-            self._commit_spool()
-        except Exception as exc:
-            report("spool", f"could not move the rest of a replayed segment: {exc}: it is replayed again")
+        self._commit_spool()
+        if self._replay_produced:
+            segment.delete()
+        else:
+            segment.commit_progress()
             segment.release()
-            return
-        spool.torn += segment.torn
-        segment.delete()
 
     def _purge(self, producer: Producer) -> int:
         """Purge what ``producer`` holds and handle the purge reports (spooled, or counted failed).
@@ -955,6 +1164,7 @@ class Worker:
             if not left or time.monotonic() >= grace:
                 break
         self._handle_failures()
+        left = min(left, self.in_flight())  # records, not the client's events
         self.failed += left  # not even a purge report came back: count those as failed too
         self._dr_failed += left
         return left
@@ -962,7 +1172,8 @@ class Worker:
     def _rebuild(self, producer: Producer, *, reaper: bool) -> Producer:
         """A fatal producer error: spool what it holds, then carry on with a new producer."""
         self._fatal = False
-        report("fatal", f"fatal producer error ({self.last_error}): building a new producer")
+        report("fatal", f"building a new producer (a new session) after: {self.last_error}; what the old one "
+               "held is sent again through the spool")
         self._stop_reaper()
         left = 1
         self._quiet = True
@@ -974,6 +1185,8 @@ class Worker:
         finally:
             self._quiet = False
         self.rebuilds += 1
+        self._rebuild_at = time.monotonic() + self._rebuild_backoff
+        self._rebuild_backoff = min(_REBUILD_BACKOFF_MAX, self._rebuild_backoff * 2)
         self._settle_replay(left)
         self._producer = self._make_producer()
         if reaper:

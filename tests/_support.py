@@ -49,3 +49,14 @@ def _validator(stream: str, fmt: str) -> Any:
     schema = schema_for(stream, fmt)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
+
+
+def assert_ledger(stats: dict[str, Any]) -> dict[str, Any]:
+    """The handler's ledger balances: accepted + inherited = delivered + in_flight + queued + spooled +
+    handed_over + lost (by reason). Returns the ledger."""
+    ledger = stats["ledger"]
+    out = (ledger["delivered"] + ledger["in_flight"] + ledger["queued"] + ledger["spooled"]
+           + ledger["handed_over"] + sum(ledger["lost"].values()))
+    assert ledger["accepted"] + ledger["inherited"] == out, ledger
+    assert ledger["balanced"] is True, ledger
+    return ledger  # type: ignore[no-any-return]

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _support import assert_ledger
+
 import logkafka
 from logkafka.testing import LocalBroker, free_port, read_topic
 
@@ -47,6 +49,9 @@ def test_broker_restarted_with_empty_storage(tmp_path: Path) -> None:
             burst(500)
             assert handler.flush(90), handler.stats()
             st = handler.stats()
+            ledger = assert_ledger(st)
+            assert ledger["lost"] == {} and ledger["accepted"] == 1000, ledger
+            assert ledger["delivered"] == 1000  # each acknowledged once (the first 300 by the broker that went)
             assert st["producer_rebuilds"] >= 1
             assert st["failed"] == 0 and st["dropped_total"] == 0, st
             assert st["in_flight"] == 0 and st["queue_depth"] == 0
