@@ -62,6 +62,15 @@ def pjl_formatter() -> logging.Formatter:
     )
 
 
+class FsyncFileHandler(logging.FileHandler):
+    """A FileHandler that fsyncs after every record: the file baseline for ``spool_fsync="always"``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self.stream is not None:
+            os.fsync(self.stream.fileno())
+
+
 def log_loop(logger: logging.Logger, n: int) -> None:
     info = logger.info
     for i in range(n):
@@ -114,8 +123,9 @@ def main() -> int:
         create_topic(servers, topic, 1)
         return topic
 
-    def new_file_handler(same_fields: bool = True) -> logging.Handler:
-        handler = logging.FileHandler(os.path.join(tmp, f"{uuid.uuid4().hex}.log"))
+    def new_file_handler(same_fields: bool = True, fsync: bool = False) -> logging.Handler:
+        cls = FsyncFileHandler if fsync else logging.FileHandler
+        handler = cls(os.path.join(tmp, f"{uuid.uuid4().hex}.log"))
         handler.setFormatter(pjl_formatter())
         if same_fields:
             handler.addFilter(add_ids)
@@ -142,7 +152,8 @@ def main() -> int:
         return topic
 
     caller: dict[str, list[tuple[float, float]]] = {"null": [], "file": [], "file_plain": [], "kafka": [],
-                                                    "kafka_disk": [], "kafka_frozen": [], "null_frozen": []}
+                                                    "kafka_disk": [], "kafka_frozen": [], "null_frozen": [],
+                                                    "file_fsync": [], "kafka_disk_always": []}
     e2e: dict[str, list[float]] = {"file": [], "file_plain": [], "kafka": [], "kafka_disk": []}
     last_topic, e2e_n = "", 2 * n
     try:
@@ -154,18 +165,32 @@ def main() -> int:
         kafka_logger = make_logger(kh)
         dh = new_kafka_handler(new_topic(), 2 * n, durability="disk")
         disk_logger = make_logger(dh)
+        # fsync per record costs a disk round trip: fewer calls for these two
+        n_sync = max(100, n // 20)
+        ah = new_kafka_handler(new_topic(), 2 * n, durability="disk", spool_fsync="always")
+        always_logger = make_logger(ah)
+        sfh = new_file_handler(fsync=True)
+        file_fsync_logger = make_logger(sfh)
         for logger in (null_logger, file_logger, file_plain_logger, kafka_logger, disk_logger):
             log_loop(logger, 2000)
+        log_loop(always_logger, 200)
+        log_loop(file_fsync_logger, 200)
         settle(kh, 2000)
         settle(dh, 2000)
+        settle(ah, 200)
         for r in range(rounds):
             caller["null"].append(timed_loop(null_logger, n))
             caller["file"].append(timed_loop(file_logger, n))
             caller["file_plain"].append(timed_loop(file_plain_logger, n))
             caller["kafka"].append(timed_loop(kafka_logger, n))
             caller["kafka_disk"].append(timed_loop(disk_logger, n))
+            caller["file_fsync"].append(timed_loop(file_fsync_logger, n_sync))
+            caller["kafka_disk_always"].append(timed_loop(always_logger, n_sync))
             settle(kh, 2000 + (r + 1) * n)  # not timed: keeps the queue from filling up
             settle(dh, 2000 + (r + 1) * n)
+            settle(ah, 200 + (r + 1) * n_sync)
+        ah.close()
+        sfh.close()
         fh.close()
         fph.close()
         kh.close()
@@ -227,6 +252,7 @@ def main() -> int:
             "kafka_e2e_vs_file_plain": med([k / f for k, f in zip(e2e["kafka"], e2e["file_plain"], strict=True)]),
             "kafka_disk_caller_wall_vs_null": ratio(caller["kafka_disk"], caller["null"], 0),
             "kafka_disk_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka_disk"], e2e["file"], strict=True)]),
+            "kafka_disk_always_caller_wall_vs_file_fsync": ratio(caller["kafka_disk_always"], caller["file_fsync"], 0),
         },
     }
     if caller["kafka_frozen"]:
@@ -239,7 +265,9 @@ def main() -> int:
     print("caller cost per logger.info call        caller CPU µs   wall µs")
     for label, key in (("logging.NullHandler", "null"), ("FileHandler + python-json-logger", "file"),
                        ("  the same without event/correlation id", "file_plain"), ("KafkaLogHandler", "kafka"),
-                       ("  durability='disk'", "kafka_disk"), ("  broker frozen (SIGSTOP)", "kafka_frozen")):
+                       ("  durability='disk'", "kafka_disk"), ("  broker frozen (SIGSTOP)", "kafka_frozen"),
+                       ("FileHandler, fsync after every record", "file_fsync"),
+                       ("  durability='disk', spool_fsync='always'", "kafka_disk_always")):
         if caller[key]:
             print(f"  {label:40s} {c[key]['cpu']:10.2f} {c[key]['wall']:9.2f}")
     print(f"\nend-to-end rate, {e2e_n} records (first call to last record settled)")
@@ -255,6 +283,8 @@ def main() -> int:
     print(f"  KafkaLogHandler e2e rate / FileHandler, fewer fields  {r['kafka_e2e_vs_file_plain']:.2f}x")
     print(f"  durability='disk': caller wall / NullHandler  {r['kafka_disk_caller_wall_vs_null']:.2f}x, "
           f"e2e rate / FileHandler {r['kafka_disk_e2e_vs_file']:.2f}x")
+    print(f"  spool_fsync='always': caller wall / FileHandler with fsync  "
+          f"{r['kafka_disk_always_caller_wall_vs_file_fsync']:.2f}x")
     if "kafka_frozen_caller_wall_vs_null" in r:
         print(f"  broker frozen: caller wall / NullHandler      {r['kafka_frozen_caller_wall_vs_null']:.2f}x")
     return 0

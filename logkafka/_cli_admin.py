@@ -904,8 +904,12 @@ def _destinations(spool_dir: str) -> list[str]:
 
 
 def _count_lines(path: str) -> int:
+    """Records of a segment not settled yet (after the progress a replay committed)."""
+    from logkafka._spool import settled_offset
+
     try:
         with open(path, "rb") as f:
+            f.seek(settled_offset(path))
             return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     except OSError:
         return 0
@@ -996,13 +1000,14 @@ class _Interrupts:
 
 def _rewrite(segment: Any, records: list[Any]) -> None:
     """Replace a claimed segment's content with ``records`` (the ones not acknowledged), atomically."""
-    from logkafka._spool import _line
+    from logkafka._spool import clear_progress, line_of
 
     tmp = f"{segment.path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        f.write(b"".join(_line(r.topic, r.key, r.value, r.timestamp_ms, r.headers) for r in records))
+        f.write(b"".join(line_of(r.topic, r.key, r.value, r.timestamp_ms, r.headers) for r in records))
         f.flush()
         os.fsync(f.fileno())
+    clear_progress(segment.path)  # first: a crash in between replays the old file whole (duplicates, no gap)
     os.replace(tmp, segment.path)
 
 

@@ -116,6 +116,8 @@ def _shutdown_handlers() -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # A second SIGTERM (supervisors repeat it) must not cut short the shutdown it started; a SIGKILL still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)  # unwinds: finally blocks, atexit, logging.shutdown() deliver the records
 
 
@@ -364,16 +366,14 @@ class KafkaLogHandler(logging.Handler):
         self._drop_lock = threading.Lock()
         self._dropped = {}
         self._accepted = itertools.count()
-        if old.spool is not None:
-            old.spool.after_fork_in_child()
+        old.after_fork_in_child()
         _ABANDONED.append(old)  # never destroyed here: librdkafka's state is the parent's
         self._worker = self._new_worker()
         old_streams = self._stream_worker
         if old_streams is not None:
             self._stream_queue = deque()
             self._stream_lock = threading.Lock()
-            if old_streams.spool is not None:
-                old_streams.spool.after_fork_in_child()
+            old_streams.after_fork_in_child()
             _ABANDONED.append(old_streams)
             self._stream_worker = None
 

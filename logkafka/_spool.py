@@ -95,7 +95,19 @@ def line_of(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
     return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms]) + b"\n"
 
 
-_line = line_of  # the name `logkafka replay` knows
+
+
+def settled_offset(path: str) -> int:
+    """The byte offset of a segment up to which a replay settled every record (0: none)."""
+    return _read_pos(path)
+
+
+def clear_progress(path: str) -> None:
+    """Forget a segment's replay progress (before its content is rewritten)."""
+    try:
+        os.unlink(path + _POS)
+    except OSError:
+        pass
 
 
 def _read_pos(path: str) -> int:
@@ -129,7 +141,7 @@ class Segment:
                 self.offset += len(raw)
                 self.read += 1
                 if self._spool is not None:
-                    self._spool._read_line(self.path, self.own)
+                    self._spool._read_line(self.path, self.own, self.offset)
                 if not raw.endswith(b"\n"):
                     self._torn_line()  # the last line of a crashed writer
                     continue
@@ -149,12 +161,25 @@ class Segment:
         if self._spool is not None:
             self._spool.torn += 1
 
+    def count_lines(self) -> int:
+        """Lines from the committed progress on (records and torn ones), without parsing them."""
+        n = 0
+        with os.fdopen(os.dup(self._fd), "rb") as f:
+            f.seek(self.start)
+            tail = b""
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                n += chunk.count(b"\n")
+                tail = chunk[-1:]
+            if tail and tail != b"\n":
+                n += 1  # a torn last line
+        return n
+
     def unread(self, raw_len: int) -> None:
         """The last record read was not handed on: it counts as waiting in the spool again."""
         self.offset -= raw_len
         self.read -= 1
         if self._spool is not None:
-            self._spool._unread_line(self.path, self.own)
+            self._spool._unread_line(self.path, self.own, self.offset)
 
     def commit_progress(self, offset: int | None = None) -> None:
         """Record that every record before ``offset`` (default: all read so far) is settled."""
@@ -210,6 +235,7 @@ class Spool:
         self._dirty = False
         #: Segments this spool wrote and has not seen settled: path -> records not read back yet.
         self._own: dict[str, int] = {}
+        self._read_to: dict[str, int] = {}  # path -> byte offset up to which our records were read back
         self._index = 0  # of the open segment, counting this spool's segments
         self._indexes: dict[str, int] = {}
         self.refused_at = -1e9  # monotonic time of the last refused write
@@ -354,11 +380,19 @@ class Spool:
         self._enforce_limit()
         name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(4).hex()}{_SUFFIX}"
         path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Made under another name, locked, then renamed: no replayer (another process, or this one's
+        # worker) can claim a segment before its writer holds the lock.
+        making = path + ".new"
+        fd = os.open(making, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone until closed
+            os.rename(making, path)
         except OSError:
             os.close(fd)
+            try:
+                os.unlink(making)
+            except OSError:
+                pass
             raise
         self._index += 1
         self._fd, self._path, self._size = fd, path, 0
@@ -375,10 +409,21 @@ class Spool:
             return any(i <= index for i in self._indexes.values())
 
     def rotate(self) -> None:
-        """Close the open segment so that it can be claimed for replay."""
+        """Close the open segment so that it can be claimed for replay (its fsync outside the lock:
+        callers writing meanwhile go to a new segment and do not wait for it)."""
         self.commit()
         with self._lock:
-            self._close_current()
+            fd, dirty = self._fd, self._dirty
+            self._fd, self._dirty = -1, False
+            self._close_current()  # forgets the segment (and removes it if it holds nothing)
+        if fd >= 0:
+            try:
+                if dirty and self.fsync != "never":
+                    os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def _close_current(self) -> None:
         fd, path = self._fd, self._path
@@ -407,14 +452,14 @@ class Spool:
         self.rotate()
 
     def after_fork_in_child(self) -> None:
-        """Forget the parent's open segment (its lock belongs to the parent)."""
+        """Forget the parent's open segment (its lock belongs to the parent) and its records."""
         fd = self._fd
         self._lock = threading.Lock()
         self._fd, self._path = -1, None
         self._size = 0
         self._dirty = False
         self._pending, self._pending_records, self._pending_bytes = [], [], 0  # the parent's: the parent writes them
-        self._own, self._indexes = {}, {}
+        self._own, self._indexes, self._read_to = {}, {}, {}
         if fd >= 0:
             try:
                 os.close(fd)  # the child's copy of the descriptor; the parent keeps its own
@@ -422,26 +467,32 @@ class Spool:
                 pass
 
     # -- accounting ---------------------------------------------------------------------------
-    def _read_line(self, path: str, own: bool) -> None:
+    def _read_line(self, path: str, own: bool, end: int) -> None:
+        """A line of ``path`` ending at byte ``end`` was read back: a record of ours leaves the spool's
+        count the first time it is read; one read again (a replay released without progress), or
+        another process's, comes in as inherited."""
         if own:
             with self._lock:
-                if self._own.get(path):
+                if end > self._read_to.get(path, 0) and self._own.get(path):
+                    self._read_to[path] = end
                     self._own[path] -= 1
-        else:
-            self.inherited += 1
+                    return
+        self.inherited += 1
 
-    def _unread_line(self, path: str, own: bool) -> None:
+    def _unread_line(self, path: str, own: bool, start: int) -> None:
         if own:
             with self._lock:
-                if path in self._own:
+                if path in self._own and self._read_to.get(path, 0) > start:
+                    self._read_to[path] = start
                     self._own[path] += 1
-        else:
-            self.inherited -= 1
+                    return
+        self.inherited -= 1
 
     def _forget(self, path: str) -> None:
         with self._lock:
             self._own.pop(path, None)
             self._indexes.pop(path, None)
+            self._read_to.pop(path, None)
 
     def waiting(self) -> int:
         """Records of ours in the spool not yet read back: appended, or written to a segment."""
@@ -459,8 +510,11 @@ class Spool:
             present = set(paths)
             with self._lock:
                 for path in [p for p in self._own if p not in present and p != self._path]:
+                    if os.path.exists(path):
+                        continue  # made after the listing
                     self.handed_over += self._own.pop(path)  # another process replayed (or removed) it
                     self._indexes.pop(path, None)
+                    self._read_to.pop(path, None)
         return paths
 
     @staticmethod
@@ -486,17 +540,21 @@ class Spool:
                 pass
         return total
 
-    def claim(self, own_up_to: int | None = None) -> Segment | None:
+    def claim(self, own_up_to: int | None = None, older_than_ns: int | None = None) -> Segment | None:
         """The oldest segment no live process holds, locked for us; None if there is none.
 
         With ``own_up_to``, segments of ours newer than that index are left (a waiting
-        flush does not cover them); other processes' left-overs are taken.
+        flush does not cover them); with ``older_than_ns``, other processes' segments
+        made after that time (``time.time_ns()``) are left too.
         """
+        newest = None if older_than_ns is None else f"{older_than_ns:020d}"
         for path in self._segments():
             if path == self._path:
                 continue  # ours, still being written: rotate() first
             if own_up_to is not None and self._indexes.get(path, 0) > own_up_to:
                 continue  # ours, newer than what a waiting flush covers
+            if newest is not None and path not in self._indexes and os.path.basename(path) > newest:
+                continue  # another process's, newer than the flush
             segment = self.claim_path(path)
             if segment is not None:
                 return segment
@@ -518,13 +576,14 @@ class Spool:
             seg = self._claim(path)
             if seg is None:
                 continue
-            for _ in seg.records():
-                pass
-            if self._own.pop(path, None) is None:
-                self.inherited += seg.read  # another process's records: ours now, and lost
+            lines = seg.count_lines()
+            own = self._own.pop(path, None)
+            # another process's records (or ours read back before) become ours, and are lost
+            self.inherited += lines - min(lines, own or 0)
             self._indexes.pop(path, None)
+            self._read_to.pop(path, None)
             seg.delete()
-            self.dropped += seg.read
+            self.dropped += lines
             total -= sizes.get(path, 0)
 
     def _segments_unlocked(self) -> list[str]:

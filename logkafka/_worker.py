@@ -92,12 +92,13 @@ class Barrier:
     for this process's segments up to that one (records written before it).
     """
 
-    __slots__ = ("deadline", "event", "mark")
+    __slots__ = ("born_ns", "deadline", "event", "mark")
 
     def __init__(self, deadline: float) -> None:
         self.event = threading.Event()
         self.deadline = deadline
         self.mark = 0
+        self.born_ns = time.time_ns()  # other processes' segments made later are not waited for
 
 
 #: librdkafka log facilities whose news the error callback already gives, in plain words.
@@ -110,6 +111,13 @@ _DROP_REASONS = {
     "block_timeout": "the in-memory queue stayed full for block_timeout (overflow='block')",
     "after_shutdown": "they were logged after logging shut down, and there is no spool to keep them",
 }
+
+
+def _keeps_record(exc: Exception) -> bool:
+    """Whether produce() refused because the producer itself is finished (fatal): the record is kept
+    for the next producer, not failed."""
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return error is not None and (error.fatal() or error.code() == KafkaError._FATAL)
 
 
 def count_of(counter: itertools.count[int]) -> int:
@@ -238,7 +246,9 @@ class Worker:
         self._silent_since: float | None = None  # when the broker's silence was said
         self._servers = str(producer_config.get("bootstrap.servers", ""))
         self._spool_broken = 0  # the spool's write count when the disk refused, 0 while it writes
+        self._in_hand = False  # True while _drain holds records it took from the queue
         self._clear_to = 0  # the highest barrier mark whose segments were all found settled
+        self._idle_written = 0  # the spool's write count when the look that found it empty began
         self.spool_lost = 0  # records neither Kafka nor the spool's disk took by the end
         self._backoff = _PROBE_EVERY  # seconds before the next replay after records failed (doubles, up to 30)
         self._rebuild_backoff = 1.0
@@ -355,8 +365,13 @@ class Worker:
 
     def settled(self) -> bool:
         """Whether nothing waits here: nothing held by the producer, nothing left in the spool to send."""
-        return (not self._held_by_producer() and not self._failures and not self._held
-                and (not self._spooling or self._spool_idle))
+        return (not self._in_hand and not self._held_by_producer() and not self._failures and not self._held
+                and (not self._spooling or self._spool_empty()))
+
+    def _spool_empty(self) -> bool:
+        """The last look found nothing left in the spool, and nothing was written since it began."""
+        spool = self.spool
+        return self._spool_idle and (spool is None or spool.spooled == self._idle_written)
 
     def _held_by_producer(self) -> int:
         """What the producer holds: records, and client events not served yet."""
@@ -392,6 +407,15 @@ class Worker:
     def delivered(self) -> int:
         """Records the broker acknowledged: delivery reports of success, counted one by one."""
         return count_of(self._acks)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child, for a worker of the parent that is abandoned there: let go of the parent's
+        spool files (its open segment, and the segment it replays, whose lock the child would share)."""
+        segment, self._replay, self._replay_iter = self._replay, None, None
+        if segment is not None:
+            segment.release()
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
 
     # -- the thread ---------------------------------------------------------------------
     def _thread_main(self) -> None:
@@ -515,7 +539,7 @@ class Worker:
                 self._handle_failures()
             if self.spool is not None:
                 self._commit_spool()  # what this turn spooled, in one write
-                if self._spooling:
+                if self._spooling and not self._fatal:
                     self._replay_step(producer)
                 self.spool.tick()
             self._settle_barriers()
@@ -606,15 +630,19 @@ class Worker:
         if self._held and not self._produce_held(producer):
             return 0  # the producer is full: the queue waits (its overflow policy applies)
         spool = self.spool
-        # "disk": the callers wrote their records to the spool; what is queued could not be written
-        spooling = self._spooling and not self._disk and spool is not None and spool.usable()
-        if self._barriers and not spooling:
+        # "disk": the callers wrote their records to the spool; what is queued could not be written.
+        # A producer waiting to be rebuilt takes nothing: records go to the spool meanwhile.
+        spooling = ((self._spooling or self._fatal) and not self._disk and spool is not None and spool.usable())
+        if (self._barriers or self._fatal) and not spooling:
             return 0
+        if spooling and not self._spooling:
+            self._start_spooling("the producer is being replaced")
         queue, produce, bind = self._queue, producer.produce, self._bind
         bound: Any = _UNBOUND
         plan: Any = None
         n = produced = 0
         limit = _SPOOL_BATCH if spooling else _BATCH
+        self._in_hand = True
         try:
             while n < limit:
                 try:
@@ -660,22 +688,31 @@ class Worker:
                         self._produce_when_room(producer, topic, value, key, ts, headers)
                 except (KafkaException, TypeError, ValueError) as exc:
                     self._refused(exc, (topic, key, value, ts, headers))
+                    if self._fatal:
+                        break  # the rest waits in the queue for the next producer
         finally:
             self._produced += produced
+            self._in_hand = False
         return n
 
     def _produce_held(self, producer: Producer) -> bool:
         """Produce the records the spool refused; False while the producer has no room for them."""
         held, produce = self._held, producer.produce
         while held:
+            if self._fatal:
+                return False  # kept for the next producer
             topic, key, value, ts, headers = held[0]
             try:
                 produce(topic, value, key, -1, None, None, ts, headers)
             except BufferError:
                 return False
             except (KafkaException, TypeError, ValueError) as exc:
+                if _keeps_record(exc):
+                    self.last_error = str(exc)
+                    self._fatal = True
+                    return False
                 held.popleft()
-                self._refused(exc, (topic, key, value, ts, headers))
+                self._refused(exc)
                 continue
             held.popleft()
             self._produced += 1
@@ -739,6 +776,9 @@ class Worker:
         if not spool.commit():
             self._spool_refused(spool)
             return
+        unwritten = spool.take_unwritten()  # refused by an earlier write (a rotation's, an append's)
+        if unwritten:
+            self._held.extend(unwritten)
         if self._spool_broken and spool.usable() and spool.spooled != self._spool_broken:
             self._spool_broken = 0
             report("spool_ok", f"the spool {spool.directory} takes writes again")
@@ -782,15 +822,18 @@ class Worker:
                 if not self._probe(producer):
                     return
             mark = min((b.mark for b in self._barriers), default=None)
-            segment = spool.claim(mark)
+            written = spool.spooled  # a write from now on (a caller's, with "disk") makes the look stale
+            born = min((b.born_ns for b in self._barriers), default=None)
+            segment = spool.claim(mark, born)
             if segment is None and (mark is None or spool.open_index() <= mark):
                 spool.rotate()  # our own open segment, if it holds anything
-                segment = spool.claim(mark)
+                segment = spool.claim(mark, born)
             if segment is None:
                 if mark is not None:
                     self._clear_to = max(self._clear_to, mark)  # later writes go to newer segments
                     return
                 self._spool_idle = True
+                self._idle_written = written
                 if not self._disk:
                     self._spooling = False
                     report("spooling", "spool replayed: records go to Kafka again")
@@ -837,8 +880,13 @@ class Worker:
                     self._replay_next = rec  # the next turn tries it again
                     return
                 except (KafkaException, TypeError, ValueError) as exc:
+                    if _keeps_record(exc):  # the producer is finished: this record waits for the next one
+                        self._replay_next = rec
+                        self.last_error = str(exc)
+                        self._fatal = True
+                        return
                     self._replay_next = None
-                    self._refused(exc, (rec.topic, rec.key, rec.value, rec.timestamp_ms, rec.headers))
+                    self._refused(exc)
                     continue
                 self._replay_next = None
                 n += 1
@@ -861,9 +909,8 @@ class Worker:
 
     def _refused(self, exc: Exception, record: Record | None = None) -> None:
         """produce() raised: a fatal client error keeps the record for the next producer; else it failed."""
-        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-        if error is not None and error.fatal() and record is not None:
-            self.last_error = error.str()
+        if record is not None and _keeps_record(exc):
+            self.last_error = str(exc)
             self._fatal = True
             self._held.append(record)
             return
@@ -935,13 +982,14 @@ class Worker:
     def _settle_barriers(self) -> None:
         if not self._barriers:
             return
-        producer = self._producer
+        producer, spool = self._producer, self.spool
         now = time.monotonic()
         if (producer is None or not len(producer)) and not self._failures and not self._held \
                 and self._replay is None:
             waiting = []
             for barrier in self._barriers:
-                if not self._spooling or self._spool_idle or barrier.mark <= self._clear_to:
+                if not self._spooling or self._spool_empty() or (
+                        barrier.mark <= self._clear_to and not (spool and spool.own_index_at_most(barrier.mark))):
                     barrier.event.set()
                 elif barrier.deadline > now:
                     waiting.append(barrier)
@@ -1097,8 +1145,7 @@ class Worker:
             spool.refused_at = -1e9  # one more try
             for rec in held:
                 spool.append(*rec)
-            if spool.commit():
-                return
+            spool.commit()
             held = deque(spool.take_unwritten())
         self.spool_lost += len(held)
 

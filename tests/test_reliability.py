@@ -151,6 +151,44 @@ class TestDiskTrouble:
             stop_app(app)
 
 
+class TestDiskDurability:
+    def test_many_callers_write_ahead_while_the_thread_replays(self, broker: LocalBroker, tmp_path: Path) -> None:
+        """durability="disk": four threads write their records to the spool while the handler's thread
+        rotates and replays segments (a new segment is never claimed before its writer holds it): all
+        arrive, flush() settles, and the ledger balances. Run in a subprocess: a deadlock fails by timeout."""
+        topic = new_topic(broker)
+        done = run_app("""
+            import json, logging, sys, threading
+            import logkafka
+            servers, topic, spool = sys.argv[1:4]
+            handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=spool, durability="disk", flush_timeout=30)
+            log = logging.getLogger("app")
+            log.propagate = False
+            log.setLevel(logging.INFO)
+            log.addHandler(handler)
+
+            def work(k):
+                for i in range(k * 15_000, (k + 1) * 15_000):
+                    log.info("record %d", i, extra={"seq": i})
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            ok = handler.flush(90)
+            print(json.dumps({"flushed": ok, "stats": handler.stats()}, default=str), flush=True)
+            handler.close()
+        """, broker.bootstrap_servers, topic, str(tmp_path / "spool"), timeout=150)
+        assert done.returncode == 0, done.stderr
+        result = last_json(done.stdout)
+        assert result["flushed"] is True, result
+        ledger = assert_ledger(result["stats"])
+        assert ledger["lost"] == {} and ledger["delivered"] == 60_000, ledger
+        seen, total = seq_counts(broker.bootstrap_servers, topic, 60_000)
+        assert seen == set(range(60_000)) and total == 60_000, (len(seen), total)
+
+
 # -- kills and signals ----------------------------------------------------------------------------
 TIGHT_LOOP_APP = """
     import logging, mmap, struct, sys
