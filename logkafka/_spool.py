@@ -286,6 +286,29 @@ class Spool:
         """
         line = line_of(topic, key, value, timestamp_ms, headers)
         with self._lock:
+            fd, path = self._fd, self._path
+            if fd >= 0 and path is not None and self._size + len(line) <= self.segment_bytes \
+                    and self.fsync != "always":
+                try:  # the common case, one write call: a short one goes the careful way below
+                    written = os.write(fd, line)
+                except OSError:
+                    written = -1
+                if written == len(line):
+                    self._size += written
+                    self.spooled += 1
+                    self._dirty = True
+                    self._own[path] += 1
+                    if self.fsync == "interval" and time.monotonic() - self._synced_at >= _FSYNC_INTERVAL:
+                        try:
+                            self._sync()
+                        except OSError as exc:
+                            self.last_error = f"spool fsync failed: {exc}"
+                    return True
+                if written > 0:
+                    try:
+                        os.ftruncate(fd, self._size)  # cut the torn line back off
+                    except OSError:
+                        pass
             return self._write([line]) == 1
 
     def take_unwritten(self) -> list[Record]:
