@@ -2,7 +2,7 @@
 
 Run a worker, then send a few tasks::
 
-    celery -A examples.celery_worker worker --pool solo --loglevel INFO
+    celery -A examples.celery_worker worker --loglevel INFO   # prefork; --pool solo works too
     python -m examples.celery_worker
 
 The broker is ``CELERY_BROKER_URL`` (default ``redis://localhost:6379/0``). For
@@ -11,15 +11,22 @@ then pass messages through files there (kombu's filesystem transport).
 Kafka is ``KAFKA_BOOTSTRAP_SERVERS``; topics are ``LOGKAFKA_TOPIC`` and
 ``LOGKAFKA_AUDIT_TOPIC`` or their defaults.
 
-How the context travels:
+``logkafka.connect_celery()`` connects Celery's signals:
 
 * ``before_task_publish`` (in the sender) puts ``logkafka.get_context()`` into the
   task message's headers;
 * ``task_prerun`` (in the worker) binds it, with the task's name and id, before the
-  task runs; ``task_postrun`` clears it, so nothing leaks into the next task.
+  task runs; ``task_postrun`` clears it, so nothing leaks into the next task. A task
+  sent with no correlation id bound (by celery beat, or from a shell) gets its
+  task id as its ``correlation_id``;
+* ``worker_process_shutdown``: a prefork child ends with ``os._exit`` (when
+  ``--max-tasks-per-child`` recycles it, or at the worker's stop), so Python's
+  exit handlers never run there; this delivers what it holds first.
 
 Every record the task logs therefore carries the ``correlation_id`` (and any
-other key) that was bound where the task was sent.
+other key) that was bound where the task was sent. Celery beat needs nothing
+more: run it as ``celery -A examples.celery_worker beat``; the tasks it sends are
+logged under their own task ids.
 """
 
 from __future__ import annotations
@@ -33,8 +40,6 @@ from typing import Any
 from celery import Celery, signals
 
 import logkafka
-
-CONTEXT_HEADER = "logkafka_context"
 
 LOGGING: dict[str, Any] = {
     "version": 1,
@@ -84,28 +89,8 @@ def configure_logging(**_: Any) -> None:
     logging.config.dictConfig(LOGGING)
 
 
-# -- the context in the task's headers ------------------------------------------------
-@signals.before_task_publish.connect
-def put_context_in_headers(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """In the sender: the bound context rides along in the message headers."""
-    if headers is not None:
-        headers[CONTEXT_HEADER] = logkafka.get_context()
-
-
-@signals.task_prerun.connect
-def bind_context_from_headers(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    """In the worker: bind the sender's context (plus the task's own name and id)."""
-    logkafka.clear_context()
-    sent = getattr(task.request, CONTEXT_HEADER, None) if task is not None else None
-    if isinstance(sent, dict):
-        logkafka.bind(**sent)
-    logkafka.bind(task_name=getattr(task, "name", None), task_id=task_id)
-
-
-@signals.task_postrun.connect
-def clear_context_after_task(**_: Any) -> None:
-    """In the worker: nothing of this task reaches the next one."""
-    logkafka.clear_context()
+# -- the context in the task's headers, and delivery before a prefork child exits ----------
+logkafka.connect_celery()
 
 
 # -- tasks ------------------------------------------------------------------------------

@@ -12,8 +12,17 @@ stay the master's. Nothing else is needed; ``preload_app = True`` works too.
 
 Every record has the worker's ``process`` id. The application's records, the
 middleware's ``request_completed`` records and gunicorn's own ``gunicorn.error``
-lines (worker boot, exit) go to stdout and to Kafka; gunicorn's access log is
-left off, since ``request_completed`` says the same with the correlation id.
+lines (worker boot, exit) go to stdout and to Kafka. gunicorn's access log goes
+nowhere (a ``NullHandler``: with ``logconfig_dict`` set, gunicorn logs access
+lines whatever ``accesslog`` says), since ``request_completed`` says the same
+with the correlation id.
+
+A stop (``SIGTERM``, as Kubernetes sends) fits ``graceful_timeout``: each
+worker's ``worker_exit`` delivers what it holds within one budget, a few seconds
+less than ``graceful_timeout``, and writes what Kafka did not take by then (at
+once when no broker answers) to the spool; the interpreter's exit spends no more
+time on it. The next start on the same ``spool_dir`` sends it. Mount the spool on
+a volume that outlives the pod (see ``examples/kubernetes``).
 
 Settings from the environment: ``GUNICORN_BIND`` (default ``127.0.0.1:8000``),
 ``GUNICORN_WORKERS`` (default 2), ``KAFKA_BOOTSTRAP_SERVERS``, and the topics
@@ -30,8 +39,7 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = "sync"
 timeout = 30
-graceful_timeout = 10
-accesslog = None  # the middleware's request_completed records replace the access log
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 
 logconfig_dict: dict[str, Any] = {
     "version": 1,
@@ -41,11 +49,13 @@ logconfig_dict: dict[str, Any] = {
         "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
         # bootstrap servers and topics from KAFKA_BOOTSTRAP_SERVERS, LOGKAFKA_TOPIC, LOGKAFKA_AUDIT_TOPIC
         "kafka": {"class": "logkafka.KafkaLogHandler", "formatter": "json"},
+        "null": {"class": "logging.NullHandler"},
     },
     "loggers": {
         # gunicorn's own loggers, which gunicorn sets not to propagate
         "gunicorn.error": {"level": "INFO", "handlers": ["console", "kafka"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        # the middleware's request_completed records replace the access log
+        "gunicorn.access": {"level": "INFO", "handlers": ["null"], "propagate": False},
     },
     "root": {"level": "INFO", "handlers": ["console", "kafka"]},
 }
@@ -58,6 +68,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """A worker that stops delivers what it has queued (the interpreter's exit would do the same)."""
-    for handler in logging.getLogger().handlers:
-        handler.flush()
+    """A worker that stops delivers what it holds, within the stop's budget (what Kafka does not take
+    in time goes to the spool): the master waits ``graceful_timeout`` before it kills a worker."""
+    import logkafka
+
+    logkafka.shutdown(timeout=max(1.0, server.cfg.graceful_timeout - 5))

@@ -10,9 +10,10 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from logkafka._audit import audit, security
+from logkafka._celery import connect_celery
 from logkafka._context import bind, bound, clear_context, get_context, unbind, with_context
 from logkafka._formatter import JsonFormatter
-from logkafka._handler import KafkaLogHandler
+from logkafka._handler import KafkaLogHandler, shutdown
 from logkafka._prometheus import PrometheusCollector
 from logkafka._sampling import SamplingFilter
 from logkafka._timed import timed
@@ -35,8 +36,10 @@ __all__ = [
     "bind",
     "bound",
     "clear_context",
+    "connect_celery",
     "get_context",
     "security",
+    "shutdown",
     "timed",
     "unbind",
     "with_context",

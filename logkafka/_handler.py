@@ -71,11 +71,55 @@ _AUDIT_QUEUE_MIN = 10_000  # the audit and security queue holds at least this ma
 _UNREACHABLE_LOOK = 0.05  # seconds between looks at whether the broker is known unreachable, at close
 _SPILL_WAIT = 5.0  # seconds close() waits for the thread to spool what the broker did not take
 _EXITING = False  # set at interpreter exit, before logging.shutdown() flushes the handlers
+#: The monotonic time by which the process's exit is done with logging: every flush() and close()
+#: at exit (exit hooks, then logging.shutdown()) shares this one budget.
+_EXIT_DEADLINE: float | None = None
+_SPILL_SHARE = 0.2  # of an exit budget kept for writing what is unsettled to the spool (1 s at most)
 
 
 def _at_exit() -> None:
-    global _EXITING
+    _start_exit(None)
+
+
+def _start_exit(timeout: float | None) -> float:
+    """Mark the process as exiting and fix its budget (once: a later start only shortens it)."""
+    global _EXITING, _EXIT_DEADLINE
     _EXITING = True
+    if timeout is None:
+        timeout = max((h.settings.flush_timeout for h in list(_HANDLERS) if h._enabled), default=0.0)
+    deadline = time.monotonic() + max(0.0, timeout)
+    if _EXIT_DEADLINE is None or deadline < _EXIT_DEADLINE:
+        _EXIT_DEADLINE = deadline
+    return _EXIT_DEADLINE
+
+
+def _exit_left(limit: float) -> tuple[float, float]:
+    """At exit: (seconds to wait for acknowledgements, seconds for the spool write) within the budget."""
+    if not _EXITING or _EXIT_DEADLINE is None:
+        return limit, _SPILL_WAIT
+    left = max(0.0, _EXIT_DEADLINE - time.monotonic())
+    spill = min(1.0, left * _SPILL_SHARE)
+    return min(limit, left - spill), max(spill, 0.2)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Deliver what every ``KafkaLogHandler`` holds and close them, all within ``timeout`` seconds.
+
+    For exit hooks (gunicorn's ``worker_exit``, Celery's ``worker_process_shutdown``):
+    ``timeout`` defaults to the largest ``flush_timeout``; what is not acknowledged
+    by then is written to the spool. ``logging.shutdown()`` at exit then spends only
+    what is left of the same budget. Returns whether everything was delivered.
+    """
+    _start_exit(timeout)
+    done = True
+    for handler in list(_HANDLERS):
+        try:
+            done = handler.flush() and done
+            handler.close()
+        except Exception as exc:
+            done = False
+            report("exit", f"could not deliver a handler's records at exit: {type(exc).__name__}: {exc}")
+    return done
 
 
 atexit.register(_at_exit)  # registered after logging's own hook, so it runs before logging.shutdown()
@@ -105,14 +149,7 @@ def _note_process() -> None:
 
 def _shutdown_handlers() -> None:
     """Flush and close every live handler, as ``logging.shutdown()`` at exit would."""
-    global _EXITING
-    _EXITING = True
-    for handler in list(_HANDLERS):
-        try:
-            handler.flush()
-            handler.close()
-        except Exception as exc:
-            report("exit", f"could not deliver a handler's records at exit: {type(exc).__name__}: {exc}")
+    shutdown()
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -680,6 +717,7 @@ class KafkaLogHandler(logging.Handler):
         if not self._enabled or "_worker" not in self.__dict__:  # off, or its construction failed
             return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
+        limit = _exit_left(limit)[0]  # at exit, within the process's one budget
         done = self._settle(limit, give_up_unreachable=_EXITING)
         if not done:
             self._flush_gave_up = time.monotonic()
@@ -723,8 +761,8 @@ class KafkaLogHandler(logging.Handler):
         """
         try:
             if self._enabled and "_worker" in self.__dict__:
-                timeout = self.settings.flush_timeout
-                if time.monotonic() - self._flush_gave_up < timeout:
+                timeout, spill = _exit_left(self.settings.flush_timeout)
+                if time.monotonic() - self._flush_gave_up < self.settings.flush_timeout:
                     timeout = 0.0  # logging.shutdown() just waited in flush(), and gave up
                 # Wait only for records queued before close(): other threads may go on logging
                 # to this handler while dictConfig, holding logging's lock, replaces it. When no
@@ -733,7 +771,7 @@ class KafkaLogHandler(logging.Handler):
                 for worker in self._workers():
                     worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
                 if not settled:  # the thread now spools (or fails and counts) what is unsettled
-                    deadline = time.monotonic() + _SPILL_WAIT
+                    deadline = time.monotonic() + spill
                     for worker in self._workers():
                         worker.join(max(0.0, deadline - time.monotonic()))
                 if _EXITING:

@@ -326,6 +326,82 @@ class TestGunicornExample:
         assert exited(records) == workers
 
 
+    def test_sigterm_during_a_kafka_cut_fits_graceful_timeout_and_loses_nothing(
+            self, processes: list[Process], tmp_path: Path) -> None:
+        """The Kubernetes rollout case: 4 workers at about 100 requests/s, the network to Kafka cut, then
+        SIGTERM to the master during the cut. The stop ends within graceful_timeout (what is pending goes
+        to the spool), and after the network is back and the service starts again on the same spool,
+        every answered request's record is in Kafka, each under one event id."""
+        import threading
+
+        from logkafka.testing import ProxiedBroker
+
+        kafka = ProxiedBroker().start()
+        try:
+            topic = f"gunicorn.{uuid.uuid4().hex[:8]}"
+            kafka.create_topic(topic)
+            kafka.create_topic(f"{topic}.audit")
+            topics = Topics(kafka, topic)
+            env = topics.env(GUNICORN_WORKERS="4", GUNICORN_GRACEFUL_TIMEOUT="10",
+                             LOGKAFKA_SPOOL_DIR=str(tmp_path / "spool"), LOGKAFKA_FLUSH_TIMEOUT="10")
+            port = free_port()
+            env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
+            args = [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn.conf.py"),
+                    "examples.flask_app:app"]
+            server = Process(args, env, ROOT, tmp_path, "gunicorn")
+            processes.append(server)
+            wait_http(server, port, "/health")
+
+            answered: list[str] = []
+            stop = threading.Event()
+
+            def client() -> None:
+                while not stop.is_set():
+                    cid = new_cid("load")
+                    try:
+                        if request(port, "GET", "/items/sku-1", cid)[0] == 200:
+                            answered.append(cid)
+                    except OSError:
+                        return  # the server is gone
+                    time.sleep(0.01)
+
+            load = threading.Thread(target=client, daemon=True)
+            load.start()
+            time.sleep(3)
+            kafka.proxy.cut()
+            time.sleep(5)
+            started = time.monotonic()
+            code = server.stop(signal.SIGTERM, timeout=60)
+            took = time.monotonic() - started
+            stop.set()
+            load.join(30)
+            assert code == 0, server.describe()
+            assert took < 10, (took, server.describe())  # graceful_timeout: no worker was killed
+            assert len(answered) > 200, len(answered)
+            assert "GET /items/sku-1 HTTP" not in server.output()  # the access log is really off
+            kafka.proxy.restore()
+
+            again = Process(args, env, ROOT, tmp_path, "gunicorn-again")  # replays the spool
+            processes.append(again)
+            wait_http(again, port, "/health")
+
+            def complete(recs: Records) -> bool:
+                done = {r.get("correlation_id") for r in recs if r.get("code") == "REQUEST_COMPLETED"}
+                return all(c in done for c in answered)
+
+            records = wait_records(kafka.bootstrap_servers, topic, complete, timeout=120)
+            again.stop()
+            completed: dict[str, set[str]] = {}
+            for r in records:
+                if r.get("code") == "REQUEST_COMPLETED" and r.get("correlation_id", "").startswith("load-"):
+                    completed.setdefault(r["correlation_id"], set()).add(r["event_id"])
+            missing = [c for c in answered if c not in completed]
+            assert not missing, (len(missing), len(answered), server.describe())
+            assert all(len(ids) == 1 for ids in completed.values())
+        finally:
+            kafka.stop()
+
+
 # -- Django ----------------------------------------------------------------------------
 class TestDjangoExample:
     def test_runserver_applies_logging_and_ships_view_records(
@@ -408,6 +484,51 @@ class TestCeleryExample:
         for cid in sent:
             rec = with_cid(audit, cid)
             assert len(rec) == 1 and rec[0]["action"] == "invoice.charge" and rec[0]["tenant_id"] == "acme"
+        worker.stop()
+
+
+    def test_recycled_prefork_children_deliver_every_task_and_audit_record(
+            self, topics: Topics, processes: list[Process], tmp_path: Path) -> None:
+        """--pool prefork --max-tasks-per-child 1: each child ends with os._exit after one task; what it logged
+        (the task's records and its audit record) is delivered by connect_celery's worker_process_shutdown."""
+        env = topics.env(CELERY_FILESYSTEM_DIR=str(tmp_path / "celery-messages"), INVOICE_COUNT="20")
+        worker = Process([sys.executable, "-m", "celery", "-A", "examples.celery_worker", "worker", "--pool",
+                          "prefork", "--concurrency", "2", "--max-tasks-per-child", "1", "--without-heartbeat",
+                          "--without-gossip", "--without-mingle"], env, ROOT, tmp_path, "worker")
+        processes.append(worker)
+        sender = subprocess.run([sys.executable, "-m", "examples.celery_worker"], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=WAIT)
+        assert sender.returncode == 0, sender.stderr
+        sent = [line for line in sender.stdout.splitlines() if not line.startswith("{")]
+        assert len(sent) == 20, sender.stdout
+
+        def charged(recs: Records) -> set[str]:
+            return {r["correlation_id"] for r in recs if r.get("code") == "INVOICE_CHARGED"}
+
+        records = topics.records(lambda recs: charged(recs) >= set(sent))
+        assert charged(records) >= set(sent), (len(charged(records)), worker.describe())
+        children = {r["process"] for r in records if r.get("code") == "INVOICE_CHARGED"}
+        assert worker.pid not in children and len(children) >= 10  # a child per task: recycled
+        audit = topics.records(lambda recs: {r.get("correlation_id") for r in recs} >= set(sent), audit=True)
+        assert {r.get("correlation_id") for r in audit} >= set(sent)
+        assert worker.stop() == 0, worker.describe()
+
+    def test_a_task_sent_without_a_correlation_id_gets_its_task_id(
+            self, topics: Topics, processes: list[Process], tmp_path: Path) -> None:
+        """What celery beat sends has no bound context: the task's records carry its task id as correlation_id."""
+        env = topics.env(CELERY_FILESYSTEM_DIR=str(tmp_path / "celery-messages"))
+        worker = Process([sys.executable, "-m", "celery", "-A", "examples.celery_worker", "worker", "--pool", "solo",
+                          "--without-heartbeat", "--without-gossip", "--without-mingle"], env, ROOT, tmp_path,
+                         "worker")
+        processes.append(worker)
+        sender = subprocess.run([sys.executable, "-c", "from examples.celery_worker import charge_invoice; "
+                                 "print(charge_invoice.delay('inv-beat', 1.0).id)"],
+                                env=env, cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
+        assert sender.returncode == 0, sender.stderr
+        task_id = sender.stdout.strip().splitlines()[-1]
+        records = topics.records(lambda recs: any(r.get("code") == "INVOICE_CHARGED" for r in recs))
+        charged = [r for r in records if r.get("code") == "INVOICE_CHARGED"]
+        assert len(charged) == 1 and charged[0]["correlation_id"] == task_id == charged[0]["task_id"], charged
         worker.stop()
 
 

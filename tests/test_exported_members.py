@@ -8,8 +8,8 @@ from typing import Any
 import logkafka
 
 PUBLIC = {"ASGIMiddleware", "JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "SamplingFilter",
-          "WSGIMiddleware", "__version__", "audit", "bind", "bound", "clear_context", "get_context", "security",
-          "timed", "unbind", "with_context"}
+          "WSGIMiddleware", "__version__", "audit", "bind", "bound", "clear_context", "connect_celery",
+          "get_context", "security", "shutdown", "timed", "unbind", "with_context"}
 
 
 class TestExportedMembers:

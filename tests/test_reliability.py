@@ -33,8 +33,10 @@ REPO = str(Path(__file__).resolve().parent.parent)
 
 
 def child_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "PYTHONDONTWRITEBYTECODE": "1", "LOGKAFKA_SPOOL_DIR": ""}
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("LOGKAFKA_SPOOL_DIR", None)  # each app names its own spool
+    return env
 
 
 def run_app(code: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -187,6 +189,42 @@ class TestDiskDurability:
         assert ledger["lost"] == {} and ledger["delivered"] == 60_000, ledger
         seen, total = seq_counts(broker.bootstrap_servers, topic, 60_000)
         assert seen == set(range(60_000)) and total == 60_000, (len(seen), total)
+
+
+class TestHardenedPod:
+    def test_unwritable_default_spool_still_delivers_every_stream(self, broker: LocalBroker) -> None:
+        """A read-only root filesystem (the default spool directory cannot be made) and Kafka up: every
+        application, audit and security record is delivered from memory; the missing spool is said once."""
+        topic = new_topic(broker)
+        broker.create_topic(f"{topic}.audit", 1)
+        broker.create_topic(f"{topic}.security", 1)
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import json, logging, sys
+            import logkafka
+            servers, topic = sys.argv[1:3]
+            handler = logkafka.KafkaLogHandler(servers, topic, audit_topic=topic + ".audit",
+                                               security_topic=topic + ".security")
+            logging.getLogger().addHandler(handler)
+            logging.getLogger().setLevel(logging.INFO)
+            for i in range(10):
+                logging.getLogger("app").info("record", extra={"seq": i})
+                logkafka.audit("order.placed", "u", f"order/{i}", "success")
+                logkafka.security("login", "u", f"app/{i}", "deny")
+            ok = handler.flush(60)
+            print(json.dumps({"flushed": ok, "stats": handler.stats()}, default=str))
+        """), broker.bootstrap_servers, topic], capture_output=True, text=True, timeout=120,
+            env={**{k: v for k, v in child_env().items() if k != "LOGKAFKA_SPOOL_DIR"},
+                 "XDG_CACHE_HOME": "/proc/1/no-such-dir"}, check=False)
+        assert done.returncode == 0, done.stderr
+        result = last_json(done.stdout)
+        assert result["flushed"] is True, result
+        assert result["stats"]["spool_off"], result["stats"]
+        ledger = assert_ledger(result["stats"])
+        assert ledger["lost"] == {} and ledger["delivered"] == 30, ledger
+        assert done.stderr.count("no disk spool") == 1, done.stderr
+        for name in (topic, f"{topic}.audit", f"{topic}.security"):
+            got = read_topic(broker.bootstrap_servers, name, expected=10, timeout=60)
+            assert len(got) == 10, (name, len(got))
 
 
 # -- kills and signals ----------------------------------------------------------------------------
