@@ -39,8 +39,9 @@ from logkafka._formatter import (
     default_identity,
     uuid_text,
 )
+from logkafka._health import Health, asgi_app, combine, wsgi_app
 from logkafka._redact import Redactor
-from logkafka._report import report
+from logkafka._report import report, set_service
 from logkafka._settings import HandlerSettings, build_settings, level_of
 from logkafka._snapshot import to_text
 from logkafka._spool import Spool, destination_dir
@@ -99,7 +100,7 @@ def _exit_left(limit: float) -> tuple[float, float]:
         return limit, _SPILL_WAIT
     left = max(0.0, _EXIT_DEADLINE - time.monotonic())
     spill = min(1.0, left * _SPILL_SHARE)
-    return min(limit, left - spill), max(spill, 0.2)
+    return min(limit, left - spill), spill
 
 
 def shutdown(timeout: float | None = None) -> bool:
@@ -145,6 +146,23 @@ def _note_process() -> None:
     from multiprocessing import util
 
     util.Finalize(None, _shutdown_handlers, exitpriority=100)
+
+
+def health() -> dict[str, Any]:
+    """The process's logging health: the worst status of its handlers, with every reason.
+
+    ``{"status": "ok" | "degraded" | "failing", "reasons": [...], "handlers": [...]}``:
+    failing when records were lost in the last minute or no broker answers and there is
+    no usable spool; degraded when no broker answers (records go to the spool), records
+    wait in the spool, or the spool is off or refuses writes.
+    """
+    return combine(h.health() for h in list(_HANDLERS) if h._enabled)
+
+
+#: A WSGI app for a health route: ``health()`` as JSON, status 200, or 503 when failing.
+health_wsgi = wsgi_app(health)
+#: The same as an ASGI app.
+health_asgi = asgi_app(health)
 
 
 def _shutdown_handlers() -> None:
@@ -333,6 +351,8 @@ class KafkaLogHandler(logging.Handler):
         self._worker = self._new_worker()
         self._accepted = itertools.count()  # records emit() took (next() is atomic, whatever thread logs)
         self._shut = False  # closed at interpreter exit: later records cannot be sent by a thread
+        self._health = Health()
+        set_service(self.settings.identity.get("service", "-"))
         _HANDLERS.add(self)
         if self.settings.handle_sigterm and self._enabled:
             _install_sigterm()
@@ -771,13 +791,19 @@ class KafkaLogHandler(logging.Handler):
                 for worker in self._workers():
                     worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
                 if not settled:  # the thread now spools (or fails and counts) what is unsettled
-                    deadline = time.monotonic() + spill
+                    # what is left of the exit budget (at least its reserve), up to _SPILL_WAIT
+                    deadline = time.monotonic() + (_SPILL_WAIT if _EXIT_DEADLINE is None or not _EXITING else
+                                                   max(spill, min(_SPILL_WAIT, _EXIT_DEADLINE - time.monotonic())))
                     for worker in self._workers():
                         worker.join(max(0.0, deadline - time.monotonic()))
                 if _EXITING:
                     self._shut = True  # from here on no thread may run: records go to the spool at once
         finally:
             super().close()
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "degraded" | "failing", "reasons": [...]}``, for probes (see ``logkafka.health``)."""
+        return self._health.assess(self.stats())
 
     def stats(self) -> dict[str, Any]:
         """Counters of this handler: what was delivered, failed, dropped, and what waits.
@@ -840,7 +866,11 @@ class KafkaLogHandler(logging.Handler):
             "truncated": sum(wk.truncated for wk in workers),
             "latency_s": w.latency(),
             **spool_stats,
+            "spool_dir": self.settings.spool_dir,
             "spool_off": self.settings.spool_off,
+            "spool_refusing": next((wk.spool.last_error for wk in workers
+                                    if wk.spool is not None and not wk.spool.usable()), None),
+            "trouble_s": max((t for wk in workers if (t := wk.trouble_for()) is not None), default=None),
             "unrouted": unrouted(),
             "streams": streams,
             "ledger": ledger,

@@ -2,16 +2,30 @@
 
 logkafka never logs through ``logging`` from its worker: a logging call there
 could wait on the lock ``dictConfig`` holds while it closes this very handler.
+
+Each line says when, which process and which service: ``logkafka: <what>
+(<UTC time>, pid <pid>, <service>)``; with ``LOGKAFKA_REPORT_FORMAT=json``, one
+JSON object a line (``time``, ``pid``, ``service``, ``kind``, ``message``), for
+a log collector.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 
 _INTERVAL = 5.0
 _last: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
+_SERVICE: list[str] = []  # the first handler's service name
+
+
+def set_service(name: str) -> None:
+    """The service the lines name (the first handler's)."""
+    if not _SERVICE:
+        _SERVICE.append(name)
 
 
 def report(kind: str, text: str, interval: float = _INTERVAL) -> None:
@@ -25,8 +39,16 @@ def report(kind: str, text: str, interval: float = _INTERVAL) -> None:
     suffix = f" ({more} similar messages suppressed)" if more else ""
     try:
         stream = sys.stderr
-        if stream is not None:
-            stream.write(f"logkafka: {text}{suffix}\n")
-            stream.flush()
+        if stream is None:
+            return
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        service = _SERVICE[0] if _SERVICE else "-"
+        if os.environ.get("LOGKAFKA_REPORT_FORMAT", "").lower() == "json":
+            line = json.dumps({"time": stamp, "pid": os.getpid(), "service": service, "logger": "logkafka",
+                               "kind": kind.split(":")[0], "message": text + suffix})
+        else:
+            line = f"logkafka: {text}{suffix} ({stamp}, pid {os.getpid()}, {service})"
+        stream.write(line + "\n")
+        stream.flush()
     except Exception:
         pass

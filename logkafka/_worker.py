@@ -31,6 +31,7 @@ _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps r
 _UNBOUND = object()
 _PROBE_EVERY = 1.0  # seconds between looks at the broker while records wait in the spool
 _PROBE_TIMEOUT = 0.2  # seconds a look may take (the worker waits; the caller never does)
+_FIRST_PROBE = 0.2  # seconds the thread's first look at the broker may take
 #: Seconds with records held and none settled, while a broker answers, before the producer is rebuilt.
 _STALL = 120.0
 _UNKPID_LINES = 3  # UNKNOWN_PRODUCER_ID lines within _UNKPID_WINDOW seconds, nothing acknowledged: state lost
@@ -247,6 +248,7 @@ class Worker:
         self._servers = str(producer_config.get("bootstrap.servers", ""))
         self._spool_broken = 0  # the spool's write count when the disk refused, 0 while it writes
         self._in_hand = False  # True while _drain holds records it took from the queue
+        self._away_since: float | None = None  # when the client said no broker answers (until one does)
         self._clear_to = 0  # the highest barrier mark whose segments were all found settled
         self._idle_written = 0  # the spool's write count when the look that found it empty began
         self.spool_lost = 0  # records neither Kafka nor the spool's disk took by the end
@@ -516,6 +518,8 @@ class Worker:
         producer = self._producer
         if producer is None:
             producer = self._producer = self._make_producer()
+            if self.broker_reachable is None and deadline is None:
+                self._probe(producer, _FIRST_PROBE)  # known from the first metadata answer, not the first ack
         if deadline is None:
             self._start_reaper()
         queue = self._queue
@@ -542,8 +546,8 @@ class Worker:
                 if self._spooling and not self._fatal:
                     self._replay_step(producer)
                 self.spool.tick()
+            self._report_drops()  # before the barriers: a flush that returns sees the state it settled in
             self._settle_barriers()
-            self._report_drops()
             self._watch_stall(producer)
             self._watch_silence()
             now = time.monotonic()
@@ -895,17 +899,31 @@ class Worker:
             self.replayed += n
             self._since_progress += n
 
-    def _probe(self, producer: Producer) -> bool:
+    def _probe(self, producer: Producer, timeout: float = _PROBE_TIMEOUT) -> bool:
         """Whether a broker answers a metadata request now."""
         try:
-            md = producer.list_topics(self._topic, timeout=_PROBE_TIMEOUT)
+            md = producer.list_topics(self._topic, timeout=timeout)
             ok = bool(md.brokers)
         except Exception:
             ok = False
         if ok:
             self.broker_reachable = True
             self.unreachable = False
+            self._back()
         return ok
+
+    def _back(self) -> None:
+        """A broker answers again after the client said none did: said once, and the old error forgotten."""
+        since, self._away_since = self._away_since, None
+        if since is not None:
+            self.last_error = None
+            report("back", f"Kafka at {self._servers} answers again, after {time.monotonic() - since:.0f}s "
+                   "without a broker", interval=0.0)
+
+    def trouble_for(self) -> float | None:
+        """Seconds for which no broker answers or none acknowledges what waits; None when all is well."""
+        starts = [t for t in (self._away_since, self._silent_since) if t is not None]
+        return time.monotonic() - min(starts) if starts else None
 
     def _refused(self, exc: Exception, record: Record | None = None) -> None:
         """produce() raised: a fatal client error keeps the record for the next producer; else it failed."""
@@ -975,6 +993,8 @@ class Worker:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_reachable = False
             self.unreachable = True
+            if self._away_since is None:
+                self._away_since = time.monotonic()
         text = plain_error(err, str(self._config.get("bootstrap.servers", "")))
         if text is not None:
             report(f"error:{err.code()}", text)
@@ -1076,6 +1096,7 @@ class Worker:
             self._seen_delivered = delivered
             self._backoff = _PROBE_EVERY
             self._rebuild_backoff = 1.0
+            self._back()
             self.broker_reachable = True
             self.unreachable = False
             self._unkpid.clear()

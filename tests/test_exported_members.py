@@ -9,7 +9,8 @@ import logkafka
 
 PUBLIC = {"ASGIMiddleware", "JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "SamplingFilter",
           "WSGIMiddleware", "__version__", "audit", "bind", "bound", "clear_context", "connect_celery",
-          "get_context", "security", "shutdown", "timed", "unbind", "with_context"}
+          "get_context", "health", "health_asgi", "health_wsgi", "security", "shutdown", "timed", "unbind",
+          "with_context"}
 
 
 class TestExportedMembers:

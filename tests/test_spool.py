@@ -247,6 +247,19 @@ class TestFsyncPolicies:
             handler.close()
 
 
+def spooled_numbers(directory: Path) -> list[int]:
+    """The ``n`` of every record left in the spool: each segment from its replay progress (``.pos``) on."""
+    import orjson
+
+    from logkafka._spool import settled_offset
+
+    out = []
+    for seg in sorted(directory.rglob("*.seg")):
+        data = seg.read_bytes()[settled_offset(str(seg)):]
+        out += [orjson.loads(orjson.loads(line)[2])["n"] for line in data.splitlines()]
+    return out
+
+
 class TestCloseWhileReplaying:
     @pytest.mark.parametrize("count", [50, 3_000])
     @pytest.mark.parametrize("pause", [0.0, 0.05, 0.3])
@@ -254,8 +267,6 @@ class TestCloseWhileReplaying:
         """durability="disk", no broker: at close every record is in the spool exactly once, none counted failed."""
         import logging
         import uuid
-
-        import orjson
 
         from logkafka import KafkaLogHandler
         from logkafka.testing import free_port
@@ -273,8 +284,7 @@ class TestCloseWhileReplaying:
         finally:
             lg.removeHandler(handler)
             handler.close()
-        spooled = [orjson.loads(orjson.loads(line)[2])["n"] for seg in sorted(tmp_path.rglob("*.seg"))
-                   for line in seg.read_bytes().splitlines()]
+        spooled = spooled_numbers(tmp_path)
         assert sorted(spooled) == list(range(count))
         assert handler.stats()["failed"] == 0
 
@@ -283,8 +293,6 @@ class TestCloseWhileReplaying:
         segment when close() purges the producer; the spool then holds every record exactly once."""
         import logging
         import uuid
-
-        import orjson
 
         from logkafka import KafkaLogHandler
         from logkafka.testing import LocalBroker
@@ -301,14 +309,13 @@ class TestCloseWhileReplaying:
             try:
                 for n in range(50):
                     lg.info("record %d", n, extra={"n": n})
-                time.sleep(0.5)
+                time.sleep(1.0)  # the thread's first look at the broker (0.2 s, unanswered), then the replay
                 assert handler.stats()["in_flight"] > 0  # produced from the segment, unanswered
             finally:
                 lg.removeHandler(handler)
                 handler.close()
         finally:
             broker.stop()
-        spooled = [orjson.loads(orjson.loads(line)[2])["n"] for seg in sorted(tmp_path.rglob("*.seg"))
-                   for line in seg.read_bytes().splitlines()]
+        spooled = spooled_numbers(tmp_path)
         assert sorted(spooled) == list(range(50))
         assert handler.stats()["failed"] == 0
