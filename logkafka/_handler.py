@@ -75,7 +75,7 @@ _EXITING = False  # set at interpreter exit, before logging.shutdown() flushes t
 #: The monotonic time by which the process's exit is done with logging: every flush() and close()
 #: at exit (exit hooks, then logging.shutdown()) shares this one budget.
 _EXIT_DEADLINE: float | None = None
-_SPILL_SHARE = 0.2  # of an exit budget kept for writing what is unsettled to the spool (1 s at most)
+_SPILL_SHARE = 0.4  # of an exit budget kept for writing what is unsettled to the spool (2 s at most)
 
 
 def _at_exit() -> None:
@@ -99,7 +99,7 @@ def _exit_left(limit: float) -> tuple[float, float]:
     if not _EXITING or _EXIT_DEADLINE is None:
         return limit, _SPILL_WAIT
     left = max(0.0, _EXIT_DEADLINE - time.monotonic())
-    spill = min(1.0, left * _SPILL_SHARE)
+    spill = min(2.0, left * _SPILL_SHARE)
     return min(limit, left - spill), spill
 
 
@@ -356,6 +356,9 @@ class KafkaLogHandler(logging.Handler):
         _HANDLERS.add(self)
         if self.settings.handle_sigterm and self._enabled:
             _install_sigterm()
+        if self.settings.servers_defaulted and self._enabled:
+            report("servers_default", "no Kafka address set (bootstrap_servers, KAFKA_BOOTSTRAP_SERVERS): "
+                   f"using {self.settings.bootstrap_servers}", interval=3600.0)
         if self.settings.spool_off and self._enabled:
             report("spool_off", f"no disk spool: {self.settings.spool_off}; records wait in memory only while "
                    "Kafka is away (set spool_dir or LOGKAFKA_SPOOL_DIR to a writable directory, e.g. a mounted "
@@ -789,13 +792,17 @@ class KafkaLogHandler(logging.Handler):
                 # broker answers, stop waiting: what is pending goes to the spool now.
                 settled = self._settle(timeout, give_up_unreachable=True)
                 for worker in self._workers():
-                    worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0))
+                    worker.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0), exiting=_EXITING)
                 if not settled:  # the thread now spools (or fails and counts) what is unsettled
                     # what is left of the exit budget (at least its reserve), up to _SPILL_WAIT
                     deadline = time.monotonic() + (_SPILL_WAIT if _EXIT_DEADLINE is None or not _EXITING else
                                                    max(spill, min(_SPILL_WAIT, _EXIT_DEADLINE - time.monotonic())))
                     for worker in self._workers():
                         worker.join(max(0.0, deadline - time.monotonic()))
+                    if _EXITING and any(w.running and w.in_flight() for w in self._workers()):
+                        report("exit_short", f"{self.settings.topic}: the exit's time ran out while records were "
+                               "being written to the spool: some may be lost (a longer flush_timeout, or the "
+                               "platform's grace period, gives them time)", interval=0.0)
                 if _EXITING:
                     self._shut = True  # from here on no thread may run: records go to the spool at once
         finally:

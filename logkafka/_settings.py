@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 #: Producer defaults for logs; every one can be overridden in ``producer_config``.
+DEFAULT_SERVERS = "localhost:9092"  # when neither bootstrap_servers nor KAFKA_BOOTSTRAP_SERVERS is set
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "enable.idempotence": True,
@@ -198,6 +200,7 @@ class HandlerSettings:
     format: str = "flat"
     fields: str = "default"
     handle_sigterm: bool = False
+    servers_defaulted: bool = False  # no address was set anywhere: DEFAULT_SERVERS
 
     def topic_of(self, stream: str) -> str:
         """The topic of a stream: ``application``, ``audit`` or ``security``."""
@@ -233,6 +236,55 @@ def stream_topics(namespace: str | None, topic: str | None, audit_topic: str | N
     return out[0], out[1], out[2]
 
 
+def env_producer_config() -> dict[str, str]:
+    """librdkafka settings from the environment: ``LOGKAFKA_PRODUCER_CONFIG_FILE`` (a file, as Kubernetes mounts
+    a secret), then ``LOGKAFKA_PRODUCER_CONFIG`` over it; each a JSON object or ``key=value`` lines. A value
+    ``@/path`` is read from that file (a mounted secret). ``ValueError`` naming the variable when malformed."""
+    out: dict[str, str] = {}
+    path = os.environ.get("LOGKAFKA_PRODUCER_CONFIG_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                out.update(_client_settings(f.read(), f"LOGKAFKA_PRODUCER_CONFIG_FILE ({path})"))
+        except OSError as exc:
+            raise ValueError(f"LOGKAFKA_PRODUCER_CONFIG_FILE: cannot read {path!r}: {exc.strerror or exc}") from None
+    text = os.environ.get("LOGKAFKA_PRODUCER_CONFIG")
+    if text:
+        out.update(_client_settings(text, "LOGKAFKA_PRODUCER_CONFIG"))
+    return out
+
+
+def _client_settings(text: str, source: str) -> dict[str, str]:
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{source}: not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object of librdkafka settings")
+        pairs = [(str(k), "true" if v is True else "false" if v is False else str(v)) for k, v in data.items()]
+    else:
+        pairs = []
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith(("#", "!")):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{source}: line {n}: expected key=value, got {line!r}")
+            pairs.append((key.strip(), value.strip()))
+    out = {}
+    for key, value in pairs:
+        if value.startswith("@"):
+            try:
+                with open(value[1:], encoding="utf-8") as f:
+                    value = f.read().strip()
+            except OSError as exc:
+                raise ValueError(f"{source}: {key}: cannot read {value[1:]!r}: {exc.strerror or exc}") from None
+        out[key] = value
+    return out
+
+
 def build_settings(
     *,
     bootstrap_servers: str | None,
@@ -262,12 +314,12 @@ def build_settings(
     app_topic, audit, security = stream_topics(ns, topic, audit_topic, security_topic)
     if producer_config is not None and not isinstance(producer_config, Mapping):
         raise ValueError(f"producer_config: expected a mapping, got {type(producer_config).__name__}")
-    user = dict(producer_config or {})
+    user = {**env_producer_config(), **dict(producer_config or {})}  # the argument's keys win
     for k in user:
         if not isinstance(k, str):
             raise ValueError(f"producer_config: setting names must be strings, got {k!r}")
     if bootstrap_servers is None:
-        servers = user.get("bootstrap.servers") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "localhost:9092"
+        servers = user.get("bootstrap.servers") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_SERVERS
     else:
         servers = bootstrap_servers
         if "bootstrap.servers" in user and user["bootstrap.servers"] != servers:
@@ -308,6 +360,8 @@ def build_settings(
         overflow=_choice("overflow", "LOGKAFKA_OVERFLOW", overflow, "spool", OVERFLOW_POLICIES),
         block_timeout=_number("block_timeout", "LOGKAFKA_BLOCK_TIMEOUT", block_timeout, DEFAULT_BLOCK_TIMEOUT, float),
         handle_sigterm=env_bool("LOGKAFKA_HANDLE_SIGTERM", handle_sigterm, False),
+        servers_defaulted=bootstrap_servers is None and servers == DEFAULT_SERVERS
+        and not user.get("bootstrap.servers") and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
     )
 
 

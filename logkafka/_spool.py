@@ -431,7 +431,7 @@ class Spool:
         with self._lock:
             return any(i <= index for i in self._indexes.values())
 
-    def rotate(self) -> None:
+    def rotate(self, sync: bool = True) -> None:
         """Close the open segment so that it can be claimed for replay (its fsync outside the lock:
         callers writing meanwhile go to a new segment and do not wait for it)."""
         self.commit()
@@ -441,7 +441,7 @@ class Spool:
             self._close_current()  # forgets the segment (and removes it if it holds nothing)
         if fd >= 0:
             try:
-                if dirty and self.fsync != "never":
+                if dirty and sync and self.fsync != "never":
                     os.fsync(fd)
             except OSError:
                 pass
@@ -470,9 +470,11 @@ class Spool:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        """Write what is appended and close the open segment (fsync first unless ``spool_fsync="never"``)."""
-        self.rotate()
+    def close(self, sync: bool = True) -> None:
+        """Write what is appended and close the open segment (fsync first unless ``spool_fsync="never"``,
+        or ``sync`` is False: at the process's end the kernel has the records, and an fsync on a busy
+        disk could outlast the time the exit has)."""
+        self.rotate(sync)
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's open segment (its lock belongs to the parent) and its records."""

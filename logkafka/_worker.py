@@ -248,6 +248,7 @@ class Worker:
         self._servers = str(producer_config.get("bootstrap.servers", ""))
         self._spool_broken = 0  # the spool's write count when the disk refused, 0 while it writes
         self._in_hand = False  # True while _drain holds records it took from the queue
+        self._exiting = False
         self._away_since: float | None = None  # when the client said no broker answers (until one does)
         self._clear_to = 0  # the highest barrier mark whose segments were all found settled
         self._idle_written = 0  # the spool's write count when the look that found it empty began
@@ -342,12 +343,13 @@ class Worker:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def stop(self, deadline: float) -> None:
+    def stop(self, deadline: float, exiting: bool = False) -> None:
         """Leave once idle; what is unsettled at ``deadline`` (later for records still coming) fails.
 
         Does not wait for the thread: a caller of ``close()`` (``dictConfig``,
         holding logging's lock) must not wait on records other threads keep logging.
         """
+        self._exiting = exiting  # the process ends: the last spool write is not fsynced (the kernel has it)
         with self._start_lock:
             self._stop_at = deadline
             thread = self._thread
@@ -817,7 +819,7 @@ class Worker:
             return
         if self._replay is None:
             now = time.monotonic()
-            if self.broker_reachable is not True and (not self._disk or self.broker_reachable is False):
+            if self.broker_reachable is not True:  # unknown or away: look first (no produce-then-purge cycles)
                 if len(producer):
                     return  # librdkafka still holds records: their acknowledgements will tell
                 if now < self._next_probe:
@@ -1147,7 +1149,7 @@ class Worker:
             self._commit_spool()  # what the disk refuses now is held, for one more try below
             self._spool_held()
             if spool is not None:
-                spool.close()
+                spool.close(sync=not self._exiting)
                 self._spool_held()
         finally:
             self._quiet = False

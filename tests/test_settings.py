@@ -426,3 +426,49 @@ class TestDictConfig:
     def test_public_name(self) -> None:
         """logkafka.KafkaLogHandler is the class dictConfig finds by its dotted name."""
         assert logkafka.KafkaLogHandler is KafkaLogHandler
+
+
+class TestProducerConfigFromTheEnvironment:
+    def test_json_and_key_value_and_secret_files(self, tmp_path: Any, monkeypatch: Any) -> None:
+        """LOGKAFKA_PRODUCER_CONFIG_FILE, then LOGKAFKA_PRODUCER_CONFIG over it; "@path" values read a mounted
+        secret; the constructor's producer_config wins over both."""
+        import logkafka
+
+        secret = tmp_path / "password"
+        secret.write_text("s3cret\n")
+        conf = tmp_path / "client.properties"
+        conf.write_text("# from a mounted file\nlinger.ms=20\nclient.id=from-file\n")
+        monkeypatch.setenv("LOGKAFKA_PRODUCER_CONFIG_FILE", str(conf))
+        monkeypatch.setenv("LOGKAFKA_PRODUCER_CONFIG", f'{{"linger.ms": 50, "sasl.password": "@{secret}"}}')
+        h = logkafka.KafkaLogHandler("127.0.0.1:1", "t", spool_dir=False, producer_config={"client.id": "arg"})
+        try:
+            config = h.settings.producer_config
+            assert config["linger.ms"] == "50" and config["sasl.password"] == "s3cret"
+            assert config["client.id"] == "arg"
+        finally:
+            h.close()
+
+    def test_malformed_names_the_variable(self, monkeypatch: Any) -> None:
+        import pytest
+
+        import logkafka
+
+        monkeypatch.setenv("LOGKAFKA_PRODUCER_CONFIG", "linger.ms")
+        with pytest.raises(ValueError, match=r"LOGKAFKA_PRODUCER_CONFIG: line 1: expected key=value"):
+            logkafka.KafkaLogHandler("127.0.0.1:1", "t", spool_dir=False)
+        monkeypatch.setenv("LOGKAFKA_PRODUCER_CONFIG", "linger.ms=5\nsasl.password=@/no/such/file")
+        with pytest.raises(ValueError, match=r"sasl\.password: cannot read '/no/such/file'"):
+            logkafka.KafkaLogHandler("127.0.0.1:1", "t", spool_dir=False)
+
+    def test_an_unset_address_is_said_once(self, monkeypatch: Any, capsys: Any) -> None:
+        import logkafka
+        from logkafka import _report
+
+        monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+        monkeypatch.setattr(_report, "_last", {})
+        h = logkafka.KafkaLogHandler(topic="t", spool_dir=False, enabled=True)
+        h.close()
+        assert "no Kafka address set" in capsys.readouterr().err and h.settings.servers_defaulted
+        h = logkafka.KafkaLogHandler("127.0.0.1:1", "t", spool_dir=False)
+        h.close()
+        assert not h.settings.servers_defaulted

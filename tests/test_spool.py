@@ -299,7 +299,7 @@ class TestCloseWhileReplaying:
 
         broker = LocalBroker().start()
         try:
-            broker.pause()
+            broker.create_topic("t", 1)
             handler = KafkaLogHandler(bootstrap_servers=broker.bootstrap_servers, topic="t", durability="disk",
                                       flush_timeout=1, spool_dir=str(tmp_path))
             lg = logging.getLogger(f"app.close.{uuid.uuid4().hex[:6]}")
@@ -307,6 +307,9 @@ class TestCloseWhileReplaying:
             lg.setLevel(logging.INFO)
             lg.addHandler(handler)
             try:
+                lg.info("before the freeze", extra={"n": -1})
+                assert handler.flush(30)  # the broker answered: the handler knows it reachable
+                broker.pause()
                 for n in range(50):
                     lg.info("record %d", n, extra={"n": n})
                 time.sleep(1.0)  # the thread's first look at the broker (0.2 s, unanswered), then the replay
@@ -317,5 +320,5 @@ class TestCloseWhileReplaying:
         finally:
             broker.stop()
         spooled = spooled_numbers(tmp_path)
-        assert sorted(spooled) == list(range(50))
+        assert sorted(spooled) == list(range(50))  # record -1 was delivered before the freeze
         assert handler.stats()["failed"] == 0
