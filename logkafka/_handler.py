@@ -145,7 +145,7 @@ def _note_process() -> None:
         return  # not a multiprocessing child: atexit runs logging.shutdown()
     from multiprocessing import util
 
-    util.Finalize(None, _shutdown_handlers, exitpriority=100)
+    util.Finalize(None, shutdown, exitpriority=100)
 
 
 def health() -> dict[str, Any]:
@@ -163,11 +163,6 @@ def health() -> dict[str, Any]:
 health_wsgi = wsgi_app(health)
 #: The same as an ASGI app.
 health_asgi = asgi_app(health)
-
-
-def _shutdown_handlers() -> None:
-    """Flush and close every live handler, as ``logging.shutdown()`` at exit would."""
-    shutdown()
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -99,7 +99,11 @@ def line_of(topic: str, key: bytes | None, value: bytes, timestamp_ms: int,
 
 def settled_offset(path: str) -> int:
     """The byte offset of a segment up to which a replay settled every record (0: none)."""
-    return _read_pos(path)
+    try:
+        with open(path + _POS, "rb") as f:
+            return max(0, int(f.read().strip() or b"0"))
+    except (OSError, ValueError):
+        return 0
 
 
 def clear_progress(path: str) -> None:
@@ -108,14 +112,6 @@ def clear_progress(path: str) -> None:
         os.unlink(path + _POS)
     except OSError:
         pass
-
-
-def _read_pos(path: str) -> int:
-    try:
-        with open(path + _POS, "rb") as f:
-            return max(0, int(f.read().strip() or b"0"))
-    except (OSError, ValueError):
-        return 0
 
 
 class Segment:
@@ -127,7 +123,7 @@ class Segment:
         self._spool = spool
         self.own = own  # written by this process's spool (its records are in its ledger already)
         self.torn = 0  # lines skipped: torn or unreadable
-        self.start = _read_pos(path)  # byte offset of the first record not settled by an earlier replay
+        self.start = settled_offset(path)  # byte offset of the first record not settled by an earlier replay
         self.offset = self.start  # byte offset after the last record read
         self.read = 0  # lines read (records and torn ones)
 
@@ -526,11 +522,8 @@ class Spool:
 
     # -- reading -----------------------------------------------------------------------------
     def _segments(self) -> list[str]:
-        try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
-        except OSError:  # not made yet, or unreadable: nothing of ours to replay
-            return []
-        paths = [os.path.join(self.directory, n) for n in sorted(names)]
+        """The destination's segments, oldest first; ours that are gone count as handed over."""
+        paths = self._listing()
         if self._own:
             present = set(paths)
             with self._lock:
@@ -560,7 +553,7 @@ class Spool:
         total = 0
         for path in self._segments():
             try:
-                total += max(0, os.path.getsize(path) - _read_pos(path))
+                total += max(0, os.path.getsize(path) - settled_offset(path))
             except OSError:
                 pass
         return total
@@ -587,7 +580,7 @@ class Spool:
 
     def _enforce_limit(self) -> None:
         """Remove the oldest segments while the destination holds more than ``max_bytes`` (under the lock)."""
-        segments = self._segments_unlocked()
+        segments = self._listing()  # under the lock: no handed-over accounting here
         sizes = {}
         for p in segments:
             try:
@@ -611,7 +604,8 @@ class Spool:
             self.dropped += lines
             total -= sizes.get(path, 0)
 
-    def _segments_unlocked(self) -> list[str]:
+    def _listing(self) -> list[str]:
+        """The segment files of the destination, oldest first (none when it is not made yet, or unreadable)."""
         try:
             names = [n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)]
         except OSError:
