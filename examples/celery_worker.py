@@ -98,6 +98,7 @@ logkafka.connect_celery()
 def charge_invoice(invoice_id: str, amount: float) -> str:
     log.info("Charging invoice %s", invoice_id, extra={"code": "INVOICE_CHARGING", "invoice_id": invoice_id,
                                                          "amount": amount})
+    log.debug("Invoice %s amount checked", invoice_id, extra={"code": "INVOICE_CHECKED"})  # at DEBUG only
     with logkafka.timed("payment_capture", invoice_id=invoice_id):
         receipt = f"rcpt-{uuid.uuid4().hex[:10]}"
     logkafka.audit("invoice.charge", actor="billing-worker", resource=f"invoice/{invoice_id}", outcome="success")

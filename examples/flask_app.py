@@ -61,6 +61,7 @@ def get_item(sku: str) -> Any:
     if sku not in STOCK:
         log.warning("Unknown item %s", sku, extra={"code": "ITEM_NOT_FOUND", "sku": sku})
         abort(404)
+    log.debug("Stock of %s read", sku, extra={"code": "STOCK_READ", "sku": sku})  # shown at DEBUG only
     log.info("Item %s looked up", sku, extra={"code": "ITEM_VIEWED", "sku": sku, "stock": STOCK[sku]})
     return {"sku": sku, "stock": STOCK[sku]}
 

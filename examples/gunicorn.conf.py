@@ -24,6 +24,13 @@ once when no broker answers) to the spool; the interpreter's exit spends no more
 time on it. The next start on the same ``spool_dir`` sends it. Mount the spool on
 a volume that outlives the pod (see ``examples/kubernetes``).
 
+Each worker and the master hold their own records in memory during an outage, at
+most ``LOGKAFKA_MEMORY_BUDGET`` each (16 MiB by default): 4 workers and the master
+80 MiB in all. ``LOGKAFKA_LEVELS_FILE`` changes loggers' levels in every worker
+while they run. With ``PROMETHEUS_MULTIPROC_DIR`` set, every worker writes its
+logging metrics there (serve them with ``MultiProcessCollector``); ``child_exit``
+below marks a stopped worker's live gauges dead, as ``prometheus_client`` asks.
+
 Settings from the environment: ``GUNICORN_BIND`` (default ``127.0.0.1:8000``),
 ``GUNICORN_WORKERS`` (default 2), ``KAFKA_BOOTSTRAP_SERVERS``, and the topics
 ``LOGKAFKA_TOPIC`` / ``LOGKAFKA_AUDIT_TOPIC``.
@@ -73,3 +80,11 @@ def worker_exit(server: Any, worker: Any) -> None:
     import logkafka
 
     logkafka.shutdown(timeout=max(1.0, server.cfg.graceful_timeout - 5))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker ended: its live gauges leave prometheus_client's multiprocess files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

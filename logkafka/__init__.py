@@ -14,6 +14,7 @@ from logkafka._celery import connect_celery
 from logkafka._context import bind, bound, clear_context, get_context, unbind, with_context
 from logkafka._formatter import JsonFormatter
 from logkafka._handler import KafkaLogHandler, health, health_asgi, health_wsgi, shutdown
+from logkafka._levels import LevelWatcher, watch_levels
 from logkafka._prometheus import PrometheusCollector
 from logkafka._sampling import SamplingFilter
 from logkafka._timed import timed
@@ -28,6 +29,7 @@ __all__ = [
     "ASGIMiddleware",
     "JsonFormatter",
     "KafkaLogHandler",
+    "LevelWatcher",
     "PrometheusCollector",
     "SamplingFilter",
     "WSGIMiddleware",
@@ -45,5 +47,6 @@ __all__ = [
     "shutdown",
     "timed",
     "unbind",
+    "watch_levels",
     "with_context",
 ]

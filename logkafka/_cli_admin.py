@@ -1133,6 +1133,10 @@ def _settle_limit(config: Mapping[str, Any], timeout: float) -> float:
     return (ms / 1000 if ms > 0 else timeout) + 10.0
 
 
+#: What ``logkafka replay`` lets librdkafka hold: at most 100,000 records, 64 MiB of values.
+_REPLAY_BUFFER = {"queue.buffering.max.messages": 100_000, "queue.buffering.max.kbytes": 65_536}
+
+
 def run_replay(args: argparse.Namespace) -> int:
     """``logkafka replay [SPOOL_DIR]``."""
     from logkafka._settings import PRODUCER_DEFAULTS
@@ -1175,7 +1179,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     option = connection_option(args)
     user = producer_config(args, servers)
-    config = {**PRODUCER_DEFAULTS, "message.timeout.ms": int(args.timeout * 1000),
+    config = {**PRODUCER_DEFAULTS, **_REPLAY_BUFFER, "message.timeout.ms": int(args.timeout * 1000),
               "client.id": "logkafka-replay", "log_level": 0, **user}
     try:
         producer = Producer(config)

@@ -30,7 +30,7 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from logkafka import _context, _tracing
 from logkafka._presets import apply_preset
-from logkafka._redact import Redactor
+from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
@@ -335,7 +335,9 @@ class JsonFormatter(OrjsonFormatter):
 
         #: The field names: ``default``, ``ecs``, ``datadog`` or ``otel`` (see the README).
         self.fields = check_preset(fields)
-        redactor = Redactor(keys=redact_keys, patterns=redact_patterns, allow=redact_allow, enabled=redact)
+        r = redaction_settings(redact, redact_keys, redact_patterns, redact_allow)  # with LOGKAFKA_REDACT_*
+        redactor = Redactor(keys=r["redact_keys"], patterns=r["redact_patterns"], allow=r["redact_allow"],
+                            enabled=r["redact"])
         #: Removes secrets from the message, exception text, context and extra members;
         #: None with ``redact=False``.
         self.redactor: Redactor | None = redactor if redactor.enabled else None

@@ -40,9 +40,11 @@ from logkafka._formatter import (
     uuid_text,
 )
 from logkafka._health import Health, asgi_app, combine, wsgi_app
-from logkafka._redact import Redactor
+from logkafka._levels import watch_levels
+from logkafka._prometheus import export_multiprocess, multiprocess_dir, sync_multiprocess
+from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
-from logkafka._settings import HandlerSettings, build_settings, level_of
+from logkafka._settings import HandlerSettings, build_settings, env_level
 from logkafka._snapshot import to_text
 from logkafka._spool import Spool, destination_dir
 from logkafka._worker import WORKER_IDENTS, Barrier, BindPlan, Headers, Worker
@@ -68,13 +70,14 @@ _RECORD_KEYS = {
 
 Encode = Callable[[dict[str, Any]], bytes]
 KeyOf = Callable[[dict[str, Any]], bytes | None]
-_AUDIT_QUEUE_MIN = 10_000  # the audit and security queue holds at least this many records
 _UNREACHABLE_LOOK = 0.05  # seconds between looks at whether the broker is known unreachable, at close
 _SPILL_WAIT = 5.0  # seconds close() waits for the thread to spool what the broker did not take
 _EXITING = False  # set at interpreter exit, before logging.shutdown() flushes the handlers
 #: The monotonic time by which the process's exit is done with logging: every flush() and close()
 #: at exit (exit hooks, then logging.shutdown()) shares this one budget.
 _EXIT_DEADLINE: float | None = None
+_ROOM_RETRY = 5.0  # seconds after a vain wait for room in a full queue during which callers do not wait
+_ROOM_STALL = 0.25  # seconds without an acknowledgement after which a caller stops waiting on Kafka for room
 _SPILL_SHARE = 0.4  # of an exit budget kept for writing what is unsettled to the spool (2 s at most)
 
 
@@ -120,6 +123,7 @@ def shutdown(timeout: float | None = None) -> bool:
         except Exception as exc:
             done = False
             report("exit", f"could not deliver a handler's records at exit: {type(exc).__name__}: {exc}")
+    sync_multiprocess()  # the final counts, for prometheus_client's multiprocess mode
     return done
 
 
@@ -275,6 +279,7 @@ class KafkaLogHandler(logging.Handler):
         overflow: str | None = None,
         block_timeout: float | None = None,
         handle_sigterm: bool | str | None = None,
+        memory_budget: int | str | None = None,
         audit_topic: str | None = None,
         security_topic: str | None = None,
         namespace: str | None = None,
@@ -309,15 +314,17 @@ class KafkaLogHandler(logging.Handler):
             format=format,
             fields=fields,
             handle_sigterm=handle_sigterm,
+            memory_budget=memory_budget,
         )
         # checked now (ValueError naming the setting), used by the default formatter
         keys: Any = list(redact_keys) if isinstance(redact_keys, Iterator) else redact_keys
         patterns: Any = list(redact_patterns) if isinstance(redact_patterns, Iterator) else redact_patterns
         allow: Any = list(redact_allow) if isinstance(redact_allow, Iterator) else redact_allow
-        Redactor(keys=keys, patterns=patterns, allow=allow, enabled=redact)
         self._redaction: dict[str, Any] = {"redact": redact, "redact_keys": keys, "redact_patterns": patterns,
-                                           "redact_allow": allow}
-        super().__init__(level_of(level))
+                                           "redact_allow": allow}  # LOGKAFKA_REDACT_* added by JsonFormatter
+        r = redaction_settings(redact, keys, patterns, allow)
+        Redactor(keys=r["redact_keys"], patterns=r["redact_patterns"], allow=r["redact_allow"], enabled=r["redact"])
+        super().__init__(env_level(level))
         self._explicit_identity = explicit
         self._resource = identity if explicit else None
         self._queue: deque[Any] = deque()
@@ -327,6 +334,7 @@ class KafkaLogHandler(logging.Handler):
         self._drop_lock = threading.Lock()
         self._enabled = self.settings.enabled
         self._flush_gave_up = -1e9
+        self._room_gave_up = -1e9  # when a caller last waited in vain for room in a full queue
         self._bound: tuple[Any, Any] = (None, None)  # (formatter, what _bind() worked out for it)
         self._default_formatter: JsonFormatter | None = None  # for records logged while no formatter was set
         # Whether emit() must capture every record attribute (capture(full=True)): for
@@ -339,7 +347,7 @@ class KafkaLogHandler(logging.Handler):
         # Audit and security records: their own queue and worker (built on the first such
         # record), durability "disk", keyed by tenant, never dropped by the overflow policy.
         self._stream_queue: deque[Any] = deque()
-        self._stream_max = max(self._maxsize, _AUDIT_QUEUE_MIN)
+        self._stream_max = self.settings.memory.stream_queue_size if self.settings.memory else self._maxsize
         self._stream_lock = threading.Lock()
         self._stream_bound: tuple[Any, Any] = (None, None)
         self._stream_worker: Worker | None = None
@@ -351,6 +359,10 @@ class KafkaLogHandler(logging.Handler):
         _HANDLERS.add(self)
         if self.settings.handle_sigterm and self._enabled:
             _install_sigterm()
+        if os.environ.get("LOGKAFKA_LEVELS_FILE"):
+            watch_levels()  # logger levels from a file, while the process runs
+        if multiprocess_dir() and self._enabled:
+            export_multiprocess(lambda: list(_HANDLERS))  # prometheus_client's multiprocess mode
         if self.settings.servers_defaulted and self._enabled:
             report("servers_default", "no Kafka address set (bootstrap_servers, KAFKA_BOOTSTRAP_SERVERS): "
                    f"using {self.settings.bootstrap_servers}", interval=3600.0)
@@ -367,23 +379,25 @@ class KafkaLogHandler(logging.Handler):
 
     def _new_worker(self) -> Worker:
         worker = self._make_worker(self.settings.topic, self._queue, self._bind, self.settings.durability,
-                                   self.settings.queue_size)
+                                   self.settings.queue_size, self.settings.producer_config)
         # "disk": the caller writes each record to the spool before emit() returns
         self._write_ahead = self.settings.durability == "disk" and worker.spool is not None
         return worker
 
     def _make_worker(self, topic: str, queue: deque[Any], bind: Callable[[Any], BindPlan], durability: str,
-                     queue_size: int, stream_topics: dict[Any, str] | None = None) -> Worker:
+                     queue_size: int, producer_config: dict[str, Any],
+                     stream_topics: dict[Any, str] | None = None) -> Worker:
         """A worker for ``topic`` (named after it, spooling to its own directory when there is a spool)."""
         st = self.settings
         spool = None
         if st.spool_dir is not None and self._enabled:
             spool = Spool(destination_dir(st.spool_dir, topic, st.bootstrap_servers),
-                          max_bytes=st.spool_max_bytes, fsync=st.spool_fsync)
+                          max_bytes=st.spool_max_bytes, fsync=st.spool_fsync,
+                          **({"batch_bytes": st.memory.spool_batch} if st.memory else {}))
         return Worker(
             name=f"logkafka-{topic}",
             topic=topic,
-            producer_config=st.producer_config,
+            producer_config=producer_config,
             queue=queue,
             bind=bind,
             dropped=self._queue_drops,
@@ -404,6 +418,7 @@ class KafkaLogHandler(logging.Handler):
                 st = self.settings
                 self._stream_worker = self._make_worker(
                     st.audit_topic, self._stream_queue, self._bind_stream, "disk", self._stream_max,
+                    st.stream_producer_config or st.producer_config,
                     {"audit": st.audit_topic, "security": st.security_topic})
             return self._stream_worker
 
@@ -571,6 +586,10 @@ class KafkaLogHandler(logging.Handler):
         slim = formatter is None or (isinstance(formatter, JsonFormatter) and formatter.slim_capture)
         full = not slim or self._key_needs_full
         self._capture_plan = (formatter, full)
+        memory = self.settings.memory
+        if memory is not None and not memory.queue_explicit:  # a full capture takes twice the memory
+            self._maxsize = max(1, memory.queue_size // 2) if full else memory.queue_size
+            self._yield_at = max(1, self._maxsize // 2)
         return full
 
     def _make_room(self, queue: deque[Any]) -> bool:
@@ -597,8 +616,39 @@ class KafkaLogHandler(logging.Handler):
                     return False
                 time.sleep(0.001)
             return True
-        # "spool": the worker moves the backlog to disk; it did not keep up with this record
+        if policy == "spool" and self._wait_for_room(queue):
+            return True
+        # the worker did not make room for this record in time
         self._drop("drop_newest" if policy == "drop_newest" else "queue_full")
+        return False
+
+    def _wait_for_room(self, queue: deque[Any]) -> bool:
+        """``overflow="spool"`` and the queue is full (a burst beyond the memory budget): the caller hands the
+        handler's thread the GIL until there is room, up to ``block_timeout``, so the burst is kept, in order,
+        at the pace of the disk or of a broker that acknowledges, instead of dropped. Without a spool, not
+        unless a broker is known to answer, nor once the thread has waited on Kafka (librdkafka's buffer
+        full) for ``_ROOM_STALL`` seconds without an acknowledgement, nor within a few seconds of such a
+        wait giving up."""
+        worker = self._worker
+        now = time.monotonic()
+        if not worker.running or now - self._room_gave_up < _ROOM_RETRY or (
+                worker.spool is None and worker.broker_reachable is not True):
+            return False  # (with a spool, the thread never waits on Kafka: what Kafka does not take goes to disk)
+        deadline, acks, progress = now + self.settings.block_timeout, worker.delivered(), now
+        worker.wake()
+        while len(queue) >= self._maxsize:
+            time.sleep(0.0002)
+            now = time.monotonic()
+            if worker.waiting_on_kafka():
+                if worker.delivered() != acks:
+                    acks, progress = worker.delivered(), now
+                elif now - progress >= _ROOM_STALL:
+                    break  # Kafka takes nothing: not the caller's wait
+            if now >= deadline or not worker.running:
+                break
+        else:
+            return True
+        self._room_gave_up = time.monotonic()
         return False
 
     def _drop(self, reason: str) -> None:
@@ -794,10 +844,14 @@ class KafkaLogHandler(logging.Handler):
                                                    max(spill, min(_SPILL_WAIT, _EXIT_DEADLINE - time.monotonic())))
                     for worker in self._workers():
                         worker.join(max(0.0, deadline - time.monotonic()))
-                    if _EXITING and any(w.running and w.in_flight() for w in self._workers()):
-                        report("exit_short", f"{self.settings.topic}: the exit's time ran out while records were "
-                               "being written to the spool: some may be lost (a longer flush_timeout, or the "
-                               "platform's grace period, gives them time)", interval=0.0)
+                    if _EXITING and any(w.running for w in self._workers()):
+                        ledger = self.stats()["ledger"]
+                        waiting = ledger["in_flight"] + ledger["queued"]  # neither sent nor in the spool yet
+                        if waiting:
+                            report("exit_short", f"{self.settings.topic}: the exit's time ran out with {waiting} "
+                                   "records neither acknowledged nor written to the spool: they may be lost (a "
+                                   "longer flush_timeout, or the platform's grace period, gives them time)",
+                                   interval=0.0)
                 if _EXITING:
                     self._shut = True  # from here on no thread may run: records go to the spool at once
         finally:
@@ -853,6 +907,7 @@ class KafkaLogHandler(logging.Handler):
             "topic": self.settings.topic,
             "queue_depth": sum(s["queue_depth"] for s in streams.values()),
             "queue_size": self._maxsize,
+            "memory_budget": self.settings.memory.budget if self.settings.memory else None,
             "produced": sum(wk.produced() for wk in workers),
             "delivered": sum(wk.delivered() for wk in workers),
             "failed": sum(wk.failed for wk in workers),
@@ -875,8 +930,29 @@ class KafkaLogHandler(logging.Handler):
             "trouble_s": max((t for wk in workers if (t := wk.trouble_for()) is not None), default=None),
             "unrouted": unrouted(),
             "streams": streams,
+            "by_stream": self._by_stream(),
             "ledger": ledger,
         }
+
+    def _by_stream(self) -> dict[str, dict[str, Any]]:
+        """Delivered and failed records, whether the thread runs and client errors, for each of the three
+        streams (audit and security share one thread: its client errors are listed under audit)."""
+        st = self.settings
+        app = self._worker
+        out: dict[str, dict[str, Any]] = {"application": {
+            "topic": st.topic, "delivered": app.delivered(), "failed": app.failed, "started": app.running,
+            "spooled": app.spool.spooled if app.spool else 0, "replayed": app.replayed,
+            "error_counts": dict(app.error_counts)}}
+        streams = self._stream_worker
+        counts = streams.by_topic() if streams is not None else {}
+        for name, topic in (("audit", st.audit_topic), ("security", st.security_topic)):
+            mine = counts.get(topic, {"delivered": 0, "failed": 0})
+            shared = streams is not None and name == "audit"  # the shared thread's own counts: under audit
+            out[name] = {"topic": topic, **mine, "started": bool(streams and streams.running),
+                         "spooled": streams.spool.spooled if shared and streams and streams.spool else 0,
+                         "replayed": streams.replayed if shared and streams else 0,
+                         "error_counts": dict(streams.error_counts) if shared and streams else {}}
+        return out
 
 
 # The signature tools show (help(), IDEs, a caller binding arguments) is __init__'s, not __new__'s.

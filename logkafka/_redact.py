@@ -61,6 +61,8 @@ word before an ``=`` or ``:``) costs one regex search, two when it has an ``=`` 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
@@ -656,3 +658,48 @@ def _to_text(obj: object) -> str:
         return str(obj)
     except Exception:
         return f"<unprintable {type(obj).__name__}>"
+
+
+def redaction_settings(redact: Any, keys: Any, patterns: Any, allow: Any) -> dict[str, Any]:
+    """The redaction settings: the arguments, with ``LOGKAFKA_REDACT`` (when ``redact`` is left at True),
+    ``LOGKAFKA_REDACT_KEYS`` and ``LOGKAFKA_REDACT_ALLOW`` (comma-separated) and ``LOGKAFKA_REDACT_PATTERNS``
+    (a JSON array, or one regex a line) added to them."""
+    out = {"redact": _env_on("LOGKAFKA_REDACT") if redact is True else redact,
+           "redact_keys": keys, "redact_patterns": patterns, "redact_allow": allow}
+    for name, env in (("redact_keys", "LOGKAFKA_REDACT_KEYS"), ("redact_allow", "LOGKAFKA_REDACT_ALLOW")):
+        more = [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
+        if more:
+            out[name] = [*_listed(name, out[name]), *more]
+    text = os.environ.get("LOGKAFKA_REDACT_PATTERNS", "").strip()
+    if text:
+        if text.startswith("["):
+            try:
+                found = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"LOGKAFKA_REDACT_PATTERNS: not a valid JSON array: {exc}") from None
+            if not isinstance(found, list) or not all(isinstance(p, str) for p in found):
+                raise ValueError("LOGKAFKA_REDACT_PATTERNS: expected a JSON array of regular expressions")
+        else:
+            found = [line.strip() for line in text.splitlines() if line.strip()]
+        for pattern in found:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"LOGKAFKA_REDACT_PATTERNS: invalid regular expression {pattern!r}: {exc}") from None
+        out["redact_patterns"] = [*_listed("redact_patterns", patterns), *found]
+    return out
+
+
+def _listed(name: str, value: Any) -> list[Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValueError(f"{name}: expected a list, got {value!r}")
+    return list(value)
+
+
+def _env_on(name: str) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}: expected true or false, got {os.environ[name]!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -21,7 +22,10 @@ DEFAULT_SECURITY_TOPIC = "logs.security.v1"
 STREAMS = ("application", "audit", "security")
 FORMATS = ("flat", "envelope")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-DEFAULT_QUEUE_SIZE = 100_000
+DEFAULT_MEMORY_BUDGET = 16 << 20  # bytes per handler: 4 to 8 workers and their master fit a 512 MiB pod
+QUEUED_RECORD_BYTES = 1024  # what a record waiting in the Python queue costs (measured: about 830 bytes)
+_RDKAFKA_MESSAGE_BYTES = 768  # what librdkafka holds per message besides its value (measured: about 700)
+_MIN_MEMORY_BUDGET = 1 << 20
 DEFAULT_FLUSH_TIMEOUT = 10.0
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # 1 GiB per destination
 DEFAULT_BLOCK_TIMEOUT = 1.0
@@ -39,10 +43,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "linger.ms": 5,
     "partitioner": "murmur2_random",  # the same partition for a key as the Java client
-    # librdkafka's own buffer, bounded: during a long outage the backlog moves to the disk
-    # spool instead of growing in memory (librdkafka's default is 1 GiB)
-    "queue.buffering.max.messages": 100_000,
-    "queue.buffering.max.kbytes": 65_536,
+    # librdkafka's own buffer (queue.buffering.max.messages / .kbytes) comes from memory_budget
 }
 #: Settings logkafka owns: changing them would break delivery accounting.
 _RESERVED_PRODUCER = {
@@ -96,6 +97,70 @@ def _number(name: str, env: str, value: Any, default: float, kind: type) -> Any:
     return number
 
 
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def byte_size(name: str, env: str, value: Any, default: int, minimum: int = 1) -> int:
+    """A size in bytes from the argument, else the environment variable ``env``, else ``default``:
+    a number of bytes, or with a unit (``16MiB``, ``16M``, ``512KB``; K/M/G are powers of 1024)."""
+    source = name
+    if value is None:
+        raw = os.environ.get(env)
+        if raw is None or raw == "":
+            return default
+        value, source = raw, env
+    if isinstance(value, bool):
+        raise ValueError(f"{source}: expected a size in bytes, got {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE_RE.match(str(value))
+        if not match:
+            raise ValueError(f"{source}: expected a size in bytes such as 16777216, '16MiB' or '512KiB', got {value!r}")
+        size = int(float(match.group(1)) * 1024 ** _SIZE_UNITS[match.group(2).lower()])
+    if size < minimum:
+        raise ValueError(f"{source}: must be at least {minimum} bytes ({minimum >> 20} MiB), got {value!r}"
+                         if minimum >= 1 << 20 else f"{source}: must be at least {minimum}, got {value!r}")
+    return size
+
+
+def producer_buffers(share: int) -> dict[str, int]:
+    """librdkafka's buffer bounds for at most ``share`` bytes held: half for the values it copies, half for
+    what it keeps per message besides (about 700 bytes: the message, its headers, the allocator's share)."""
+    return {"queue.buffering.max.kbytes": max(64, share // 2 // 1024),
+            "queue.buffering.max.messages": max(10, share // 2 // _RDKAFKA_MESSAGE_BYTES)}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a handler's ``memory_budget`` is shared: a quarter for the application queue, three eighths for its
+    producer's buffer, an eighth for a batch of records being written to the spool (held twice: as lines and
+    as records, in case the disk refuses them), an eighth each for the audit and security queue and their
+    producer's buffer."""
+
+    budget: int
+    queue_size: int  # records the application queue holds (an explicit queue_size wins)
+    queue_explicit: bool
+    stream_queue_size: int  # records the audit and security queue holds
+    producer: dict[str, int]  # librdkafka buffer settings of the application producer
+    stream_producer: dict[str, int]  # and of the audit and security producer
+    spool_batch: int  # bytes of lines a spool holds before it writes them
+
+    @classmethod
+    def of(cls, budget: int, queue_size: int | None) -> MemoryPlan:
+        """The plan for ``budget`` bytes; ``queue_size`` given by the user, else None."""
+        return cls(
+            budget=budget,
+            queue_size=queue_size if queue_size is not None else max(10, budget // 4 // QUEUED_RECORD_BYTES),
+            queue_explicit=queue_size is not None,
+            stream_queue_size=max(10, budget // 8 // QUEUED_RECORD_BYTES),
+            producer=producer_buffers(budget * 3 // 8),
+            stream_producer=producer_buffers(budget // 8),
+            spool_batch=max(16 * 1024, budget // 16),
+        )
+
+
 def check_topic(name: str, value: Any) -> str:
     """A legal Kafka topic name, else ``ValueError`` naming the setting."""
     if not isinstance(value, str) or not _TOPIC_RE.match(value) or value in (".", ".."):
@@ -106,19 +171,21 @@ def check_topic(name: str, value: Any) -> str:
     return value
 
 
-def check_key(value: Any) -> str | None:
-    """Validate the partition key setting."""
+def check_key(value: Any, setting: str = "key") -> str | None:
+    """Validate the partition key setting (``setting``: the setting's name in messages)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"key: expected a record attribute name, got {value!r}")
+        raise ValueError(f"{setting}: expected a record attribute name, got {value!r}")
     kind, _, name = value.partition(".")
     if kind in ("extra", "context") and name.isidentifier():
         return value
     if value in KEY_FIELDS:
         return value
+    close = difflib.get_close_matches(value, KEY_FIELDS, n=1)
+    likely = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(
-        f"key: unknown record attribute {value!r}; use one of {', '.join(sorted(KEY_FIELDS))}, "
+        f"{setting}: unknown record attribute {value!r}{likely}; use one of {', '.join(sorted(KEY_FIELDS))}, "
         "or 'extra.<name>' / 'context.<name>' for your own attributes, or None for no key"
     )
 
@@ -201,6 +268,8 @@ class HandlerSettings:
     fields: str = "default"
     handle_sigterm: bool = False
     servers_defaulted: bool = False  # no address was set anywhere: DEFAULT_SERVERS
+    memory: MemoryPlan | None = None  # how memory_budget is shared (None only for settings made by hand)
+    stream_producer_config: dict[str, Any] = field(default_factory=dict, repr=False)  # audit and security
 
     def topic_of(self, stream: str) -> str:
         """The topic of a stream: ``application``, ``audit`` or ``security``."""
@@ -307,6 +376,7 @@ def build_settings(
     format: str | None = None,
     fields: str | None = None,
     handle_sigterm: bool | str | None = None,
+    memory_budget: int | str | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -330,8 +400,14 @@ def build_settings(
         not s.strip() or ":" not in s for s in servers.split(",")
     ):
         raise ValueError(f"bootstrap_servers: expected 'host:port[,host:port...]', got {servers!r}")
-    config = {**PRODUCER_DEFAULTS, **user, "bootstrap.servers": servers.strip()}
+    explicit_queue = queue_size if queue_size is not None else (os.environ.get("LOGKAFKA_QUEUE_SIZE") or None)
+    memory = MemoryPlan.of(
+        byte_size("memory_budget", "LOGKAFKA_MEMORY_BUDGET", memory_budget, DEFAULT_MEMORY_BUDGET,
+                  _MIN_MEMORY_BUDGET),
+        None if explicit_queue is None else _number("queue_size", "LOGKAFKA_QUEUE_SIZE", queue_size, 1, int))
+    config = {**PRODUCER_DEFAULTS, **memory.producer, **user, "bootstrap.servers": servers.strip()}
     config.setdefault("client.id", f"logkafka-{identity['service']}")
+    stream_config = {**config, **{k: v for k, v in memory.stream_producer.items() if k not in user}}
     spool, spool_off = check_spool_dir(spool_dir), None
     if on:
         validate_producer_config(config, user)
@@ -345,9 +421,9 @@ def build_settings(
         namespace=ns,
         format=_choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS),
         fields=_choice("fields", "LOGKAFKA_FIELDS", fields, "default", ("default", "ecs", "datadog", "otel")),
-        queue_size=_number("queue_size", "LOGKAFKA_QUEUE_SIZE", queue_size, DEFAULT_QUEUE_SIZE, int),
+        queue_size=memory.queue_size,
         flush_timeout=_number("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
-        key=check_key(key),
+        key=env_key(key),
         identity=identity,
         producer_config=config,
         spool_dir=spool,
@@ -362,7 +438,29 @@ def build_settings(
         handle_sigterm=env_bool("LOGKAFKA_HANDLE_SIGTERM", handle_sigterm, False),
         servers_defaulted=bootstrap_servers is None and servers == DEFAULT_SERVERS
         and not user.get("bootstrap.servers") and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+        memory=memory,
+        stream_producer_config=stream_config,
     )
+
+
+DEFAULT_KEY = "service"
+
+
+def env_key(value: Any) -> str | None:
+    """The partition key: the argument, else ``LOGKAFKA_KEY`` when the argument is left at its default
+    (``none`` there for no key)."""
+    env = os.environ.get("LOGKAFKA_KEY", "").strip()
+    if value == DEFAULT_KEY and env:
+        return None if env.lower() == "none" else check_key(env, "LOGKAFKA_KEY")
+    return check_key(value)
+
+
+def env_level(value: int | str) -> int:
+    """The handler's level: the argument, else ``LOGKAFKA_LEVEL`` when the argument is left at NOTSET."""
+    env = os.environ.get("LOGKAFKA_LEVEL", "").strip()
+    if value in (logging.NOTSET, "NOTSET") and env:
+        return level_of(env, "LOGKAFKA_LEVEL")
+    return level_of(value)
 
 
 def _choice(name: str, env: str, value: Any, default: str, allowed: tuple[str, ...]) -> str:
@@ -434,11 +532,14 @@ def usable_spool_dir(spool_dir: str | None, explicit: Any) -> tuple[str | None, 
     return None, f"the default spool directory {spool_dir!r} cannot be written ({problem})"
 
 
-def level_of(value: int | str) -> int:
-    """A logging level from a number or a name."""
+def level_of(value: int | str, name: str = "level") -> int:
+    """A logging level from a number or a name (``name``: the setting's name in messages)."""
     if isinstance(value, int):
         return value
-    level = logging.getLevelName(str(value).upper())
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return int(text)
+    level = logging.getLevelName(text)
     if not isinstance(level, int):
-        raise ValueError(f"level: unknown logging level {value!r}")
+        raise ValueError(f"{name}: unknown logging level {value!r} (DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)")
     return level

@@ -214,8 +214,10 @@ class Segment:
 class Spool:
     """Append-only segments in one destination directory (see the module docstring)."""
 
-    def __init__(self, directory: str, *, max_bytes: int, fsync: str, segment_bytes: int | None = None) -> None:
+    def __init__(self, directory: str, *, max_bytes: int, fsync: str, segment_bytes: int | None = None,
+                 batch_bytes: int = _PENDING_MAX) -> None:
         self.directory = directory
+        self.batch_bytes = batch_bytes  # appended bytes written without waiting for commit() (memory held)
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.segment_bytes = segment_bytes or max(64 * 1024, min(64 * 1024 * 1024, max_bytes // 8))
@@ -256,7 +258,7 @@ class Spool:
         self._pending.append(line)
         self._pending_records.append((topic, key, value, timestamp_ms, headers))
         self._pending_bytes += len(line)
-        if self._pending_bytes >= _PENDING_MAX:
+        if self._pending_bytes >= self.batch_bytes:
             return self.commit()
         return True
 

@@ -11,6 +11,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+# Imported here, not first by a producer's list_topics(): that C call imports it lazily, on the calling
+# thread (the worker's, at its first look at the broker). A process forked during that import (gunicorn
+# forks its workers just as the master's thread makes its first look) inherits the module half made,
+# its import lock held by a thread that does not exist there: the child's own thread then waits for it
+# forever, in its first look, and delivers nothing (its records are neither sent nor spooled).
+import confluent_kafka.admin  # noqa: F401
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logkafka._formatter import FMT, STREAM
@@ -126,11 +132,12 @@ def count_of(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
-def plain_error(err: KafkaError, servers: str) -> str | None:
+def plain_error(err: KafkaError, servers: str, spool: bool = True) -> str | None:
     """A client error in plain words, or None for one not worth a line (a reconnect librdkafka handles)."""
     code = err.code()
     if code == KafkaError._ALL_BROKERS_DOWN:
-        return f"cannot reach Kafka at {servers}: no broker answers; records wait (memory, then the spool)"
+        where = "memory, then the spool" if spool else "in memory only: no spool"
+        return f"cannot reach Kafka at {servers}: no broker answers; records wait ({where})"
     if code == KafkaError._TRANSPORT:
         return None  # one connection dropped; librdkafka reconnects, and all-brokers-down is said above
     if code == KafkaError._RESOLVE:
@@ -213,6 +220,10 @@ class Worker:
         self._topic = topic
         #: For a worker that serves several streams: a record's topic by its stream.
         self._stream_topics = stream_topics
+        # acknowledgements and failures by topic, where one worker serves several (audit and security)
+        self._topic_acks: dict[str, itertools.count[int]] | None = (
+            {t: itertools.count() for t in stream_topics.values()} if stream_topics else None)
+        self._topic_failed: dict[str, int] = {}
         self._config = producer_config
         self._queue = queue
         self._bind = bind
@@ -258,6 +269,7 @@ class Worker:
         self._rebuild_at = 0.0  # no rebuild before this time (rebuilds that do not help wait longer)
         self.errors = 0
         self.error_counts: dict[str, int] = {}  # by librdkafka error name
+        self._awaiting_room = 0  # 1 while a record waits for room in librdkafka's full buffer (no spool)
         self.last_error: str | None = None
         self.broker_reachable: bool | None = None
         #: True only while the client says no broker answers (all brokers down): close() then stops waiting.
@@ -386,9 +398,14 @@ class Worker:
         """Records the producer accepted that have no delivery report yet."""
         return max(0, self._produced - count_of(self._acks) - self._dr_failed - len(self._failures))
 
+    def waiting_on_kafka(self) -> bool:
+        """Whether the thread waits for room in librdkafka's full buffer (no spool to take the records)."""
+        return self._awaiting_room == 1
+
     def held(self) -> int:
-        """Records waiting in memory because the spool's disk refused them."""
-        return len(self._held)
+        """Records waiting in memory because the spool's disk refused them, or (no spool) for room in
+        librdkafka's full buffer."""
+        return len(self._held) + self._awaiting_room
 
     def spooled_waiting(self) -> int:
         """This process's records waiting in the spool (written or about to be), not sent again yet."""
@@ -407,6 +424,18 @@ class Worker:
     def produced(self) -> int:
         """Records the producer accepted so far."""
         return self._produced
+
+    def _count_failed(self, topic: str | None) -> None:
+        self.failed += 1
+        if self._topic_acks is not None and topic is not None:
+            self._topic_failed[topic] = self._topic_failed.get(topic, 0) + 1
+
+    def by_topic(self) -> dict[str, dict[str, int]]:
+        """Delivered and failed records by topic, for a worker serving several topics (else its own)."""
+        if self._topic_acks is None:
+            return {self._topic: {"delivered": self.delivered(), "failed": self.failed}}
+        return {t: {"delivered": count_of(c), "failed": self._topic_failed.get(t, 0)}
+                for t, c in self._topic_acks.items()}
 
     def delivered(self) -> int:
         """Records the broker acknowledged: delivery reports of success, counted one by one."""
@@ -727,10 +756,22 @@ class Worker:
     def _produce_when_room(self, producer: Producer, topic: str, value: bytes, key: bytes | None, ts: int,
                            headers: Headers | None) -> None:
         """No spool: librdkafka's queue is full, serve reports until there is room."""
+        self._awaiting_room = 1
+        try:
+            self._wait_for_room(producer, topic, value, key, ts, headers)
+        finally:
+            self._awaiting_room = 0
+
+    def _wait_for_room(self, producer: Producer, topic: str, value: bytes, key: bytes | None, ts: int,
+                       headers: Headers | None) -> None:
+        said = time.monotonic()
         while True:
             producer.poll(0.05)
+            if time.monotonic() - said >= 1.0:  # records dropped meanwhile are said while it waits
+                said = time.monotonic()
+                self._report_drops()
             if self._stop_at is not None and time.monotonic() >= self._stop_at:
-                self.failed += 1
+                self._count_failed(topic)
                 self.last_error = "producer queue full at shutdown"
                 return
             try:
@@ -766,7 +807,7 @@ class Worker:
     def _to_spool(self, topic: str, key: bytes | None, value: bytes, ts: int, headers: Headers | None = None) -> None:
         spool = self.spool
         if spool is None:
-            self.failed += 1
+            self._count_failed(topic)
             return
         if not spool.usable():  # the disk refused a write moments ago: this one goes from memory
             self._held.append((topic, key, value, ts, headers))
@@ -934,7 +975,7 @@ class Worker:
             self._fatal = True
             self._held.append(record)
             return
-        self.failed += 1
+        self._count_failed(record[0] if record else None)
         self.last_error = str(exc)
         report("produce", f"record refused by the producer: {exc}")
 
@@ -948,6 +989,10 @@ class Worker:
         """
         if err is None:
             next(self._acks)
+            if self._topic_acks is not None:
+                counter = self._topic_acks.get(msg.topic())
+                if counter is not None:
+                    next(counter)
             if self._inline_poll == threading.get_ident() and len(self._queue) >= self._backlog:
                 self._inline_poll = 0
                 raise _Yield
@@ -981,7 +1026,7 @@ class Worker:
             self._to_spool(msg.topic() or self._topic, msg.key(), msg.value() or b"",
                            ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), headers)
             return
-        self.failed += 1
+        self._count_failed(msg.topic())
         if not self._quiet:
             report("delivery", f"a record was not delivered: {plain_delivery_error(err)}")
 
@@ -992,12 +1037,15 @@ class Worker:
         self.last_error = err.str()
         if err.fatal():  # e.g. the idempotent producer lost its sequence state: build a new one
             self._fatal = True
+        already_away = self._away_since is not None
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             self.broker_reachable = False
             self.unreachable = True
             if self._away_since is None:
                 self._away_since = time.monotonic()
-        text = plain_error(err, str(self._config.get("bootstrap.servers", "")))
+            if already_away or not self.running:
+                return  # one line per outage (and its end, see _back); none from a stopped handler
+        text = plain_error(err, str(self._config.get("bootstrap.servers", "")), self.spool is not None)
         if text is not None:
             report(f"error:{err.code()}", text)
 

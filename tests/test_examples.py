@@ -296,7 +296,7 @@ class TestGunicornExample:
         workers = ready_pids(records)
         # on failure: the workers' pids as gunicorn and Kafka saw them, and gunicorn's own output
         assert len(workers) == 2 and server.pid not in workers, (
-            sorted({(r["process"], r.get("code"), r["message"][:60]) for r in records}), server.describe())
+            sorted({(r["process"], r.get("code"), r["message"][:60]) for r in records}, key=str), server.describe())
         for r in records:
             if r.get("code") == "WORKER_READY":
                 assert r["worker_pid"] == r["process"]
@@ -324,6 +324,130 @@ class TestGunicornExample:
 
         records = topics.records(lambda recs: exited(recs) >= workers)
         assert exited(records) == workers
+
+
+    def test_sigterm_during_a_kafka_cut_fits_graceful_timeout_and_loses_nothing(
+            self, processes: list[Process], tmp_path: Path) -> None:
+        """The Kubernetes rollout case: 4 workers at about 100 requests/s, the network to Kafka cut, then
+        SIGTERM to the master during the cut. The stop ends within graceful_timeout (what is pending goes
+        to the spool), and after the network is back and the service starts again on the same spool,
+        every answered request's record is in Kafka, each under one event id."""
+        import threading
+
+        from logkafka.testing import ProxiedBroker
+
+        kafka = ProxiedBroker().start()
+        try:
+            topic = f"gunicorn.{uuid.uuid4().hex[:8]}"
+            kafka.create_topic(topic)
+            kafka.create_topic(f"{topic}.audit")
+            topics = Topics(kafka, topic)
+            env = topics.env(GUNICORN_WORKERS="4", GUNICORN_GRACEFUL_TIMEOUT="10",
+                             LOGKAFKA_SPOOL_DIR=str(tmp_path / "spool"), LOGKAFKA_FLUSH_TIMEOUT="10")
+            port = free_port()
+            env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
+            args = [sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn.conf.py"),
+                    "examples.flask_app:app"]
+            server = Process(args, env, ROOT, tmp_path, "gunicorn")
+            processes.append(server)
+            wait_http(server, port, "/health")
+
+            answered: list[str] = []
+            stop = threading.Event()
+
+            def client() -> None:
+                while not stop.is_set():
+                    cid = new_cid("load")
+                    try:
+                        if request(port, "GET", "/items/sku-1", cid)[0] == 200:
+                            answered.append(cid)
+                    except OSError:
+                        return  # the server is gone
+                    time.sleep(0.01)
+
+            load = threading.Thread(target=client, daemon=True)
+            load.start()
+            time.sleep(3)
+            kafka.proxy.cut()
+            time.sleep(5)
+            started = time.monotonic()
+            code = server.stop(signal.SIGTERM, timeout=60)
+            took = time.monotonic() - started
+            stop.set()
+            load.join(30)
+            assert code == 0, server.describe()
+            assert took < 10, (took, server.describe())  # graceful_timeout: no worker was killed
+            assert len(answered) > 200, len(answered)
+            assert "GET /items/sku-1 HTTP" not in server.output()  # the access log is really off
+            kafka.proxy.restore()
+
+            again = Process(args, env, ROOT, tmp_path, "gunicorn-again")  # replays the spool
+            processes.append(again)
+            wait_http(again, port, "/health")
+
+            def complete(recs: Records) -> bool:
+                done = {r.get("correlation_id") for r in recs if r.get("code") == "REQUEST_COMPLETED"}
+                return all(c in done for c in answered)
+
+            records = wait_records(kafka.bootstrap_servers, topic, complete, timeout=120)
+            again.stop()
+            completed: dict[str, set[str]] = {}
+            for r in records:
+                if r.get("code") == "REQUEST_COMPLETED" and r.get("correlation_id", "").startswith("load-"):
+                    completed.setdefault(r["correlation_id"], set()).add(r["event_id"])
+            missing = [c for c in answered if c not in completed]
+            assert not missing, (len(missing), len(answered), server.describe())
+            assert all(len(ids) == 1 for ids in completed.values())
+        finally:
+            kafka.stop()
+
+    def test_levels_change_in_every_worker_without_a_restart(
+            self, topics: Topics, processes: list[Process], tmp_path: Path) -> None:
+        """LOGKAFKA_LEVELS_FILE: the master applies it and each forked worker watches it; an edit turns
+        inventory.api's DEBUG records on in both workers while they run."""
+        import threading
+
+        levels = tmp_path / "levels"
+        levels.write_text("inventory.api = INFO\n")
+        port = free_port()
+        server = Process([sys.executable, "-m", "gunicorn", "-c", str(EXAMPLES / "gunicorn.conf.py"),
+                          "examples.flask_app:app"],
+                         topics.env(GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
+                                    LOGKAFKA_LEVELS_FILE=str(levels), LOGKAFKA_LEVELS_INTERVAL="0.2"),
+                         ROOT, tmp_path, "gunicorn")
+        processes.append(server)
+        wait_http(server, port, "/health")
+        workers = {r["process"] for r in topics.records(
+            lambda recs: len({r["process"] for r in recs if r.get("code") == "WORKER_READY"}) >= 2)
+            if r.get("code") == "WORKER_READY"}
+
+        def burst(prefix: str) -> list[str]:
+            """Concurrent requests (sync workers take one at a time, so both serve some)."""
+            cids = [new_cid(f"{prefix}{n}") for n in range(40)]
+            chunks = [cids[n::8] for n in range(8)]
+            threads = [threading.Thread(target=lambda c=c: [request(port, "GET", "/items/sku-1", x) for x in c])
+                       for c in chunks]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            return cids
+
+        quiet = burst("info")
+        records = topics.records(lambda recs: all(with_cid(recs, c) for c in quiet))
+        assert not [r for r in records if r.get("code") == "STOCK_READ"]
+        levels.write_text("inventory.api = DEBUG\n")
+        time.sleep(1.5)
+        loud = burst("debug")
+
+        def debug_pids(recs: Records) -> set[int]:
+            return {r["process"] for r in recs if r.get("code") == "STOCK_READ" and r["correlation_id"] in loud}
+
+        records = topics.records(lambda recs: debug_pids(recs) >= workers)
+        assert debug_pids(records) == workers, (debug_pids(records), workers, server.describe())
+        assert all(len([r for r in with_cid(records, c) if r.get("code") == "STOCK_READ"]) == 1 for c in loud)
+        assert "levels from" in server.errors() and "inventory.api=DEBUG" in server.errors()
+        assert server.stop() == 0, server.describe()
 
 
 # -- Django ----------------------------------------------------------------------------
@@ -435,6 +559,40 @@ class TestCeleryExample:
         assert worker.pid not in children and len(children) >= 10  # a child per task: recycled
         audit = topics.records(lambda recs: {r.get("correlation_id") for r in recs} >= set(sent), audit=True)
         assert {r.get("correlation_id") for r in audit} >= set(sent)
+        assert worker.stop() == 0, worker.describe()
+
+    def test_levels_change_in_prefork_children_without_a_restart(
+            self, topics: Topics, processes: list[Process], tmp_path: Path) -> None:
+        """LOGKAFKA_LEVELS_FILE in a prefork worker: children forked before the edit and children forked after
+        it (--max-tasks-per-child 1) log billing.tasks' DEBUG records once the file says DEBUG."""
+        levels = tmp_path / "levels"
+        levels.write_text("billing.tasks = INFO\n")
+        env = topics.env(CELERY_FILESYSTEM_DIR=str(tmp_path / "celery-messages"), INVOICE_COUNT="6",
+                         LOGKAFKA_LEVELS_FILE=str(levels), LOGKAFKA_LEVELS_INTERVAL="0.2")
+        worker = Process([sys.executable, "-m", "celery", "-A", "examples.celery_worker", "worker", "--pool",
+                          "prefork", "--concurrency", "2", "--max-tasks-per-child", "3", "--without-heartbeat",
+                          "--without-gossip", "--without-mingle"], env, ROOT, tmp_path, "worker")
+        processes.append(worker)
+
+        def send() -> list[str]:
+            sender = subprocess.run([sys.executable, "-m", "examples.celery_worker"], env=env, cwd=ROOT,
+                                    capture_output=True, text=True, timeout=WAIT)
+            assert sender.returncode == 0, sender.stderr
+            return [line for line in sender.stdout.splitlines() if not line.startswith("{")]
+
+        def done(cids: list[str]) -> Callable[[Records], bool]:
+            return lambda recs: {r["correlation_id"] for r in recs if r.get("code") == "INVOICE_CHARGED"} >= set(cids)
+
+        quiet = send()
+        records = topics.records(done(quiet))
+        assert not [r for r in records if r.get("code") == "INVOICE_CHECKED"]
+        levels.write_text("billing.tasks = DEBUG\n")
+        time.sleep(1.5)
+        loud = send() + send()
+        records = topics.records(done(loud))
+        checked = [r for r in records if r.get("code") == "INVOICE_CHECKED" and r["correlation_id"] in loud]
+        assert {r["correlation_id"] for r in checked} == set(loud), (len(checked), worker.describe())
+        assert worker.pid not in {r["process"] for r in checked}  # logged in the children
         assert worker.stop() == 0, worker.describe()
 
     def test_a_task_sent_without_a_correlation_id_gets_its_task_id(

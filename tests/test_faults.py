@@ -394,6 +394,38 @@ FORKING_APP = """
 """
 
 
+FORK_DURING_FIRST_PROBE = """
+    import importlib.abc, logging, os, sys, time
+
+    class SlowAdminImport(importlib.abc.MetaPathFinder):
+        # confluent_kafka.admin made slow to import in the parent, as on a loaded machine
+        slow = True
+
+        def find_spec(self, name, path, target=None):
+            if name.startswith("confluent_kafka.admin.") and self.slow:
+                SlowAdminImport.slow = False
+                time.sleep(1.5)
+            return None
+
+    sys.meta_path.insert(0, SlowAdminImport())
+    import logkafka
+    servers, topic = sys.argv[1:3]
+    handler = logkafka.KafkaLogHandler(servers, topic, flush_timeout=30)
+    log = logging.getLogger("app")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.info("parent", extra={"who": "parent", "seq": 0})  # the thread starts: its first look at the broker
+    time.sleep(0.5)
+    pid = os.fork()  # as gunicorn's master forks a worker while its own thread looks
+    if pid == 0:
+        log.info("child", extra={"who": "child", "seq": 0})
+        os._exit(0 if handler.flush(10) else 3)
+    _, status = os.waitpid(pid, 0)
+    assert handler.flush(30)
+    sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 class TestFork:
     def test_child_and_parent_records_arrive_once(self, kafka_broker: Any, kafka_topic: str) -> None:
         """A forked child gets its own queue, thread and producer: its records arrive once, the
@@ -407,6 +439,15 @@ class TestFork:
         assert parent == list(range(200)) and child == list(range(100))
         assert len({m.data["event_id"] for m in msgs}) == 300
         assert len({m.data["process"] for m in msgs}) == 2
+
+    def test_child_forked_during_the_parents_first_probe_delivers(self, kafka_broker: Any, kafka_topic: str) -> None:
+        """A child forked while the parent's thread makes its first look at the broker (list_topics(), which
+        imports confluent_kafka.admin on first use) has a thread that delivers: it does not wait forever
+        on the import lock of a thread that does not exist in the child."""
+        done = run_script(FORK_DURING_FIRST_PROBE, kafka_broker.bootstrap_servers, kafka_topic)
+        assert done.returncode == 0, done.stderr
+        msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=2, timeout=60)
+        assert sorted(m.data["who"] for m in msgs) == ["child", "parent"]
 
 
 class TestAwkwardRecords:

@@ -558,9 +558,11 @@ class TestBrokerDown:
 
     @SPOOL
     def test_queue_full_drops_are_counted(self, make_handler: Make, app_logger: logging.Logger, spool: bool) -> None:
-        """queue_size=10 and no broker: 1000 calls never block, losses are counted, the queue stays bounded."""
+        """queue_size=10 and no broker: 1000 calls never block long and the queue stays bounded. Without a
+        spool the losses are counted; with one, a caller finding the queue full waits for the handler's
+        thread to move the backlog to disk (it never waits on Kafka), and nothing is lost."""
         handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", queue_size=10, flush_timeout=2,
-                               **({} if spool else {"spool_dir": False}))
+                               block_timeout=0.5, **({} if spool else {"spool_dir": False}))
         app_logger.addHandler(handler)
         deepest = 0
         slowest = 0.0
@@ -569,17 +571,19 @@ class TestBrokerDown:
             app_logger.warning("record %d", seq)
             slowest = max(slowest, time.monotonic() - t)
             deepest = max(deepest, handler.stats()["queue_depth"])
-        assert slowest < 0.2
+        assert slowest < (0.5 + 0.5 if spool else 0.2)  # a wait for room is bounded by block_timeout
         assert deepest <= 10
         stats = handler.stats()
-        dropped = stats["dropped"]["queue_full"]
-        assert dropped > 0
-        assert stats["dropped_total"] == dropped
-        assert stats["produced"] + stats["queue_depth"] + dropped == 1000
+        dropped = stats["dropped"].get("queue_full", 0)
+        if spool:
+            assert stats["dropped_total"] == 0, stats["dropped"]
+        else:
+            assert dropped > 0
+            assert stats["dropped_total"] == dropped
         assert stats["delivered"] == 0
         handler.close()
         stats = handler.stats()
-        assert stats["dropped"]["queue_full"] == dropped
+        assert stats["dropped"].get("queue_full", 0) == dropped
         assert lost_or_spooled(stats, spool) + dropped == 1000
         assert stats["delivered"] == 0
 

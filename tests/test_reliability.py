@@ -346,7 +346,9 @@ class TestKilled:
             servers, topic, counter = sys.argv[1:4]
             with open(counter, "r+b") as f:
                 calls = mmap.mmap(f.fileno(), 8)
-            handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=False, handle_sigterm=True, flush_timeout=30)
+            # no spool: the memory budget holds the burst (beyond it, records would be dropped and said)
+            handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=False, handle_sigterm=True, flush_timeout=30,
+                                               memory_budget="512MiB")
             log = logging.getLogger("app")
             log.setLevel(logging.INFO)
             log.addHandler(handler)
@@ -495,6 +497,38 @@ class TestProcesses:
 
 # -- said, not silent ----------------------------------------------------------------------------------
 class TestSaid:
+    def test_an_exit_whose_time_runs_out_says_how_many_records_it_left(self, broker: LocalBroker,
+                                                                       tmp_path: Path) -> None:
+        """The handler's thread is stuck (a formatter that hangs) when the process exits with a 2 s budget:
+        the exit ends in time and says how many records were neither sent nor spooled."""
+        topic = new_topic(broker)
+        started = time.monotonic()
+        run = run_app("""
+            import logging, sys, time
+            import logkafka
+
+            class Hanging(logging.Formatter):
+                def format(self, record):
+                    time.sleep(60)
+                    return super().format(record)
+
+            servers, topic, spool = sys.argv[1:4]
+            handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=spool)
+            handler.setFormatter(Hanging())
+            log = logging.getLogger("app")
+            log.propagate = False
+            log.setLevel(logging.INFO)
+            log.addHandler(handler)
+            for i in range(50):
+                log.info("record %d", i)
+            time.sleep(0.5)
+            logkafka.shutdown(2)
+        """, broker.bootstrap_servers, topic, str(tmp_path / "spool"), timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert time.monotonic() - started < 30
+        assert "the exit's time ran out with 50 records neither acknowledged nor written to the spool" in run.stderr \
+            or "the exit's time ran out with 49 records" in run.stderr, run.stderr
+
     def test_frozen_broker_is_said_and_so_is_its_return(self, broker: LocalBroker, tmp_path: Path) -> None:
         """A broker frozen (SIGSTOP) for 45 s gives the client no error: the handler says once that Kafka
         acknowledges nothing and what it does with the records, and once that it answers again."""

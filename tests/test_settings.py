@@ -6,6 +6,7 @@ nobody listening.
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import threading
@@ -22,6 +23,8 @@ NOWHERE = "127.0.0.1:1"
 ENV = (
     "KAFKA_BOOTSTRAP_SERVERS", "LOGKAFKA_TOPIC", "LOGKAFKA_QUEUE_SIZE", "LOGKAFKA_FLUSH_TIMEOUT", "LOGKAFKA_ENABLED",
     "OTEL_SERVICE_NAME", "SERVICE_NAME", "ENVIRONMENT", "APP_VERSION", "SERVICE_INSTANCE_ID",
+    "LOGKAFKA_MEMORY_BUDGET", "LOGKAFKA_KEY", "LOGKAFKA_LEVEL", "LOGKAFKA_REDACT", "LOGKAFKA_REDACT_KEYS",
+    "LOGKAFKA_REDACT_PATTERNS", "LOGKAFKA_REDACT_ALLOW",
 )
 
 Make = Callable[..., KafkaLogHandler]
@@ -258,12 +261,16 @@ class TestEnvironment:
             NOWHERE, "arg.topic", 5, 0.5, True)
 
     def test_documented_defaults(self) -> None:
-        """With neither arguments nor environment: localhost:9092, logs.application.v1, 100000, 10 s, enabled."""
+        """With neither arguments nor environment: localhost:9092, logs.application.v1, a 16 MiB memory budget
+        (a queue of 4,096 records, librdkafka's buffer 3 MiB of values and 4,096 messages), 10 s, enabled."""
         handler = KafkaLogHandler()
         try:
             s = handler.settings
             assert (s.bootstrap_servers, s.topic, s.queue_size, s.flush_timeout, s.enabled, s.key) == (
-                "localhost:9092", "logs.application.v1", 100000, 10.0, True, "service")
+                "localhost:9092", "logs.application.v1", 4096, 10.0, True, "service")
+            assert handler.stats()["memory_budget"] == 16 << 20
+            assert (s.producer_config["queue.buffering.max.kbytes"],
+                    s.producer_config["queue.buffering.max.messages"]) == (3072, 4096)
         finally:
             handler.close()
 
@@ -472,3 +479,109 @@ class TestProducerConfigFromTheEnvironment:
         h = logkafka.KafkaLogHandler("127.0.0.1:1", "t", spool_dir=False)
         h.close()
         assert not h.settings.servers_defaulted
+
+
+class TestMemoryBudget:
+    """memory_budget / LOGKAFKA_MEMORY_BUDGET: one number of bytes sharing out the queues and librdkafka's buffers."""
+
+    @pytest.mark.parametrize(("value", "size"), [
+        (8 << 20, 8 << 20), ("8MiB", 8 << 20), ("8M", 8 << 20), ("8 mb", 8 << 20), ("1.5GiB", 3 << 29),
+        ("2048KiB", 2 << 20), ("4194304", 4 << 20),
+    ])
+    def test_sizes(self, make: Make, value: Any, size: int) -> None:
+        assert make(memory_budget=value).stats()["memory_budget"] == size
+
+    @pytest.mark.parametrize("value", ["lots", "-5MiB", "16XB", True, 1000, "0.5MiB"])
+    def test_bad_sizes_name_the_setting(self, make: Make, value: Any) -> None:
+        raises_naming("memory_budget", make, memory_budget=value)
+
+    def test_from_the_environment(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LOGKAFKA_MEMORY_BUDGET", "64MiB")
+        s = make().settings
+        assert s.queue_size == 16384  # a quarter, at 1 KiB a record
+        assert s.producer_config["queue.buffering.max.kbytes"] == 12288  # 3/8 for the producer: half values
+        assert s.stream_producer_config["queue.buffering.max.kbytes"] == 4096  # an eighth for audit/security
+        monkeypatch.setenv("LOGKAFKA_MEMORY_BUDGET", "sixteen")
+        raises_naming("LOGKAFKA_MEMORY_BUDGET", make)
+
+    def test_shares_add_up_to_the_budget(self, make: Make) -> None:
+        """Queues at 1 KiB a record, librdkafka at its value bytes plus 768 bytes a message and the spool's batch
+        stay in the budget."""
+        from logkafka._settings import _RDKAFKA_MESSAGE_BYTES, QUEUED_RECORD_BYTES
+
+        for budget in (1 << 20, 16 << 20, 100_000_000):
+            s = make(memory_budget=budget).settings
+            plan = s.memory
+            assert plan is not None
+            queues = (plan.queue_size + plan.stream_queue_size) * QUEUED_RECORD_BYTES
+            buffers = sum(c["queue.buffering.max.kbytes"] * 1024
+                          + c["queue.buffering.max.messages"] * _RDKAFKA_MESSAGE_BYTES
+                          for c in (s.producer_config, s.stream_producer_config))
+            batch = 2 * plan.spool_batch  # held as lines and as records
+            assert budget * 0.95 <= queues + buffers + batch <= budget, (budget, queues, buffers, batch)
+
+    def test_explicit_settings_win(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """queue_size (argument or LOGKAFKA_QUEUE_SIZE) and librdkafka's own settings in producer_config win."""
+        s = make(memory_budget="8MiB", queue_size=123,
+                 producer_config={"queue.buffering.max.messages": 777}).settings
+        assert s.queue_size == 123
+        assert s.producer_config["queue.buffering.max.messages"] == 777
+        assert s.stream_producer_config["queue.buffering.max.messages"] == 777
+        assert s.producer_config["queue.buffering.max.kbytes"] == 1536
+        monkeypatch.setenv("LOGKAFKA_QUEUE_SIZE", "55")
+        assert make(memory_budget="8MiB").settings.queue_size == 55
+
+    def test_a_full_capture_halves_the_queue(self, make: Make) -> None:
+        """A formatter that reads every record attribute makes each queued record about twice as big."""
+        handler = make(memory_budget="8MiB")
+        assert handler.stats()["queue_size"] == 2048
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.handle(logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None))
+        assert handler.stats()["queue_size"] == 1024
+
+
+class TestSettingsFromTheEnvironment:
+    """key, level and redaction from LOGKAFKA_KEY, LOGKAFKA_LEVEL and LOGKAFKA_REDACT_*."""
+
+    def test_key(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LOGKAFKA_KEY", "tenant_id")
+        assert make().settings.key == "tenant_id"
+        assert make(key="code").settings.key == "code"  # an argument other than the default wins
+        monkeypatch.setenv("LOGKAFKA_KEY", "none")
+        assert make().settings.key is None
+        monkeypatch.setenv("LOGKAFKA_KEY", "tenant")
+        message = raises_naming("LOGKAFKA_KEY", make)
+        assert "tenant_id" in message
+
+    def test_level(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LOGKAFKA_LEVEL", "warning")
+        assert make().level == logging.WARNING
+        assert make(level="ERROR").level == logging.ERROR
+        monkeypatch.setenv("LOGKAFKA_LEVEL", "LOUD")
+        raises_naming("LOGKAFKA_LEVEL", make)
+
+    def test_redaction_adds_to_every_json_formatter(self, make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The variables add to the arguments, for the handler's own formatter and a JsonFormatter alike."""
+        monkeypatch.setenv("LOGKAFKA_REDACT_KEYS", "pin, badge")
+        monkeypatch.setenv("LOGKAFKA_REDACT_PATTERNS", json.dumps([r"ACME-\d{6}"]))
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "order ACME-123456 ok", None, None)
+        record.pin, record.badge, record.visible, record.office = "1234", "b-77", "shown", "o-1"
+        for formatter in (logkafka.JsonFormatter(redact_keys=["office"]),
+                          logkafka.JsonFormatter(fmt=None, redact_keys=("office",))):
+            out = json.loads(formatter.format(record))
+            assert "ACME-123456" not in out["message"] and out["visible"] == "shown"
+            assert "1234" not in json.dumps(out) and "b-77" not in json.dumps(out) and "o-1" not in json.dumps(out)
+        monkeypatch.setenv("LOGKAFKA_REDACT_ALLOW", "pin")
+        assert json.loads(logkafka.JsonFormatter().format(record))["pin"] == "1234"
+        monkeypatch.setenv("LOGKAFKA_REDACT", "false")
+        monkeypatch.delenv("LOGKAFKA_REDACT_ALLOW")
+        assert json.loads(logkafka.JsonFormatter().format(record))["badge"] == "b-77"
+
+    @pytest.mark.parametrize(("name", "value"), [
+        ("LOGKAFKA_REDACT", "maybe"), ("LOGKAFKA_REDACT_PATTERNS", "[1, 2]"), ("LOGKAFKA_REDACT_PATTERNS", "(unclosed"),
+        ("LOGKAFKA_REDACT_PATTERNS", "[not json"),
+    ])
+    def test_bad_redaction_names_the_variable(self, make: Make, monkeypatch: pytest.MonkeyPatch, name: str,
+                                              value: str) -> None:
+        monkeypatch.setenv(name, value)
+        raises_naming(name, make)
