@@ -40,7 +40,7 @@ from logkafka._formatter import (
     uuid_text,
 )
 from logkafka._health import Health, asgi_app, combine, wsgi_app
-from logkafka._levels import watch_levels
+from logkafka._levels import env_interval, watch_levels_later
 from logkafka._prometheus import export_multiprocess, multiprocess_dir, sync_multiprocess
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
@@ -292,6 +292,7 @@ class KafkaLogHandler(logging.Handler):
         level: int | str = logging.NOTSET,
     ) -> None:
         explicit = check_identity(service_name, environment, version, instance_id)
+        levels_interval = env_interval() if os.environ.get("LOGKAFKA_LEVELS_FILE") else None
         identity = {**default_identity(), **explicit}
         self.settings: HandlerSettings = build_settings(
             bootstrap_servers=bootstrap_servers,
@@ -359,8 +360,8 @@ class KafkaLogHandler(logging.Handler):
         _HANDLERS.add(self)
         if self.settings.handle_sigterm and self._enabled:
             _install_sigterm()
-        if os.environ.get("LOGKAFKA_LEVELS_FILE"):
-            watch_levels()  # logger levels from a file, while the process runs
+        if levels_interval is not None:
+            watch_levels_later(levels_interval)  # logger levels from a file, while the process runs
         if multiprocess_dir() and self._enabled:
             export_multiprocess(lambda: list(_HANDLERS))  # prometheus_client's multiprocess mode
         if self.settings.servers_defaulted and self._enabled:
@@ -847,11 +848,13 @@ class KafkaLogHandler(logging.Handler):
                     if _EXITING and any(w.running for w in self._workers()):
                         ledger = self.stats()["ledger"]
                         waiting = ledger["in_flight"] + ledger["queued"]  # neither sent nor in the spool yet
-                        if waiting:
+                        batch = any(w.running and w.handling() for w in self._workers())
+                        if waiting or batch:
+                            more = ", and those of the batch its thread was handling" if batch else ""
                             report("exit_short", f"{self.settings.topic}: the exit's time ran out with {waiting} "
-                                   "records neither acknowledged nor written to the spool: they may be lost (a "
-                                   "longer flush_timeout, or the platform's grace period, gives them time)",
-                                   interval=0.0)
+                                   f"records neither acknowledged nor written to the spool{more}: they may be "
+                                   "lost (a longer flush_timeout, or the platform's grace period, gives them "
+                                   "time)", interval=0.0)
                 if _EXITING:
                     self._shut = True  # from here on no thread may run: records go to the spool at once
         finally:
@@ -947,6 +950,8 @@ class KafkaLogHandler(logging.Handler):
         counts = streams.by_topic() if streams is not None else {}
         for name, topic in (("audit", st.audit_topic), ("security", st.security_topic)):
             mine = counts.get(topic, {"delivered": 0, "failed": 0})
+            if name == "security" and topic == st.audit_topic:  # one topic for both: counted under audit
+                mine = {"delivered": 0, "failed": 0}
             shared = streams is not None and name == "audit"  # the shared thread's own counts: under audit
             out[name] = {"topic": topic, **mine, "started": bool(streams and streams.running),
                          "spooled": streams.spool.spooled if shared and streams and streams.spool else 0,

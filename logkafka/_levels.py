@@ -119,11 +119,15 @@ class LevelWatcher:
             report("levels", f"levels from {self.path}: {', '.join(changed)}", interval=0.0)
         return bool(changed)
 
-    def start(self) -> LevelWatcher:
-        """Apply the file now, then watch it from a daemon thread (again in a forked child)."""
-        self.check()
+    def start(self, *, now: bool = True) -> LevelWatcher:
+        """Apply the file (now, or first thing in the thread when ``now`` is False), then watch it from a
+        daemon thread (again in a forked child). A watcher already watching is left as it is."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        if now:
+            self.check()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="logkafka-levels", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(not now,), name="logkafka-levels", daemon=True)
         self._thread.start()
         return self
 
@@ -134,16 +138,23 @@ class LevelWatcher:
             self._thread.join(self.interval + 1)
         _WATCHERS.pop(self.path, None)
 
-    def _run(self) -> None:
+    def _run(self, first: bool = False) -> None:
+        if first:
+            self._check()
         while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception as exc:  # never let the watch die silently
-                report("levels", f"levels file {self.path}: {exc}", interval=60.0)
+            self._check()
+
+    def _check(self) -> None:
+        try:
+            self.check()
+        except Exception as exc:  # never let the watch die silently
+            report("levels", f"levels file {self.path}: {exc}", interval=60.0)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
-        if self._thread is not None and not self._stop.is_set():
+        stopped = self._stop.is_set()
+        self._stop = threading.Event()
+        if self._thread is not None and not stopped:
             self._thread = threading.Thread(target=self._run, name="logkafka-levels", daemon=True)
             self._thread.start()
 
@@ -165,26 +176,43 @@ def _logger(name: str) -> logging.Logger:
 _WATCHERS: dict[str, LevelWatcher] = {}
 
 
+def env_interval() -> float:
+    """``LOGKAFKA_LEVELS_INTERVAL`` in seconds (default 2); ``ValueError`` naming it when malformed."""
+    raw = os.environ.get("LOGKAFKA_LEVELS_INTERVAL")
+    try:
+        interval = float(raw) if raw else DEFAULT_INTERVAL
+    except ValueError:
+        raise ValueError(f"LOGKAFKA_LEVELS_INTERVAL: expected a number of seconds, got {raw!r}") from None
+    if not interval > 0:
+        raise ValueError(f"LOGKAFKA_LEVELS_INTERVAL: must be positive, got {raw!r}")
+    return interval
+
+
 def watch_levels(path: str | os.PathLike[str] | None = None, *, interval: float | None = None) -> LevelWatcher | None:
     """Apply the logger levels in ``path`` (default ``$LOGKAFKA_LEVELS_FILE``) now and whenever the file
     changes, looked at every ``interval`` seconds (default ``$LOGKAFKA_LEVELS_INTERVAL``, else 2). Forked
     children keep watching. One watcher per file; None when no file is named."""
+    return _watch(path, interval, now=True)
+
+
+def watch_levels_later(interval: float) -> LevelWatcher | None:
+    """``watch_levels()`` for ``$LOGKAFKA_LEVELS_FILE``, first applied by the watching thread: a handler
+    being made by ``dictConfig`` holds logging's lock, so the file's levels land after dictConfig has
+    configured (and disabled) loggers, not before."""
+    return _watch(None, interval, now=False)
+
+
+def _watch(path: str | os.PathLike[str] | None, interval: float | None, now: bool) -> LevelWatcher | None:
     if path is None:
         path = os.environ.get("LOGKAFKA_LEVELS_FILE") or None
         if path is None:
             return None
     if interval is None:
-        raw = os.environ.get("LOGKAFKA_LEVELS_INTERVAL")
-        try:
-            interval = float(raw) if raw else DEFAULT_INTERVAL
-        except ValueError:
-            raise ValueError(f"LOGKAFKA_LEVELS_INTERVAL: expected a number of seconds, got {raw!r}") from None
-        if not interval > 0:
-            raise ValueError(f"LOGKAFKA_LEVELS_INTERVAL: must be positive, got {raw!r}")
+        interval = env_interval()
     key = os.fspath(path)
     watcher = _WATCHERS.get(key)
     if watcher is None:
-        watcher = _WATCHERS[key] = LevelWatcher(key, interval).start()
+        watcher = _WATCHERS[key] = LevelWatcher(key, interval).start(now=now)
     return watcher
 
 

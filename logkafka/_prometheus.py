@@ -143,9 +143,18 @@ class _Export:
         except Exception as exc:  # metrics never break logging
             report("metrics", f"could not write Prometheus multiprocess metrics: {exc}", interval=300.0)
 
+    def before_fork(self) -> None:
+        """Hold the lock across a fork: the child never inherits prometheus_client mid-write (its own
+        module lock held by a thread the child does not have)."""
+        self._lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self._lock.release()
+
     def after_fork_in_child(self) -> None:
         """A forked child's handlers count from zero, in a file of its own: start again."""
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._last = {}
         self._start()
 
@@ -175,6 +184,16 @@ def sync_multiprocess() -> None:
         _EXPORT.sync()
 
 
+def _before_fork() -> None:
+    if _EXPORT is not None:
+        _EXPORT.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    if _EXPORT is not None:
+        _EXPORT.after_fork_in_parent()
+
+
 def _after_fork_in_child() -> None:
     if _EXPORT is not None:
         _EXPORT.after_fork_in_child()
@@ -185,4 +204,4 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -97,7 +97,8 @@ def _number(name: str, env: str, value: Any, default: float, kind: type) -> Any:
     return number
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,6})?)\s*(?:([kmgt])i?b?|(b?))\s*$", re.IGNORECASE)
+_MAX_MEMORY_BUDGET = 1 << 40  # librdkafka's buffer settings are 32-bit numbers
 _SIZE_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
@@ -118,7 +119,9 @@ def byte_size(name: str, env: str, value: Any, default: int, minimum: int = 1) -
         match = _SIZE_RE.match(str(value))
         if not match:
             raise ValueError(f"{source}: expected a size in bytes such as 16777216, '16MiB' or '512KiB', got {value!r}")
-        size = int(float(match.group(1)) * 1024 ** _SIZE_UNITS[match.group(2).lower()])
+        size = int(float(match.group(1)) * 1024 ** _SIZE_UNITS[(match.group(2) or "").lower()])
+    if size > _MAX_MEMORY_BUDGET:
+        raise ValueError(f"{source}: at most 1 TiB, got {value!r}")
     if size < minimum:
         raise ValueError(f"{source}: must be at least {minimum} bytes ({minimum >> 20} MiB), got {value!r}"
                          if minimum >= 1 << 20 else f"{source}: must be at least {minimum}, got {value!r}")
@@ -458,9 +461,10 @@ def env_key(value: Any) -> str | None:
 def env_level(value: int | str) -> int:
     """The handler's level: the argument, else ``LOGKAFKA_LEVEL`` when the argument is left at NOTSET."""
     env = os.environ.get("LOGKAFKA_LEVEL", "").strip()
-    if value in (logging.NOTSET, "NOTSET") and env:
+    level = level_of(value)
+    if level == logging.NOTSET and env:
         return level_of(env, "LOGKAFKA_LEVEL")
-    return level_of(value)
+    return level
 
 
 def _choice(name: str, env: str, value: Any, default: str, allowed: tuple[str, ...]) -> str:

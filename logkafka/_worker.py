@@ -398,6 +398,10 @@ class Worker:
         """Records the producer accepted that have no delivery report yet."""
         return max(0, self._produced - count_of(self._acks) - self._dr_failed - len(self._failures))
 
+    def handling(self) -> bool:
+        """Whether the thread is in a batch: records it took from the queue may not be counted yet."""
+        return self._in_hand
+
     def waiting_on_kafka(self) -> bool:
         """Whether the thread waits for room in librdkafka's full buffer (no spool to take the records)."""
         return self._awaiting_room == 1

@@ -159,3 +159,32 @@ def test_bad_interval_names_the_setting(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("LOGKAFKA_LEVELS_INTERVAL", "soon")
     with pytest.raises(ValueError, match=r"^LOGKAFKA_LEVELS_INTERVAL: expected a number of seconds"):
         logkafka.watch_levels(tmp_path / "y")
+
+
+def test_dict_config_does_not_disable_the_loggers_the_file_names(tmp_path: Path) -> None:
+    """A handler made by dictConfig (disable_existing_loggers left True) starts the watch from
+    LOGKAFKA_LEVELS_FILE: the file's loggers get their levels after dictConfig, and are not disabled by it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    levels = tmp_path / "levels"
+    levels.write_text("checkout.orders = DEBUG\n")
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "LOGKAFKA_LEVELS_FILE": str(levels), "LOGKAFKA_LEVELS_INTERVAL": "0.05",
+           "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    code = textwrap.dedent("""
+        import logging, logging.config, time
+        logging.config.dictConfig({"version": 1, "handlers": {"kafka": {
+            "class": "logkafka.KafkaLogHandler", "bootstrap_servers": "127.0.0.1:1", "spool_dir": False}},
+            "root": {"level": "INFO", "handlers": ["kafka"]}})
+        log = logging.getLogger("checkout.orders")
+        deadline = time.monotonic() + 10
+        while log.level != logging.DEBUG and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print(log.level, log.disabled, log.isEnabledFor(logging.DEBUG))
+    """)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["10", "False", "True"], (run.stdout, run.stderr)

@@ -54,7 +54,7 @@ APP = """
 
 def start(servers: str, topic: str, spool: str, budget: str, count: int) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "LOGKAFKA_MEMORY_BUDGET": budget}
+           "LOGKAFKA_MEMORY_BUDGET": budget, "LOGKAFKA_BLOCK_TIMEOUT": "10"}  # a loaded CI disk can be slow
     env.pop("LOGKAFKA_QUEUE_SIZE", None)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(APP), servers, topic, spool, str(count)],
                             text=True, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

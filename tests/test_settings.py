@@ -491,7 +491,7 @@ class TestMemoryBudget:
     def test_sizes(self, make: Make, value: Any, size: int) -> None:
         assert make(memory_budget=value).stats()["memory_budget"] == size
 
-    @pytest.mark.parametrize("value", ["lots", "-5MiB", "16XB", True, 1000, "0.5MiB"])
+    @pytest.mark.parametrize("value", ["lots", "-5MiB", "16XB", True, 1000, "0.5MiB", "16ib", "9" * 400, "8T", 1 << 50])
     def test_bad_sizes_name_the_setting(self, make: Make, value: Any) -> None:
         raises_naming("memory_budget", make, memory_budget=value)
 
@@ -557,6 +557,7 @@ class TestSettingsFromTheEnvironment:
         monkeypatch.setenv("LOGKAFKA_LEVEL", "warning")
         assert make().level == logging.WARNING
         assert make(level="ERROR").level == logging.ERROR
+        assert make(level="notset").level == logging.WARNING  # left at NOTSET, however written
         monkeypatch.setenv("LOGKAFKA_LEVEL", "LOUD")
         raises_naming("LOGKAFKA_LEVEL", make)
 
