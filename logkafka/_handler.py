@@ -76,6 +76,7 @@ _EXITING = False  # set at interpreter exit, before logging.shutdown() flushes t
 #: The monotonic time by which the process's exit is done with logging: every flush() and close()
 #: at exit (exit hooks, then logging.shutdown()) shares this one budget.
 _EXIT_DEADLINE: float | None = None
+_FORK_WAIT = 2.0  # seconds a fork may wait for a new producer's connections
 _ROOM_RETRY = 5.0  # seconds after a vain wait for room in a full queue during which callers do not wait
 _ROOM_STALL = 0.25  # seconds without an acknowledgement after which a caller stops waiting on Kafka for room
 _SPILL_SHARE = 0.4  # of an exit budget kept for writing what is unsettled to the spool (2 s at most)
@@ -976,4 +977,16 @@ def _after_fork_in_child() -> None:
             report("fork", f"could not reset a handler after fork: {exc}")
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _before_fork() -> None:
+    """A fork soon after a handler's producer was made waits (up to ``_FORK_WAIT``) for its connections:
+    see ``Worker.wait_connected`` (gunicorn's master forks its workers just after its first records)."""
+    deadline = time.monotonic() + _FORK_WAIT
+    for handler in list(_HANDLERS):
+        for worker in handler._workers():
+            try:
+                worker.wait_connected(deadline)
+            except Exception:  # never let a fork fail because of logging
+                pass
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

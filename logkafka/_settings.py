@@ -44,6 +44,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "partitioner": "murmur2_random",  # the same partition for a key as the Java client
     # librdkafka's own buffer (queue.buffering.max.messages / .kbytes) comes from memory_budget
+    # Broker addresses resolved at most every 30 s (librdkafka's default is 1 s): each lookup by a client
+    # thread is a moment in which a fork (gunicorn, Celery prefork) leaves the child's resolver locked.
+    "broker.address.ttl": 30_000,
 }
 #: Settings logkafka owns: changing them would break delivery accounting.
 _RESERVED_PRODUCER = {

@@ -55,6 +55,7 @@ _REAP_POLL = 0.2  # seconds between the reaper's looks at the queue, and its lon
 #: reports (at most; a third of the queue's size when that is less): below it the draining thread
 #: serves them between batches, which costs the caller least.
 _BACKLOG = 30_000
+_FORK_SETTLE = 10.0  # seconds a new producer's connections may take: a fork then waits for them (see wait_connected)
 #: Delivery errors that no retry can cure: the record is counted failed, not spooled.
 _PERMANENT = frozenset({
     KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
@@ -270,6 +271,8 @@ class Worker:
         self.errors = 0
         self.error_counts: dict[str, int] = {}  # by librdkafka error name
         self._awaiting_room = 0  # 1 while a record waits for room in librdkafka's full buffer (no spool)
+        self._made_at = -1e9  # when the current producer was made, and the acknowledgements then
+        self._made_acks = 0
         self.last_error: str | None = None
         self.broker_reachable: bool | None = None
         #: True only while the client says no broker answers (all brokers down): close() then stops waiting.
@@ -546,7 +549,21 @@ class Worker:
                                           quiet_debug=not debug)
         config["error_cb"] = self._on_error
         config["on_delivery"] = self._on_delivery
+        self._made_at = time.monotonic()
+        self._made_acks = count_of(self._acks)
         return Producer(config)
+
+    def wait_connected(self, deadline: float) -> None:
+        """Before a fork: while this thread's producer is new (its client threads are connecting, and so
+        resolving broker addresses), wait until it has an acknowledgement, or no record waits, or
+        ``deadline``. A fork while a client thread is inside getaddrinfo() leaves glibc's resolver lock held
+        in the child for good: the child's own client, and any name lookup there, would never return."""
+        if self._producer is None or not self.running or time.monotonic() - self._made_at > _FORK_SETTLE:
+            return
+        while time.monotonic() < deadline:
+            if count_of(self._acks) != self._made_acks or (self.broker_reachable is True and not self.in_flight()):
+                return
+            time.sleep(0.005)
 
     def _serve(self, deadline: float | None, until: Barrier | None = None) -> None:
         """The loop; returns when stopped and done, or at ``deadline`` / ``until``."""

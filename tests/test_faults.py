@@ -426,7 +426,45 @@ FORK_DURING_FIRST_PROBE = """
 """
 
 
+FORK_RIGHT_AFTER_THE_FIRST_RECORD = """
+    import logging, os, sys
+    import logkafka
+    servers, topic = sys.argv[1:3]
+    handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=False, flush_timeout=30)
+    log = logging.getLogger("app")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.info("parent", extra={"who": "parent", "seq": 0})
+    children = []
+    for n in range(6):  # as gunicorn's master forks its workers right after its first records
+        pid = os.fork()
+        if pid == 0:
+            for i in range(20):
+                log.info("child", extra={"who": f"child-{n}", "seq": i})
+            os._exit(0 if handler.flush(20) else 3)
+        if n == 0:
+            print(handler.stats()["delivered"], flush=True)  # the fork waited for the first acknowledgement
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert handler.flush(30)
+    print(codes, flush=True)
+"""
+
+
 class TestFork:
+    def test_a_fork_right_after_the_first_record_waits_for_the_clients_connections(
+            self, kafka_broker: Any, kafka_topic: str) -> None:
+        """A fork while the parent's client threads resolve the broker's address (they do as they first connect)
+        leaves glibc's resolver lock held in the child for good: its client never connects, its records are
+        lost. So a fork soon after a producer was made waits for its first acknowledgement (here, right
+        after the first record); every child then delivers."""
+        done = run_script(FORK_RIGHT_AFTER_THE_FIRST_RECORD, kafka_broker.bootstrap_servers, kafka_topic)
+        assert done.returncode == 0, done.stderr
+        first, codes = done.stdout.split("\n")[:2]
+        assert first == "1" and codes == "[0, 0, 0, 0, 0, 0]", (done.stdout, done.stderr)
+        msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=121, timeout=60)
+        assert len({(m.data["who"], m.data["seq"]) for m in msgs}) == 121
+
     def test_child_and_parent_records_arrive_once(self, kafka_broker: Any, kafka_topic: str) -> None:
         """A forked child gets its own queue, thread and producer: its records arrive once, the
         parent's once, and the parent's queued records are not shipped twice by the child."""
