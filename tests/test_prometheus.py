@@ -141,5 +141,4 @@ def test_multiprocess_mode_adds_up_every_process(kafka_broker: Any, kafka_topic:
                                               ("topic", kafka_topic)))
     audit = ("logging_events_published_total", (("event_type", "audit"), ("status", "delivered"),
                                                 ("topic", f"{kafka_topic}.audit")))
-    Path("/tmp/mp_stderr.txt").write_text(run.stderr)
     assert (got[app], got[audit]) == (1 + 50 + 100 + 150, 3), (got, run.stderr)
