@@ -558,12 +558,17 @@ class Worker:
         resolving broker addresses), wait until it has an acknowledgement, or no record waits, or
         ``deadline``. A fork while a client thread is inside getaddrinfo() leaves glibc's resolver lock held
         in the child for good: the child's own client, and any name lookup there, would never return."""
-        if self._producer is None or not self.running or time.monotonic() - self._made_at > _FORK_SETTLE:
-            return
+        if (self._producer is None or not self.running or self.broker_reachable is False
+                or time.monotonic() - self._made_at > _FORK_SETTLE):
+            return  # (no broker answers: its lookups go on whatever we wait; none is worth a slow fork)
         while time.monotonic() < deadline:
-            if count_of(self._acks) != self._made_acks or (self.broker_reachable is True and not self.in_flight()):
+            if count_of(self._acks) != self._made_acks:
+                self._made_at = -1e9  # a leader acknowledged: connected, later forks need not wait
                 return
+            if self.broker_reachable is True and not self.in_flight() and not self._queue and not self._in_hand:
+                return  # nothing to send: no connection is being made
             time.sleep(0.005)
+        self._made_at = -1e9  # one wait that ran out per producer: later forks do not wait again
 
     def _serve(self, deadline: float | None, until: Barrier | None = None) -> None:
         """The loop; returns when stopped and done, or at ``deadline`` / ``until``."""
