@@ -702,7 +702,7 @@ def _create_topics(args: argparse.Namespace, servers: str, topics: Sequence[str]
 
 def _start_broker(port: int | None) -> Any:
     """The embedded broker on ``port``; None or 0: on a free one (another if it is taken meanwhile)."""
-    from logkafka.testing import LocalBroker, broker_binary
+    from logkafka._broker import LocalBroker, broker_binary
 
     try:
         broker_binary()
