@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import logging
@@ -37,7 +38,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, TextIO
@@ -519,7 +519,7 @@ def _offsets_since(consumer: Any, assignment: list[Any], since_ms: int) -> list[
     return out
 
 
-@contextmanager
+@contextlib.contextmanager
 def interruptible() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM for as long as the block runs (outside the main thread: never set)."""
     stop = threading.Event()
@@ -814,7 +814,7 @@ def _demo_service(run_id: str) -> bool:
     try:
         log.info("Service started", extra={"code": "SERVICE_STARTED"})
         with logkafka.bound(correlation_id=str(uuid.uuid4()), user_id="u-42"):
-            with tracer.start_as_current_span("place_order") if tracer is not None else _nothing():
+            with tracer.start_as_current_span("place_order") if tracer is not None else contextlib.nullcontext():
                 log.info("Order %s placed", "o-1001", extra={"code": "ORDER_PLACED", "amount": 99.5, "items": 3})
                 coupons: dict[str, float] = {}
                 try:
@@ -838,11 +838,6 @@ def _tracer() -> Any:
     except ImportError:  # pragma: no cover - the sdk is an optional extra
         return None
     return TracerProvider().get_tracer("checkout")
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -402,7 +402,7 @@ class KafkaLogHandler(logging.Handler):
             producer_config=producer_config,
             queue=queue,
             bind=bind,
-            dropped=self._queue_drops,
+            dropped=self.queue_drops,
             flush_timeout=st.flush_timeout,
             spool=spool,
             durability=durability,
@@ -579,10 +579,6 @@ class KafkaLogHandler(logging.Handler):
         elif worker.idle:
             worker.wake()
 
-    def capture(self, record: logging.LogRecord) -> dict[str, Any]:
-        """The record's attributes fixed as they are at the call (see ``logkafka._formatter.capture``)."""
-        return capture(record, self._resource)
-
     def _plan_capture(self, formatter: logging.Formatter | None) -> bool:
         """Whether records for ``formatter`` need every attribute captured; remembered per formatter."""
         slim = formatter is None or (isinstance(formatter, JsonFormatter) and formatter.slim_capture)
@@ -657,7 +653,7 @@ class KafkaLogHandler(logging.Handler):
         with self._drop_lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
-    def _queue_drops(self) -> dict[str, int]:
+    def queue_drops(self) -> dict[str, int]:
         """Records dropped before the worker took them, by reason (the spool's losses it says itself)."""
         with self._drop_lock:
             return dict(self._dropped)

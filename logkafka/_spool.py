@@ -38,7 +38,6 @@ from typing import Any
 
 import orjson
 
-FSYNC_POLICIES = ("always", "interval", "never")
 _FSYNC_INTERVAL = 1.0  # seconds, for spool_fsync="interval"
 _SUFFIX = ".seg"
 _POS = ".pos"  # a segment's replay progress: the byte offset settled so far

@@ -196,8 +196,7 @@ def _record(name: str, level: int, msg: str, args: tuple[Any, ...] | None, extra
 
 def _losses(handler: KafkaLogHandler) -> int:
     """Records the handler refused so far (``drop_oldest`` drops another record, not the new one)."""
-    with handler._drop_lock:
-        return sum(n for reason, n in handler._dropped.items() if reason != "drop_oldest")
+    return sum(n for reason, n in handler.queue_drops().items() if reason != "drop_oldest")
 
 
 def _hand(handler: KafkaLogHandler, record: logging.LogRecord) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import uuid
 from importlib import resources
 from typing import Any
 
@@ -60,3 +61,12 @@ def assert_ledger(stats: dict[str, Any]) -> dict[str, Any]:
     assert ledger["accepted"] + ledger["inherited"] == out, ledger
     assert ledger["balanced"] is True, ledger
     return ledger  # type: ignore[no-any-return]
+
+
+def logger_with(handler: logging.Handler, prefix: str = "test") -> logging.Logger:
+    """A fresh logger of its own (not propagating, at INFO) whose only handler is ``handler``."""
+    lg = logging.getLogger(f"{prefix}.{uuid.uuid4().hex[:8]}")
+    lg.handlers[:] = [handler]
+    lg.propagate = False
+    lg.setLevel(logging.INFO)
+    return lg

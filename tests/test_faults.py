@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+from _support import logger_with
 
 import logkafka
 from logkafka.testing import LocalBroker, ProxiedBroker, free_port, read_topic
@@ -42,14 +43,6 @@ def new_topic(broker: Any) -> str:
 
 def seqs(msgs: list[Any], field: str = "seq") -> list[int]:
     return sorted(m.data[field] for m in msgs)
-
-
-def logger_with(handler: logging.Handler) -> logging.Logger:
-    lg = logging.getLogger(f"faults.{uuid.uuid4().hex[:8]}")
-    lg.handlers[:] = [handler]
-    lg.propagate = False
-    lg.setLevel(logging.INFO)
-    return lg
 
 
 def resident_bytes() -> int:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+from _support import logger_with
+
 import logkafka
 from logkafka.testing import LocalBroker, free_port
-
-
-def logger_with(handler: logging.Handler) -> logging.Logger:
-    lg = logging.getLogger(f"health.{uuid.uuid4().hex[:8]}")
-    lg.handlers[:] = [handler]
-    lg.propagate = False
-    lg.setLevel(logging.INFO)
-    return lg
 
 
 def wait_for(check: Any, timeout: float = 30.0) -> Any:
