@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from logkafka import _formatter
-from logkafka._formatter import CTX, EID, EXTRA, STREAM, uuid_text
+from logkafka._formatter import CTX, EID, EXTRA, STREAM, event_id_text
 
 SCHEMA_BASE = "urn:logkafka:schema"
 CONTENT_TYPE = "application/json"
@@ -60,7 +59,7 @@ def tenant_of(rd: dict[str, Any]) -> str:
 def event_id_of(rd: dict[str, Any]) -> str:
     """The record's event id as text (the caller's ``extra={"event_id": ...}`` wins)."""
     eid = rd.get("event_id")
-    return eid if type(eid) is str and eid else uuid_text(rd[EID])
+    return eid if type(eid) is str and eid else event_id_text(rd[EID])
 
 
 Clean = Callable[[str], str]
@@ -99,7 +98,6 @@ def wrap(rd: dict[str, Any], payload: bytes, *, timestamp: str, namespace: str |
 
 
 _EVENT_TYPES: dict[tuple[str, str | None], str] = {}
-_PREFIX: list[Any] = [None, ""]  # (the event-id source it was made from, its text prefix)
 
 
 def _short(text: str) -> str:
@@ -113,13 +111,7 @@ def _event_id_text(rd: dict[str, Any]) -> str:
     eid = rd.get("event_id")
     if type(eid) is str and eid:
         return _short(eid)
-    n = rd[EID]
-    ids = _formatter._ids  # this process's prefix: its text made once, as the formatter does
-    if n >> _formatter._SEQ_BITS == ids.high:
-        if _PREFIX[0] is not ids:
-            _PREFIX[:] = [ids, ids.json[1:].decode()]
-        return f"{_PREFIX[1]}{n & _formatter._SEQ_MASK:012x}"
-    return uuid_text(n)
+    return event_id_text(rd[EID])
 
 
 def headers(rd: dict[str, Any], namespace: str | None,

@@ -122,14 +122,15 @@ class _EventIds:
     kept). Not a secret: it tells the order of a process's records.
     """
 
-    __slots__ = ("high", "json", "pid", "prefix", "seq")
+    __slots__ = ("high", "json", "pid", "prefix", "seq", "text")
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         bits = int.from_bytes(os.urandom(16), "big") & ~(0xF << 76) & ~(0b11 << 62) & ~_SEQ_MASK
         self.prefix = bits | _VERSION_VARIANT
         self.high = self.prefix >> _SEQ_BITS
-        self.json = ('"' + uuid_text(self.prefix)[:24]).encode()  # '"xxxxxxxx-xxxx-8xxx-yxxx-'
+        self.text = uuid_text(self.prefix)[:24]  # 'xxxxxxxx-xxxx-8xxx-yxxx-'
+        self.json = ('"' + self.text).encode()
         self.seq = itertools.count().__next__
 
 
@@ -143,6 +144,14 @@ def _renew_event_ids() -> _EventIds:
 
 
 os.register_at_fork(after_in_child=_renew_event_ids)
+
+
+def event_id_text(n: int) -> str:
+    """The text of event id ``n``; for this process's own ids, its prefix is made once."""
+    ids = _ids
+    if n >> _SEQ_BITS == ids.high:
+        return f"{ids.text}{n & _SEQ_MASK:012x}"
+    return uuid_text(n)
 
 
 def new_event_id() -> int:
@@ -216,7 +225,7 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
             message = to_text(message)
     # Only the keys below are added: every insertion costs the caller. ERROR, FIELDS,
     # SPAN and RESOURCE are there only when they have a value; msg and args keep the
-    # caller's, _record_of() fixes them for formatters that format the message again.
+    # caller's, record_of() fixes them for formatters that format the message again.
     if full:
         d = rd.copy()
         d["message"] = d["msg"] = message
@@ -245,7 +254,7 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
             if type(v) not in _FLAT:  # "code" and "event_id" too
                 v = d[k] = jsonable(v)
             if k not in _SKIP:
-                extra[k if k not in CORE_FIELDS and type(k) is str else _out(k)] = v
+                extra[k if k not in CORE_FIELDS and type(k) is str else extra_name(k)] = v
             elif k == "code" or k == "event_id":  # extras with a field of their own
                 d[k] = v
             elif k == STREAM:  # audit or security: routed by the handler, shipped as "stream"
@@ -270,12 +279,13 @@ class _Collision(Exception):
     """An extra key collides with a context key: render_captured leaves the record to to_dict."""
 
 
-def _out(key: Any) -> str:
+def extra_name(key: Any) -> str:
+    """The output name of an extra key: ``extra.<name>`` where it would collide with a core field."""
     name = key if type(key) is str else to_text(key)
     return f"extra.{name}" if name in CORE_FIELDS else name
 
 
-class _Clock:
+class Clock:
     """RFC 3339 UTC timestamps with milliseconds, the date part cached per second."""
 
     __slots__ = ("_cached",)
@@ -344,7 +354,7 @@ class JsonFormatter(OrjsonFormatter):
         self.identity: dict[str, str] = {
             **default_identity(), **check_identity(service_name, environment, version, instance_id),
         }
-        self._clock = _Clock()
+        self._clock = Clock()
         # JSON pieces that repeat, cached for render_captured()
         self._sites: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         self._codes: dict[str, bytes] = {}
@@ -397,7 +407,7 @@ class JsonFormatter(OrjsonFormatter):
         if red is None:
             d.update(self._members(rd))
         else:  # as the byte template does: the context's members, then the rest
-            d.update(red.mapping({_out(k): v for k, v in rd[CTX].items()}, record=True))
+            d.update(red.mapping({extra_name(k): v for k, v in rd[CTX].items()}, record=True))
             d.update(red.mapping(self._after_context(rd, {}), record=True))
         for key, value in d.items():  # capture() keeps integers as they are: JSON takes 64 bits
             if type(value) is int and not INT_MIN <= value <= INT_MAX:
@@ -420,7 +430,7 @@ class JsonFormatter(OrjsonFormatter):
         """Context, trace, error and extra members, in their order."""
         d: dict[str, Any] = {}
         for key, value in rd[CTX].items():
-            d[_out(key)] = value
+            d[extra_name(key)] = value
         return JsonFormatter._after_context(rd, d)
 
     @staticmethod
@@ -440,7 +450,7 @@ class JsonFormatter(OrjsonFormatter):
         fields = rd.get(FIELDS)
         if fields:
             for k, v in fields.items():
-                d[_out(k)] = v
+                d[extra_name(k)] = v
         return d
 
     # -- the captured record -> bytes, without building the whole object ---------------------
@@ -577,11 +587,11 @@ class JsonFormatter(OrjsonFormatter):
             except Exception:  # anything unusual: the general path below handles it
                 pass
         try:
-            return _dumps(self.process_log_record(self.to_dict(_record_of(rd))), default=to_text, option=_OPTS)
+            return _dumps(self.process_log_record(self.to_dict(record_of(rd))), default=to_text, option=_OPTS)
         except Exception:  # text that is not valid Unicode, or a hook that failed: repair below
             pass
         try:
-            data = self.process_log_record(self.to_dict(_record_of(rd)))
+            data = self.process_log_record(self.to_dict(record_of(rd)))
         except Exception as exc:
             data = self._minimal(rd, exc)
         try:
@@ -624,7 +634,7 @@ class JsonFormatter(OrjsonFormatter):
 _new_record = logging.LogRecord.__new__
 
 
-def _record_of(rd: dict[str, Any]) -> logging.LogRecord:
+def record_of(rd: dict[str, Any]) -> logging.LogRecord:
     """A LogRecord over captured attributes, its message already rendered (``getMessage()`` gives it)."""
     if rd.get("args") is not None or rd.get("msg") is not rd["message"]:
         rd["msg"] = rd["message"]

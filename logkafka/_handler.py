@@ -30,13 +30,13 @@ from logkafka._formatter import (
     SLIM_KEYS,
     SPAN,
     STREAM,
+    Clock,
     JsonFormatter,
-    _Clock,
-    _out,
-    _record_of,
     capture,
     check_identity,
     default_identity,
+    extra_name,
+    record_of,
     uuid_text,
 )
 from logkafka._health import Health, asgi_app, combine, wsgi_app
@@ -196,7 +196,7 @@ def _tenant_key(rd: dict[str, Any]) -> bytes:
 def _encode_with(formatter: logging.Formatter, rd: dict[str, Any]) -> bytes:
     """A message from a formatter that is not a JsonFormatter; never raises."""
     try:
-        return formatter.format(_record_of(rd)).encode("utf-8", "replace")
+        return formatter.format(record_of(rd)).encode("utf-8", "replace")
     except Exception as exc:
         report("format", f"formatter {type(formatter).__name__} failed, shipping the record as JSON: {exc}")
         return JsonFormatter().encode_captured(rd)
@@ -345,7 +345,7 @@ class KafkaLogHandler(logging.Handler):
         self._key_needs_full = attr in _STD_ATTRS and attr not in SLIM_KEYS
         self._capture_plan: tuple[Any, bool] = (None, self._key_needs_full)  # (formatter, full)
         self._overflow = self.settings.overflow
-        self._clock = _Clock()
+        self._clock = Clock()
         # Audit and security records: their own queue and worker (built on the first such
         # record), durability "disk", keyed by tenant, never dropped by the overflow policy.
         self._stream_queue: deque[Any] = deque()
@@ -750,7 +750,7 @@ class KafkaLogHandler(logging.Handler):
         if kind == "extra" and name:
             if name in _OWN_FIELD_EXTRAS:
                 return (lambda rd: _key_bytes(rd.get(name))), None
-            shipped = _out(name)
+            shipped = extra_name(name)
             return (lambda rd: _key_bytes(rd[EXTRA].get(shipped))), None
         attr = _RECORD_KEYS.get(key, key)
         if attr in _STD_ATTRS:
@@ -758,7 +758,7 @@ class KafkaLogHandler(logging.Handler):
         if attr == "event_id":  # the record's event id, whoever chose it
             return (lambda rd: uuid_text(rd[EID]).encode() if rd.get("event_id") is None
                     else _key_bytes(rd["event_id"])), None
-        shipped = attr if attr in _OWN_FIELD_EXTRAS else _out(attr)
+        shipped = attr if attr in _OWN_FIELD_EXTRAS else extra_name(attr)
         span_part = {"trace_id": 0, "span_id": 1}.get(attr)
 
         def record_key(rd: dict[str, Any]) -> bytes | None:

@@ -487,16 +487,17 @@ class TestSpeed:
 
     @pytest.mark.parametrize("name", list(HUGE))
     def test_one_megabyte(self, name: str) -> None:
-        """1 MB of adversarial text is redacted in well under 2 s."""
+        """1 MB of adversarial text is redacted in well under 2 s of this thread's CPU (backtracking would take
+        minutes; CPU time, not wall time, so a loaded machine does not fail it)."""
         text = self.HUGE[name]()
-        start = time.perf_counter()
+        start = time.thread_time()
         R.text(text)
-        assert time.perf_counter() - start < 2.0
+        assert time.thread_time() - start < 2.0
 
     def test_ordinary_text_is_cheap(self) -> None:
         """Ordinary text takes the fast path: no slower than a few regex searches (generous bound)."""
         msg = "Agent execution completed for order 42 in region eu-west-1 ok."
-        start = time.perf_counter()
+        start = time.thread_time()
         for _ in range(10_000):
             R.text(msg)
-        assert (time.perf_counter() - start) / 10_000 < 50e-6
+        assert (time.thread_time() - start) / 10_000 < 50e-6  # this thread's CPU: a loaded machine does not fail it

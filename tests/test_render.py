@@ -28,7 +28,7 @@ def _clean_context() -> Iterator[None]:
 
 
 def general(formatter: logkafka.JsonFormatter, captured: dict[str, Any]) -> bytes:
-    return orjson.dumps(formatter.to_dict(F._record_of(captured)), option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(formatter.to_dict(F.record_of(captured)), option=orjson.OPT_NON_STR_KEYS)
 
 
 def _captured(record: logging.LogRecord, resource: dict[str, str] | None, full: bool | None) -> Any:
