@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logkafka._tcpproxy import TcpProxy
+from logkafka._topics import wait_for_partitions
 
 
 def free_port() -> int:
@@ -71,14 +72,8 @@ def create_topic(bootstrap_servers: str, topic: str, partitions: int = 3, timeou
         if not (isinstance(error, KafkaException) and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
             raise error
         del error
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        md = admin.list_topics(topic, timeout=max(0.1, deadline - time.monotonic()))
-        t = md.topics.get(topic)
-        if t is not None and t.error is None and t.partitions:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"topic {topic!r} not visible after {timeout}s")
+    if not wait_for_partitions(admin, topic, time.monotonic() + timeout):
+        raise TimeoutError(f"topic {topic!r} not visible after {timeout}s")
 
 
 def read_topic(
@@ -110,14 +105,7 @@ def read_topic(
     out: list[ConsumedMessage] = []
     deadline = time.monotonic() + timeout
     try:
-        partitions: list[int] = []
-        while time.monotonic() < deadline:
-            md = consumer.list_topics(topic, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
-            t = md.topics.get(topic)
-            if t is not None and t.error is None and t.partitions:
-                partitions = sorted(t.partitions)
-                break
-            time.sleep(0.1)
+        partitions = wait_for_partitions(consumer, topic, deadline)
         if not partitions:
             return out
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

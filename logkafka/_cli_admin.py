@@ -73,6 +73,7 @@ from logkafka._cli import (
     seconds,
     unreachable,
 )
+from logkafka._topics import wait_for_partitions
 
 #: Logger name of the probe record: not ``logkafka...``, whose records a handler drops.
 PROBE_LOGGER = "lkcheck"
@@ -438,18 +439,7 @@ def read_back(consumer: Any, topic: str, needle: bytes, since_ms: int, timeout: 
 
     deadline = time.monotonic() + timeout
     try:
-        partitions: list[int] = []
-        while time.monotonic() < deadline:
-            try:
-                md = consumer.list_topics(topic, timeout=max(0.1, min(5.0, deadline - time.monotonic())))
-            except KafkaException:
-                time.sleep(0.2)
-                continue
-            t = md.topics.get(topic)
-            if t is not None and t.error is None and t.partitions:
-                partitions = sorted(t.partitions)
-                break
-            time.sleep(0.2)
+        partitions = wait_for_partitions(consumer, topic, deadline, pause=0.2)
         if not partitions:
             return False
         try:
