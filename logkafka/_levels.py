@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from logkafka._report import report
+from logkafka._settings import level_of
 
 DEFAULT_INTERVAL = 2.0
 _ROOT_NAMES = ("root", "")
@@ -160,13 +161,13 @@ class LevelWatcher:
 
 
 def _level(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().upper()
-    if text.isdigit():
-        return int(text)
-    level = logging.getLevelName(text)
-    return level if isinstance(level, int) else None
+    """``level_of(value)``, or None for what is no level (a JSON true is not level 1)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return level_of(value)
+    except ValueError:
+        return None
 
 
 def _logger(name: str) -> logging.Logger:
