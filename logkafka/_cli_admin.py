@@ -936,22 +936,6 @@ class _Progress:
             self.stream.flush()
 
 
-#: Delivery errors no retry cures: the record fails as it is whatever the cluster's state (names of
-#: ``KafkaError`` codes; looked up when confluent_kafka is imported).
-_PERMANENT_ERRORS = (
-    "MSG_SIZE_TOO_LARGE", "INVALID_MSG", "INVALID_MSG_SIZE", "_INVALID_ARG", "INVALID_RECORD", "RECORD_LIST_TOO_LARGE",
-    "INVALID_TIMESTAMP", "TOPIC_EXCEPTION", "UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION",
-    "TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED", "INVALID_REQUIRED_ACKS",
-    "UNSUPPORTED_FOR_MESSAGE_FORMAT", "POLICY_VIOLATION",
-)
-
-
-def _permanent_codes() -> frozenset[int]:
-    from confluent_kafka import KafkaError
-
-    return frozenset(getattr(KafkaError, name) for name in _PERMANENT_ERRORS if hasattr(KafkaError, name))
-
-
 @dataclass
 class _ReplayTotals:
     records: int = 0  # sent and acknowledged (or counted, in a dry run)
@@ -1074,7 +1058,9 @@ def _replay_segment(producer: Any, segment: Any, timeout: float, settle_limit: f
             producer.poll(min(0.2, max(0.0, deadline - time.monotonic())))
     finally:
         _settle(producer, stop, settle_limit)
-    permanent = _permanent_codes()
+    from logkafka._delivery import NO_TOPIC, PERMANENT
+
+    permanent = PERMANENT | NO_TOPIC
     unsent = "interrupted before it was sent" if stop.count else f"not sent within {timeout:g} s"
     left = []
     for rec, result in zip(records, outcome, strict=True):

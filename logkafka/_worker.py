@@ -19,6 +19,7 @@ from typing import Any
 import confluent_kafka.admin  # noqa: F401
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from logkafka._delivery import PERMANENT, STATE_LOST, keeps_record, plain_delivery_error, plain_error
 from logkafka._formatter import FMT, STREAM
 from logkafka._report import report
 from logkafka._spool import Record, Segment, Spool, SpooledRecord
@@ -56,22 +57,6 @@ _REAP_POLL = 0.2  # seconds between the reaper's looks at the queue, and its lon
 #: serves them between batches, which costs the caller least.
 _BACKLOG = 30_000
 _FORK_SETTLE = 10.0  # seconds a new producer's connections may take: a fork then waits for them (see wait_connected)
-#: Delivery errors that no retry can cure: the record is counted failed, not spooled.
-_PERMANENT = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
-    KafkaError._INVALID_ARG, KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError.TOPIC_EXCEPTION, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
-})
-
-
-#: Delivery errors that mean the broker no longer knows this producer's idempotent session (restarted
-#: empty, replaced, or confused after timeouts): every later record would fail the same way. The record
-#: is spooled and the producer rebuilt (a new session).
-_STATE_LOST = frozenset({
-    KafkaError.UNKNOWN_PRODUCER_ID, KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError.INVALID_PRODUCER_EPOCH,
-    KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError._FENCED,
-    KafkaError._INCONSISTENT, KafkaError._GAPLESS_GUARANTEE,
-})
 _BACKOFF_MAX = 30.0  # seconds: the longest wait between two replays that failed
 _REBUILD_BACKOFF_MAX = 60.0  # seconds: the longest wait between two producer rebuilds without an acknowledgement
 
@@ -121,49 +106,9 @@ _DROP_REASONS = {
 }
 
 
-def _keeps_record(exc: Exception) -> bool:
-    """Whether produce() refused because the producer itself is finished (fatal): the record is kept
-    for the next producer, not failed."""
-    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-    return error is not None and (error.fatal() or error.code() == KafkaError._FATAL)
-
-
 def count_of(counter: itertools.count[int]) -> int:
     """The next value of an ``itertools.count`` without taking it (its repr: ``count(N)``)."""
     return int(repr(counter)[6:-1])
-
-
-def plain_error(err: KafkaError, servers: str, spool: bool = True) -> str | None:
-    """A client error in plain words, or None for one not worth a line (a reconnect librdkafka handles)."""
-    code = err.code()
-    if code == KafkaError._ALL_BROKERS_DOWN:
-        where = "memory, then the spool" if spool else "in memory only: no spool"
-        return f"cannot reach Kafka at {servers}: no broker answers; records wait ({where})"
-    if code == KafkaError._TRANSPORT:
-        return None  # one connection dropped; librdkafka reconnects, and all-brokers-down is said above
-    if code == KafkaError._RESOLVE:
-        return f"cannot resolve the Kafka address {servers}"
-    if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
-        return f"Kafka at {servers} refused the credentials: {err.str()}"
-    if code == KafkaError._SSL:
-        return f"TLS with Kafka at {servers} failed: {err.str()}"
-    return f"Kafka client error: {err.str()}"
-
-
-def plain_delivery_error(err: KafkaError) -> str:
-    """Why a record was not delivered, in plain words (librdkafka's own text for the rarer reasons)."""
-    code = err.code()
-    if code == KafkaError._MSG_TIMED_OUT:
-        return "Kafka did not acknowledge it within message.timeout.ms"
-    if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
-        return "the handler stopped waiting for Kafka"
-    if code == KafkaError.MSG_SIZE_TOO_LARGE:
-        return "the broker refused it as too large (message.max.bytes)"
-    if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-        return "the broker refused it: not authorized for the topic"
-    if code == KafkaError._UNKNOWN_TOPIC or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-        return "the topic does not exist (and the broker does not create it)"
-    return err.str()
 
 
 class _LibrdkafkaLog:
@@ -768,7 +713,7 @@ class Worker:
             except BufferError:
                 return False
             except (KafkaException, TypeError, ValueError) as exc:
-                if _keeps_record(exc):
+                if keeps_record(exc):
                     self.last_error = str(exc)
                     self._fatal = True
                     return False
@@ -953,7 +898,7 @@ class Worker:
                     self._replay_next = rec  # the next turn tries it again
                     return
                 except (KafkaException, TypeError, ValueError) as exc:
-                    if _keeps_record(exc):  # the producer is finished: this record waits for the next one
+                    if keeps_record(exc):  # the producer is finished: this record waits for the next one
                         self._replay_next = rec
                         self.last_error = str(exc)
                         self._fatal = True
@@ -996,7 +941,7 @@ class Worker:
 
     def _refused(self, exc: Exception, record: Record | None = None) -> None:
         """produce() raised: a fatal client error keeps the record for the next producer; else it failed."""
-        if record is not None and _keeps_record(exc):
+        if record is not None and keeps_record(exc):
             self.last_error = str(exc)
             self._fatal = True
             self._held.append(record)
@@ -1039,10 +984,10 @@ class Worker:
 
     def _failed(self, err: KafkaError, msg: Any) -> None:
         self.last_error = err.str()
-        if err.code() in _STATE_LOST and self.spool is not None and not self._fatal:
+        if err.code() in STATE_LOST and self.spool is not None and not self._fatal:
             self.last_error = f"the broker refused this producer's session ({err.name()}: {err.str()})"
             self._fatal = True  # rebuilt on the draining thread; this record is spooled below
-        if self.spool is not None and err.code() not in _PERMANENT:
+        if self.spool is not None and err.code() not in PERMANENT:
             self._start_spooling(f"a record was not delivered: {plain_delivery_error(err)}")
             ts = msg.timestamp()
             raw = msg.headers()
