@@ -13,8 +13,9 @@ from logkafka._audit import audit, security
 from logkafka._celery import connect_celery
 from logkafka._context import bind, bound, clear_context, get_context, unbind, with_context
 from logkafka._formatter import JsonFormatter
-from logkafka._handler import KafkaLogHandler, health, health_asgi, health_wsgi, shutdown
+from logkafka._handler import KafkaLogHandler
 from logkafka._levels import LevelWatcher, watch_levels
+from logkafka._process import health, health_asgi, health_wsgi, shutdown
 from logkafka._prometheus import PrometheusCollector
 from logkafka._sampling import SamplingFilter
 from logkafka._timed import timed

@@ -18,6 +18,7 @@ from typing import Any
 
 from logkafka import _context
 from logkafka._formatter import STREAM
+from logkafka._process import is_handler
 from logkafka._report import report
 
 AUDIT_LOGGER = logging.getLogger("logkafka.audit")
@@ -201,17 +202,15 @@ def _log(logger: logging.Logger, stream: str, level: int, msg: str, args: tuple[
 
 def _reaches_kafka(logger: logging.Logger, level: int) -> bool:
     """Whether a record at ``level`` on ``logger`` meets a KafkaLogHandler (directly or behind a QueueHandler)."""
-    from logkafka._handler import KafkaLogHandler
-
     current: logging.Logger | None = logger
     while current is not None:
         for handler in current.handlers:
             if level < handler.level:
                 continue
-            if isinstance(handler, KafkaLogHandler):
+            if is_handler(handler):
                 return True
             listener = getattr(handler, "listener", None)  # a QueueHandler configured with its listener
-            if any(isinstance(h, KafkaLogHandler) and level >= h.level for h in getattr(listener, "handlers", ())):
+            if any(is_handler(h) and level >= h.level for h in getattr(listener, "handlers", ())):
                 return True
         if not current.propagate:
             break

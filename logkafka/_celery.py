@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from logkafka._context import bind, clear_context, get_context
-from logkafka._handler import shutdown
+from logkafka._process import shutdown
 
 #: The task message header that carries the bound context.
 CONTEXT_HEADER = "logkafka_context"

@@ -516,14 +516,9 @@ def _aim_at(handler: Any, topic: str) -> None:
     destination differs, so the probe checks the application's delivery path without
     landing among its records.
     """
-    import dataclasses
+    from logkafka._handler import aim_at
 
-    old = handler._worker
-    handler.settings = dataclasses.replace(handler.settings, topic=topic)
-    handler._worker = handler._new_worker()
-    if old.running:  # durability "disk" starts the worker at construction: nothing of ours is in it
-        old.stop(time.monotonic() + 1.0)
-        old.join(5.0)
+    aim_at(handler, topic)
 
 
 def _topics_of(admin: Any, servers: str, timeout: float) -> tuple[set[str], int]:

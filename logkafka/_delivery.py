@@ -1,9 +1,19 @@
-"""Kafka's errors in our words: which delivery failures no retry can cure, which mean a lost producer
-session, and what a client error or a failed delivery means, said plainly."""
+"""Delivery reports and what they tell: which failures no retry can cure, which mean a lost producer
+session, what a client error or a failed delivery means in plain words, and the counts of what the
+broker acknowledged."""
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sized
+from typing import Any
+
 from confluent_kafka import KafkaError
+
+_LATENCIES = 4096  # latencies kept for the percentiles
 
 #: Delivery errors that no retry of the same record can cure (too large, malformed, refused by policy
 #: or authorization): the handler counts the record failed instead of spooling it for ever, and
@@ -67,3 +77,125 @@ def plain_delivery_error(err: KafkaError) -> str:
     if code == KafkaError._UNKNOWN_TOPIC or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
         return "the topic does not exist (and the broker does not create it)"
     return err.str()
+
+
+def count_of(counter: itertools.count[int]) -> int:
+    """The next value of an ``itertools.count`` without taking it (its repr: ``count(N)``)."""
+    return int(repr(counter)[6:-1])
+
+
+class _Yield(Exception):
+    """Raised in a delivery report to make ``poll()`` return early (see ``Deliveries.on_delivery``)."""
+
+
+class Deliveries:
+    """What became of the records a worker produced: delivery reports, counted as they come.
+
+    Reports are served on whichever thread polls (the draining thread, or the reaper
+    under load); a failure is handed to the draining thread (``failures``), which
+    spools or counts it. Counters are read by ``stats()`` from any thread.
+    """
+
+    def __init__(self, queue: Sized, backlog: int, wake: threading.Event,
+                 stream_topics: Iterable[str] | None) -> None:
+        self._queue = queue
+        self._backlog = backlog
+        self._wake = wake
+        self._acks = itertools.count()  # reports of success (next() is atomic: two threads serve them)
+        # acknowledgements and failures by topic, where one worker serves several (audit and security)
+        self._topic_acks: dict[str, itertools.count[int]] | None = (
+            {t: itertools.count() for t in stream_topics} if stream_topics else None)
+        self._topic_failed: dict[str, int] = {}
+        self.produced = 0  # records the producer accepted
+        self.failed = 0  # records that failed: refused by produce() or by a delivery report
+        self.reported_failed = 0  # reports of failures handled (the record then spooled again, or failed)
+        #: Failed reports, appended by whichever thread served them, handled by the draining thread.
+        #: Appended before librdkafka forgets the record.
+        self.failures: deque[tuple[KafkaError, Any]] = deque()
+        self._inline_poll = 0  # the draining thread's ident while it serves reports and may yield
+        # Delivery latency, log call to acknowledgement, sampled: librdkafka reports failures
+        # only, so a sample (its position among produced records, its creation time) counts as
+        # acknowledged once that many records are delivered (acknowledgements come in order
+        # per partition, so this is close, not exact, across partitions).
+        self._samples: deque[tuple[int, float]] = deque()
+        self._latencies: deque[float] = deque(maxlen=_LATENCIES)
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        """A delivery report, on the thread that polled: a failure is handed to the draining thread.
+
+        While the draining thread serves reports and a backlog builds up in the queue, this
+        raises :class:`_Yield`: confluent-kafka then makes ``poll()`` return at once (the
+        remaining reports wait), so the draining thread goes back to the queue and the reaper
+        takes over the reports.
+        """
+        if err is None:
+            next(self._acks)
+            if self._topic_acks is not None:
+                counter = self._topic_acks.get(msg.topic())
+                if counter is not None:
+                    next(counter)
+            if self._inline_poll == threading.get_ident() and len(self._queue) >= self._backlog:
+                self._inline_poll = 0
+                raise _Yield
+            return
+        self.failures.append((err, msg))
+        self._wake.set()
+
+    def serve(self, producer: Any) -> None:
+        """Serve the reports waiting now, on the draining thread."""
+        producer.poll(0)
+
+    def serve_until_backlog(self, producer: Any) -> None:
+        """Serve the reports waiting now on the draining thread, but stop as soon as a backlog builds up in
+        the queue: the reaper takes over the rest."""
+        self._inline_poll = threading.get_ident()
+        try:
+            producer.poll(0)
+        except _Yield:  # a backlog built up while serving them: back to the queue
+            pass
+        finally:
+            self._inline_poll = 0
+
+    def delivered(self) -> int:
+        """Records the broker acknowledged: delivery reports of success, counted one by one."""
+        return count_of(self._acks)
+
+    def settled(self) -> int:
+        """Records with a delivery report handled: acknowledged, or failed and spooled or counted."""
+        return self.reported_failed + self.delivered()
+
+    def in_flight(self) -> int:
+        """Records the producer accepted that have no delivery report yet."""
+        return max(0, self.produced - count_of(self._acks) - self.reported_failed - len(self.failures))
+
+    def count_failed(self, topic: str | None) -> None:
+        """One record failed for good (counted, and by topic where the worker serves several)."""
+        self.failed += 1
+        if self._topic_acks is not None and topic is not None:
+            self._topic_failed[topic] = self._topic_failed.get(topic, 0) + 1
+
+    def by_topic(self, topic: str) -> dict[str, dict[str, int]]:
+        """Delivered and failed records by topic, for a worker serving several topics (else ``topic``'s)."""
+        if self._topic_acks is None:
+            return {topic: {"delivered": self.delivered(), "failed": self.failed}}
+        return {t: {"delivered": count_of(c), "failed": self._topic_failed.get(t, 0)}
+                for t, c in self._topic_acks.items()}
+
+    def sample(self, position: int, created: float) -> None:
+        """Measure the latency of the record produced at ``position``, logged at ``created``."""
+        self._samples.append((position, created))
+
+    def measure(self) -> None:
+        """The samples settled by now have their latency taken."""
+        samples, settled = self._samples, self.settled()
+        if samples and samples[0][0] <= settled:
+            now = time.time()
+            while samples and samples[0][0] <= settled:
+                self._latencies.append(now - samples.popleft()[1])
+
+    def latency(self) -> dict[str, float | None]:
+        """Delivery latency percentiles (seconds, log call to acknowledgement) of recent samples."""
+        values = sorted(self._latencies)
+        if not values:
+            return {"p50": None, "p95": None, "p99": None}
+        return {f"p{q}": values[min(len(values) - 1, len(values) * q // 100)] for q in (50, 95, 99)}

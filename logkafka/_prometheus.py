@@ -13,12 +13,15 @@ import atexit
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from logkafka._report import report
 
-if TYPE_CHECKING:
-    from logkafka._handler import KafkaLogHandler
+
+class _Counted(Protocol):
+    """A handler, as the metrics see it."""
+
+    def stats(self) -> dict[str, Any]: ...
 
 #: (name, help, labels, kind) of each metric; kind: "counter", or the gauge's multiprocess mode.
 _METRICS = {
@@ -34,7 +37,7 @@ _METRICS = {
 Sample = tuple[str, tuple[str, ...], float]  # (metric, label values, value)
 
 
-def samples(handler: KafkaLogHandler, event_type: str = "application") -> Iterator[Sample]:
+def samples(handler: _Counted, event_type: str = "application") -> Iterator[Sample]:
     """The metric values of one handler, from its ``stats()``; ``event_type`` names the application stream."""
     st = handler.stats()
     for stream, s in st["by_stream"].items():
@@ -76,7 +79,7 @@ class PrometheusCollector:
     servers with several processes, see ``PROMETHEUS_MULTIPROC_DIR`` in the README.
     """
 
-    def __init__(self, *handlers: KafkaLogHandler, event_type: str = "application") -> None:
+    def __init__(self, *handlers: _Counted, event_type: str = "application") -> None:
         _need_client()
         self._handlers = handlers
         self._event_type = event_type
@@ -100,7 +103,7 @@ class PrometheusCollector:
 class _Export:
     """This process's values, written to ``prometheus_client``'s multiprocess files."""
 
-    def __init__(self, handlers: Callable[[], list[KafkaLogHandler]], interval: float) -> None:
+    def __init__(self, handlers: Callable[[], list[_Counted]], interval: float) -> None:
         from prometheus_client import Counter, Gauge
 
         self._handlers = handlers
@@ -162,7 +165,7 @@ class _Export:
 _EXPORT: _Export | None = None
 
 
-def export_multiprocess(handlers: Callable[[], list[KafkaLogHandler]], interval: float = 5.0) -> bool:
+def export_multiprocess(handlers: Callable[[], list[_Counted]], interval: float = 5.0) -> bool:
     """In ``prometheus_client``'s multiprocess mode, write this process's handler metrics every ``interval``
     seconds and at exit. Said once when ``prometheus_client`` is missing; True when exporting."""
     global _EXPORT
@@ -184,24 +187,18 @@ def sync_multiprocess() -> None:
         _EXPORT.sync()
 
 
-def _before_fork() -> None:
-    if _EXPORT is not None:
-        _EXPORT.before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    if _EXPORT is not None:
-        _EXPORT.after_fork_in_parent()
-
-
-def _after_fork_in_child() -> None:
-    if _EXPORT is not None:
-        _EXPORT.after_fork_in_child()
-
-
 def multiprocess_dir() -> str | None:
     """``PROMETHEUS_MULTIPROC_DIR`` (or the older lower-case name), when set."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+def _fork_step(name: str) -> Callable[[], None]:
+    """A fork hook calling the export's method ``name``, when there is an export."""
+    def step() -> None:
+        if _EXPORT is not None:
+            getattr(_EXPORT, name)()
+    return step
+
+
+os.register_at_fork(before=_fork_step("before_fork"), after_in_parent=_fork_step("after_fork_in_parent"),
+                    after_in_child=_fork_step("after_fork_in_child"))

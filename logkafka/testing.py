@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,9 +196,7 @@ class KafkaLogCapture:
                 handler.close()
                 # close() lets the threads end without waiting for them; wait here, so that no
                 # producer is still connected when the test's broker stops after the test.
-                deadline = time.monotonic() + handler.settings.flush_timeout
-                for worker in handler._workers():
-                    worker.join(max(0.0, deadline - time.monotonic()))
+                handler.wait_closed()
             finally:
                 target.setLevel(level)
                 target.disabled = disabled

@@ -18,7 +18,7 @@ from _support import ListHandler, assert_valid
 
 import logkafka
 from logkafka import _report, events
-from logkafka._handler import _HANDLERS
+from logkafka._process import handlers as live_handlers
 from logkafka.events import Decision, LoggingEventPublisher, LoggingEventPublisherContext, LogLevel, Outcome
 from logkafka.testing import ConsumedMessage, free_port, read_topic
 
@@ -370,7 +370,7 @@ class TestDisabled:
             return real(*args, **kwargs)
 
         monkeypatch.setattr(events, "KafkaLogHandler", spy)
-        threads, handlers = logkafka_threads(), set(_HANDLERS)
+        threads, handlers = logkafka_threads(), set(live_handlers())
 
         async def main(publisher: LoggingEventPublisher) -> list[bool]:
             await publisher.start()
@@ -397,7 +397,7 @@ class TestDisabled:
         assert not publisher.started and publisher.enable_events is False
         assert built == []
         assert logkafka_threads() <= threads
-        assert set(_HANDLERS) <= handlers
+        assert set(live_handlers()) <= handlers
 
     def test_env_values_that_leave_it_on(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("KAFKA_ENABLE_LOGGING_EVENTS", raising=False)

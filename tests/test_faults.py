@@ -300,7 +300,7 @@ class TestDeliveryFailures:
             for i in range(100):
                 lg.info("before", extra={"seq": i})
             assert handler.flush(30) is True
-            handler._worker._on_error(KafkaError(KafkaError._FATAL, "injected: sequence state lost", fatal=True))
+            handler._outlets.worker._sender._on_error(KafkaError(KafkaError._FATAL, "injected: sequence state lost", fatal=True))
             for i in range(100, 200):
                 lg.info("after", extra={"seq": i})
             assert handler.flush(30) is True

@@ -61,8 +61,6 @@ class TestSegments:
         """A segment rewritten (os.replace) between open and lock: the old file, already sent, is not handed out."""
         import fcntl
 
-        from logkafka import _spool
-
         spool = spool_at(tmp_path)
         for i in range(3):
             spool.append("t", None, f"{i}".encode(), i)
@@ -78,10 +76,10 @@ class TestSegments:
             with open(path + ".new", "wb") as f:
                 f.writelines(rest)
             os.replace(path + ".new", path)
-            monkeypatch.setattr(_spool.fcntl, "flock", real_flock)
+            monkeypatch.setattr(fcntl, "flock", real_flock)
             real_flock(fd, op)
 
-        monkeypatch.setattr(_spool.fcntl, "flock", rewrite_then_lock)
+        monkeypatch.setattr(fcntl, "flock", rewrite_then_lock)
         assert spool.claim_path(path) is None
         seg = spool.claim_path(path)
         assert seg is not None and [r.value for r in seg.records()] == [b"2"]

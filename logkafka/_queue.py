@@ -1,0 +1,52 @@
+"""The queue between the callers and a worker: its flush barriers and the records dropped before it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+#: Why records were dropped before they reached the producer, in plain words.
+DROP_REASONS = {
+    "queue_full": "the in-memory queue was full",
+    "drop_newest": "the in-memory queue was full (overflow='drop_newest')",
+    "drop_oldest": "the in-memory queue was full: the oldest records made room (overflow='drop_oldest')",
+    "block_timeout": "the in-memory queue stayed full for block_timeout (overflow='block')",
+    "after_shutdown": "they were logged after logging shut down, and there is no spool to keep them",
+}
+
+
+class Barrier:
+    """A marker in the queue: set once every record queued before it is settled.
+
+    Draining pauses while a barrier waits, until its ``deadline``: after that
+    the flusher has given up and the barrier is dropped, so a flush that timed
+    out during an outage never stalls the records behind it. ``mark`` is the
+    spool's segment index when the worker reached it: the barrier also waits
+    for this process's segments up to that one (records written before it).
+    """
+
+    __slots__ = ("born_ns", "deadline", "event", "mark")
+
+    def __init__(self, deadline: float) -> None:
+        self.event = threading.Event()
+        self.deadline = deadline
+        self.mark = 0
+        self.born_ns = time.time_ns()  # other processes' segments made later are not waited for
+
+
+class Drops:
+    """Records dropped before a worker took them, by reason (any thread counts; the worker says them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, reason: str) -> None:
+        """Count one record dropped for ``reason`` (a key of :data:`DROP_REASONS`)."""
+        with self._lock:
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def counts(self) -> dict[str, int]:
+        """The records dropped so far, by reason."""
+        with self._lock:
+            return dict(self._counts)

@@ -1,0 +1,213 @@
+"""What a worker does with records Kafka does not take now: into the spool (in order, to be replayed), held
+in memory while the spool's disk refuses writes, or counted failed when no retry can help."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from logkafka._delivery import PERMANENT, STATE_LOST, Deliveries, keeps_record, plain_delivery_error
+from logkafka._link import Link
+from logkafka._message import Message
+from logkafka._queue import Barrier
+from logkafka._report import report
+from logkafka._spool import Spool
+
+
+class Spill:
+    """The worker's side of the spool: spooling, records held in memory, failures handled.
+
+    ``spooling`` is True while records go to the spool, not to the producer: the
+    spool holds older records that must go first (after an outage, or from an
+    earlier run), or durability is "disk" (write-ahead). The spool is replayed in
+    order, then it goes False.
+    """
+
+    def __init__(self, spool: Spool | None, *, disk: bool, topic: str, link: Link, deliveries: Deliveries,
+                 barriers: list[Barrier]) -> None:
+        self.spool = spool
+        self.disk = disk and spool is not None  # durability "disk": callers write their records to the spool
+        self._topic = topic
+        self._link = link
+        self._deliveries = deliveries
+        self._barriers = barriers  # the worker's waiting flushes (a list changed in place)
+        self.spooling = self.disk or (spool is not None and spool.pending())
+        #: Records the spool's disk refused (or, no spool, waiting for room): sent from memory first.
+        self.held: deque[Message] = deque()
+        self.quiet = False  # while purging at close or before a rebuild: one summary, not a line per record
+        self.lost = 0  # records neither Kafka nor the spool's disk took by the end
+        #: The last look found nothing of ours left to replay, and the spool's write count then.
+        self.idle = not self.spooling
+        self._idle_written = 0
+        self._respooled = False  # records re-spooled while a barrier waits: its mark moves on
+        self._broken = 0  # the spool's write count when the disk refused, 0 while it writes
+        self._said = (0, 0)  # the spool's evicted and torn counts last said
+
+    # -- writing ---------------------------------------------------------------------------
+    def start(self, why: str) -> None:
+        """Kafka did not take a record: records go to the spool from now on (said once)."""
+        if not self.spooling and self.spool is not None and self.spool.usable():
+            self.spooling = True
+            if not self.quiet:
+                report("spooling", f"spooling records to disk: {why}")
+        self._link.not_delivered()
+
+    def put(self, message: Message) -> None:
+        """Append one record to the spool (written by the next :meth:`commit`); held if the disk refuses."""
+        spool = self.spool
+        if spool is None:
+            self._deliveries.count_failed(message.topic)
+            return
+        if not spool.usable():  # the disk refused a write moments ago: this one goes from memory
+            self.held.append(message)
+            return
+        self.idle = False
+        if not spool.append(*message):
+            self._refused(spool)
+
+    def write_ahead(self, message: Message) -> bool:
+        """``durability="disk"``, on the caller's thread: write the record now. False when the disk refused it."""
+        spool = self.spool
+        if spool is None:
+            return False
+        if spool.write_through(*message):
+            self.idle = False
+            return True
+        self._refused(spool)
+        return False
+
+    def commit(self) -> None:
+        """Write what was appended (one write call); what the disk refuses is held in memory."""
+        spool = self.spool
+        if spool is None:
+            return
+        if not spool.commit():
+            self._refused(spool)
+            return
+        unwritten = spool.take_unwritten()  # refused by an earlier write (a rotation's, an append's)
+        if unwritten:
+            self.held.extend(Message(*rec) for rec in unwritten)
+        if self._broken and spool.usable() and spool.spooled != self._broken:
+            self._broken = 0
+            report("spool_ok", f"the spool {spool.directory} takes writes again")
+        if self._respooled:  # records a waiting flush covers went to the spool: it waits for them too
+            self._respooled = False
+            mark = spool.open_index()
+            for barrier in self._barriers:
+                barrier.mark = max(barrier.mark, mark)
+
+    def _refused(self, spool: Spool) -> None:
+        """The disk refused records: they go to Kafka from memory (held), said once a while."""
+        self.held.extend(Message(*rec) for rec in spool.take_unwritten())
+        self._link.last_error = spool.last_error
+        if not self._broken:
+            self._broken = max(1, spool.spooled)
+        if self.quiet:
+            return  # at close: the summary line says what became of them
+        report("spool", f"{spool.last_error} ({spool.directory}): records go to Kafka from memory, without "
+               "the disk's protection, until the spool takes writes again (tried every few seconds)")
+
+    def keep_held(self) -> None:
+        """At the end: records held in memory (the disk refused them, Kafka did not take them) go to
+        the spool if it takes writes now; else they are lost, counted."""
+        held, spool = self.held, self.spool
+        if not held:
+            return
+        self.held = deque()
+        if spool is not None:
+            spool.retry_now()  # one more try
+            for message in held:
+                spool.append(*message)
+            spool.commit()
+            held = deque(Message(*rec) for rec in spool.take_unwritten())
+        self.lost += len(held)
+
+    # -- what the spool holds ----------------------------------------------------------------------
+    def found_empty(self, written: int) -> None:
+        """A look found nothing of ours left to replay; ``written``: the spool's write count when it began."""
+        self.idle = True
+        self._idle_written = written
+
+    def empty(self) -> bool:
+        """The last look found nothing left in the spool, and nothing was written since it began."""
+        spool = self.spool
+        return self.idle and (spool is None or spool.spooled == self._idle_written)
+
+    def say_losses(self) -> None:
+        """Records the spool lost (evicted by its size limit, torn lines) since the last call, said."""
+        spool = self.spool
+        if spool is None or (spool.dropped, spool.torn) == self._said:
+            return
+        evicted, torn = spool.dropped - self._said[0], spool.torn - self._said[1]
+        if evicted > 0:
+            report("spool_full", f"{evicted} records lost: the spool reached spool_max_bytes and its "
+                   "oldest segments were removed")
+        if torn > 0:
+            report("spool_torn", f"{torn} damaged spool lines skipped while replaying")
+        self._said = (spool.dropped, spool.torn)
+
+    # -- records Kafka refused ---------------------------------------------------------------
+    def produce_held(self, producer: Any) -> bool:
+        """Produce the records held in memory; False while the producer has no room for them."""
+        held, produce = self.held, producer.produce
+        while held:
+            if self._link.fatal:
+                return False  # kept for the next producer
+            topic, key, value, ts, headers = held[0]
+            try:
+                produce(topic, value, key, -1, None, None, ts, headers)
+            except BufferError:
+                return False
+            except (KafkaException, TypeError, ValueError) as exc:
+                if keeps_record(exc):
+                    self._link.lose_producer(str(exc))
+                    return False
+                held.popleft()
+                self.refused(exc)
+                continue
+            held.popleft()
+            self._deliveries.produced += 1
+        return True
+
+    def refused(self, exc: Exception, message: Message | None = None) -> None:
+        """produce() raised: a fatal client error keeps the record for the next producer; else it failed."""
+        if message is not None and keeps_record(exc):
+            self._link.lose_producer(str(exc))
+            self.held.append(message)
+            return
+        self._deliveries.count_failed(message.topic if message else None)
+        self._link.last_error = str(exc)
+        report("produce", f"record refused by the producer: {exc}")
+
+    def handle_failures(self) -> None:
+        """Spool (or count as failed) the records whose delivery failed; on the draining thread."""
+        failures = self._deliveries.failures
+        while failures:
+            err, msg = failures[0]
+            try:
+                self._failed(err, msg)
+            finally:
+                self._deliveries.reported_failed += 1  # counted before it leaves the deque: never delivered
+                failures.popleft()
+
+    def _failed(self, err: KafkaError, msg: Any) -> None:
+        link = self._link
+        link.last_error = err.str()
+        if err.code() in STATE_LOST and self.spool is not None and not link.fatal:
+            # rebuilt on the draining thread; this record is spooled below
+            link.lose_producer(f"the broker refused this producer's session ({err.name()}: {err.str()})")
+        if self.spool is not None and err.code() not in PERMANENT:
+            self.start(f"a record was not delivered: {plain_delivery_error(err)}")
+            ts = msg.timestamp()
+            raw = msg.headers()
+            if self._barriers:
+                self._respooled = True
+            self.put(Message(msg.topic() or self._topic, msg.key(), msg.value() or b"",
+                             ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), list(raw) if raw else None))
+            return
+        self._deliveries.count_failed(msg.topic())
+        if not self.quiet:
+            report("delivery", f"a record was not delivered: {plain_delivery_error(err)}")
