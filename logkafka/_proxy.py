@@ -124,12 +124,16 @@ class Forwarder:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        self._close_all()
+        self.selector.close()
+
+    def _close_all(self) -> None:
+        """Reset every connection and stop listening."""
         for link in list(self.links):
             self._close_link(link, reset=True)
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        self.selector.close()
 
     # -- commands
 
@@ -194,11 +198,7 @@ class Forwarder:
         self.is_cut = False
 
     def _stop(self) -> None:
-        for link in list(self.links):
-            self._close_link(link, reset=True)
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        self._close_all()
         self.stopping = True
 
     # -- forwarding
