@@ -178,10 +178,10 @@ class Session:
 
         ``len(producer)`` counts the client's queued events too (the error event of a
         reconnect attempt, say), not only messages, and such events keep coming while
-        the broker is down. So reports are served until it reads 0 right after a poll,
-        for up to ``_PURGE_GRACE`` seconds, with the (slower) spooling of failures done
-        between polls, never between a poll and the count; only what is left then counts
-        as failed.
+        the broker is down. So reports are served until it reads 0 right after a poll, or
+        every record has its report, for up to ``_PURGE_GRACE`` seconds, with the (slower)
+        spooling of failures done between polls, never between a poll and the count; only
+        what is left then counts as failed.
         """
         spill, deliveries = self._spill, self._deliveries
         producer.purge()
@@ -190,7 +190,7 @@ class Session:
             spill.handle_failures()
             producer.poll(0.01)
             left = len(producer)
-            if not left or time.monotonic() >= grace:
+            if not left or not deliveries.in_flight() or time.monotonic() >= grace:
                 break
         spill.handle_failures()
         left = min(left, deliveries.in_flight())  # records, not the client's events

@@ -39,7 +39,7 @@ class Replay:
         self._since_progress = 0  # records of the segment produced since its progress was committed
         self.replayed = 0  # spooled records handed to the producer again
         #: The highest barrier mark whose segments were all found settled.
-        self.clear_to = 0
+        self.clear_to = -1  # (none yet: a flush waits until a look has found its segments settled)
 
     def step(self, producer: Any) -> None:
         """Hand spooled records to the producer, oldest first, once the broker answers.

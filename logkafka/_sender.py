@@ -109,7 +109,7 @@ class Sender:
 
     # -- each turn ------------------------------------------------------------------------
     def turn(self, producer: Producer) -> int:
-        """One turn of the loop; the number of queue items taken."""
+        """One turn of the loop; the number of records taken from the queue."""
         worked = self.drain(producer)
         spill = self.spill
         # While spooling, few reports come (records go to disk) and every poll() would hand
@@ -134,7 +134,8 @@ class Sender:
         return worked
 
     def drain(self, producer: Producer) -> int:
-        """Produce up to a batch of queued records; stop at a barrier until it is settled.
+        """Produce up to a batch of queued records (the number taken, barriers not counted); stop at a barrier
+        until it is settled.
 
         While spooling, records go to the spool instead, barriers or not: the
         queue keeps draining during an outage. Records the spool's disk refused
@@ -154,7 +155,7 @@ class Sender:
         queue, produce, plans, message_of = self.queue, producer.produce, self._plans, self.messages.of
         bound: Any = _UNBOUND
         plan: Any = None
-        n = produced = 0
+        n = produced = barriers = 0
         limit = _SPOOL_BATCH if spooling else BATCH
         self.in_hand = True
         try:
@@ -165,6 +166,7 @@ class Sender:
                     break
                 n += 1
                 if type(item) is Barrier:
+                    barriers += 1
                     if spool is not None:
                         spill.commit()  # the records before it are in a segment up to the mark
                         item.mark = spool.open_index()
@@ -207,7 +209,7 @@ class Sender:
         finally:
             deliveries.produced += produced
             self.in_hand = False
-        return n
+        return n - barriers
 
     def _produce_when_room(self, producer: Producer, message: Message) -> None:
         """No spool: librdkafka's queue is full, serve reports until there is room."""
@@ -265,7 +267,7 @@ class Sender:
         spool, now = spill.spool, time.monotonic()
         if ((producer is None or not len(producer)) and not self.deliveries.failures and not spill.held
                 and not self.replaying()):
-            clear_to = self.replay.clear_to if self.replay is not None else 0
+            clear_to = self.replay.clear_to if self.replay is not None else -1
             waiting = []
             for barrier in barriers:
                 if not spill.spooling or spill.empty() or (
@@ -299,6 +301,8 @@ class Sender:
         failed_before = deliveries.failed
         left = 0
         unsettled = len(producer) or len(spill.held)
+        if spool is not None and self.exiting:
+            spool.ending()
         spill.quiet = True
         try:
             if unsettled:
@@ -311,7 +315,7 @@ class Sender:
             spill.commit()  # what the disk refuses now is held, for one more try below
             spill.keep_held()
             if spool is not None:
-                spool.close(sync=not self.exiting)
+                spool.close()
                 spill.keep_held()
         finally:
             spill.quiet = False

@@ -113,6 +113,11 @@ class Spool:
         """Whether writes are tried: not within a few seconds of the disk refusing one."""
         return time.monotonic() - self._refused_at >= _RETRY_AFTER
 
+    def ending(self) -> None:
+        """The process ends: no fsync from now on. The kernel has every record written, and an fsync on a
+        busy disk (or a file made behind another process's journal commit) could outlast the exit's time."""
+        self.fsync = self._writer.fsync = "never"
+
     def retry_now(self) -> None:
         """Try writes again at once, even within a few seconds of the disk refusing one (at the end)."""
         self._refused_at = -1e9

@@ -237,10 +237,11 @@ class Worker:
                 return
             if worked:
                 last_work = now
-                if sender.stop_at is not None:
+                if sender.stop_at is not None and not sender.exiting:
                     # Stopping, yet records still come (logged to a closed handler, e.g. while
                     # dictConfig replaces it): each gets its own flush_timeout, so finish()
-                    # never purges records the broker was about to acknowledge.
+                    # never purges records the broker was about to acknowledge. Not at exit:
+                    # the exit's budget is all the time there is.
                     with self._start_lock:
                         if sender.stop_at is not None:
                             sender.stop_at = max(sender.stop_at, now + self._flush_timeout)

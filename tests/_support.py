@@ -70,3 +70,10 @@ def logger_with(handler: logging.Handler, prefix: str = "test") -> logging.Logge
     lg.propagate = False
     lg.setLevel(logging.INFO)
     return lg
+
+
+def new_topic(broker: Any, prefix: str = "test", partitions: int = 3) -> str:
+    """A new topic of ``partitions`` partitions on ``broker``, named ``<prefix>.<random>``."""
+    topic = f"{prefix}.{uuid.uuid4().hex[:10]}"
+    broker.create_topic(topic, partitions)
+    return topic

@@ -28,7 +28,8 @@ from logkafka import testing
 TESTS = Path(__file__).resolve().parent
 
 # Fixtures that start or need a broker; any fixture depending on one of them counts too (fixture closure).
-BROKER_FIXTURES = frozenset({"kafka_broker", "kafka_topic", "make_handler", "proxied_broker", "kafka_log_handler"})
+BROKER_FIXTURES = frozenset({"kafka_broker", "kafka_topic", "make_handler", "proxied_broker", "kafka_log_handler",
+                             "own_broker"})
 # What a test, its fixtures or the test-module helpers they call can name to start a process or a server.
 _SPAWNING_MODULES = frozenset({"subprocess", "multiprocessing", "pty", "uvicorn", "gunicorn", "socketserver",
                                "http.server", "wsgiref.simple_server", "werkzeug.serving"})
@@ -268,3 +269,10 @@ def app_logger() -> logging.Logger:
     lg.setLevel(logging.DEBUG)
     lg.propagate = False
     return lg
+
+
+@pytest.fixture
+def own_broker() -> Iterator[testing.LocalBroker]:
+    """A broker of the test's own, which it may freeze, kill or restart without disturbing other tests."""
+    with testing.LocalBroker() as broker:
+        yield broker

@@ -17,28 +17,19 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from _support import logger_with
+from _support import new_topic as shared_new_topic
 
 import logkafka
 from logkafka.testing import LocalBroker, ProxiedBroker, free_port, read_topic
 
 
-@pytest.fixture
-def own_broker() -> Iterator[LocalBroker]:
-    with LocalBroker() as broker:
-        yield broker
-
-
 def new_topic(broker: Any) -> str:
-    topic = f"faults.{uuid.uuid4().hex[:10]}"
-    broker.create_topic(topic, 3)
-    return topic
+    return shared_new_topic(broker, "faults")
 
 
 def seqs(msgs: list[Any], field: str = "seq") -> list[int]:
@@ -300,7 +291,8 @@ class TestDeliveryFailures:
             for i in range(100):
                 lg.info("before", extra={"seq": i})
             assert handler.flush(30) is True
-            handler._outlets.worker._sender._on_error(KafkaError(KafkaError._FATAL, "injected: sequence state lost", fatal=True))
+            fatal = KafkaError(KafkaError._FATAL, "injected: sequence state lost", fatal=True)
+            handler._outlets.worker._sender._on_error(fatal)
             for i in range(100, 200):
                 lg.info("after", extra={"seq": i})
             assert handler.flush(30) is True
@@ -330,6 +322,20 @@ class TestRestarts:
                 assert stats["replayed"] == 1000 and stats["spool_bytes"] == 0
             finally:
                 handler.close()
+
+    def test_a_flush_counts_what_an_earlier_run_left_in_the_spool(self, tmp_path: Path) -> None:
+        """Records an earlier run left in the spool wait for the broker: a flush while none answers does not
+        say that everything is delivered (it did, until the thread's first look at the spool found them)."""
+        port = free_port()
+        servers, spool = f"127.0.0.1:{port}", str(tmp_path / "spool")
+        done = run_script(CHILD_EXITS_DURING_OUTAGE, servers, "faults.left", spool)
+        assert done.returncode == 0, done.stderr
+        handler = logkafka.KafkaLogHandler(servers, "faults.left", spool_dir=spool, flush_timeout=30)
+        try:
+            assert handler.flush(2) is False
+            assert handler.stats()["spool_bytes"] > 0
+        finally:
+            handler.close()
 
     def test_app_killed_with_disk_durability(self, own_broker: LocalBroker, tmp_path: Path) -> None:
         """SIGKILL while nothing is acknowledged (broker frozen), durability "disk", fsync "always":
@@ -420,7 +426,7 @@ FORK_DURING_FIRST_PROBE = """
 
 
 FORK_RIGHT_AFTER_THE_FIRST_RECORD = """
-    import logging, os, sys
+    import logging, os, sys, time
     import logkafka
     servers, topic = sys.argv[1:3]
     handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=False, flush_timeout=30)
@@ -430,13 +436,14 @@ FORK_RIGHT_AFTER_THE_FIRST_RECORD = """
     log.info("parent", extra={"who": "parent", "seq": 0})
     children = []
     for n in range(6):  # as gunicorn's master forks its workers right after its first records
+        started = time.monotonic()
         pid = os.fork()
         if pid == 0:
             for i in range(20):
                 log.info("child", extra={"who": f"child-{n}", "seq": i})
             os._exit(0 if handler.flush(20) else 3)
-        if n == 0:
-            print(handler.stats()["delivered"], flush=True)  # the fork waited for the first acknowledgement
+        if n == 0:  # the fork waited for the first acknowledgement (or 2 s, on a machine too busy for it)
+            print(handler.stats()["delivered"], round(time.monotonic() - started, 2), flush=True)
         children.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
     assert handler.flush(30)
@@ -454,7 +461,10 @@ class TestFork:
         done = run_script(FORK_RIGHT_AFTER_THE_FIRST_RECORD, kafka_broker.bootstrap_servers, kafka_topic)
         assert done.returncode == 0, done.stderr
         first, codes = done.stdout.split("\n")[:2]
-        assert first == "1" and codes == "[0, 0, 0, 0, 0, 0]", (done.stdout, done.stderr)
+        delivered, waited = first.split()
+        # it waited for the acknowledgement; only on a machine too busy to get it within 2 s, for all of 2 s
+        assert delivered == "1" or float(waited) >= 1.9, (done.stdout, done.stderr)
+        assert codes == "[0, 0, 0, 0, 0, 0]", (done.stdout, done.stderr)
         msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=121, timeout=60)
         assert len({(m.data["who"], m.data["seq"]) for m in msgs}) == 121
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import pytest
 from _support import assert_ledger
+from _support import new_topic as shared_new_topic
 
 import logkafka
 from logkafka.testing import LocalBroker, free_port, read_topic
@@ -69,15 +70,13 @@ def seq_counts(servers: str, topic: str, expected: int, timeout: float = 90) -> 
 
 
 def new_topic(broker: LocalBroker) -> str:
-    topic = f"rel.{uuid.uuid4().hex[:10]}"
-    broker.create_topic(topic, 3)
-    return topic
+    return shared_new_topic(broker, "rel")
 
 
 @pytest.fixture
-def broker() -> Any:
-    with LocalBroker() as b:
-        yield b
+def broker(own_broker: LocalBroker) -> LocalBroker:
+    """This file's tests stop and restart their broker: one of their own."""
+    return own_broker
 
 
 # -- disk trouble -------------------------------------------------------------------------------
