@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from logkafka import _context
-from logkafka._formatter import STREAM
+from logkafka._record import STREAM
 from logkafka._report import report
 
 AUDIT_LOGGER = logging.getLogger("logkafka.audit")

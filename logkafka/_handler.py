@@ -22,26 +22,26 @@ from typing import Any
 
 from logkafka import _envelope, _tracing
 from logkafka._audit import unrouted
-from logkafka._formatter import (
+from logkafka._clock import Clock
+from logkafka._formatter import JsonFormatter
+from logkafka._health import Health, asgi_app, combine, wsgi_app
+from logkafka._levels import env_interval, watch_levels_later
+from logkafka._prometheus import export_multiprocess, multiprocess_dir, sync_multiprocess
+from logkafka._record import (
     CTX,
-    EID,
     EXTRA,
     HOST,
     SLIM_KEYS,
     SPAN,
     STREAM,
-    Clock,
-    JsonFormatter,
     capture,
+    capture_slim,
     check_identity,
     default_identity,
+    event_id_of,
     extra_name,
     record_of,
-    uuid_text,
 )
-from logkafka._health import Health, asgi_app, combine, wsgi_app
-from logkafka._levels import env_interval, watch_levels_later
-from logkafka._prometheus import export_multiprocess, multiprocess_dir, sync_multiprocess
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
 from logkafka._settings import HandlerSettings, build_settings, env_level
@@ -339,7 +339,7 @@ class KafkaLogHandler(logging.Handler):
         self._room_gave_up = -1e9  # when a caller last waited in vain for room in a full queue
         self._bound: tuple[Any, Any] = (None, None)  # (formatter, what _bind() worked out for it)
         self._default_formatter: JsonFormatter | None = None  # for records logged while no formatter was set
-        # Whether emit() must capture every record attribute (capture(full=True)): for
+        # Whether emit() must capture every record attribute (capture, not capture_slim): for
         # formatters that may read any, and for a key that names one a slim capture lacks.
         attr = _RECORD_KEYS.get(self.settings.key or "", self.settings.key)
         self._key_needs_full = attr in _STD_ATTRS and attr not in SLIM_KEYS
@@ -500,8 +500,8 @@ class KafkaLogHandler(logging.Handler):
             worker = self._worker
             if self._write_ahead or self._shut:
                 # kept with the formatter of the moment: formatted as by a synchronous handler
-                item = capture(record, self._resource,
-                               plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter)
+                full = plan[1] if plan[0] is formatter else self._plan_capture(formatter)
+                item = (capture if full else capture_slim)(record, self._resource, formatter)
                 if self._shut:
                     self._late(item, worker)
                     return
@@ -514,8 +514,8 @@ class KafkaLogHandler(logging.Handler):
             else:
                 if depth >= self._maxsize and not self._make_room(queue):
                     return
-                queue.append(capture(record, self._resource,
-                                     plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
+                full = plan[1] if plan[0] is formatter else self._plan_capture(formatter)
+                queue.append((capture if full else capture_slim)(record, self._resource, formatter))
             if not worker.running:
                 self._start(worker, queue)
             elif worker.idle:
@@ -562,8 +562,8 @@ class KafkaLogHandler(logging.Handler):
         queue = self._stream_queue
         formatter = self.formatter
         plan = self._capture_plan
-        item = capture(record, self._resource,
-                       plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter)
+        full = plan[1] if plan[0] is formatter else self._plan_capture(formatter)
+        item = (capture if full else capture_slim)(record, self._resource, formatter)
         worker = self._stream_worker or self._streams()
         if self._shut:
             self._late(item, worker)
@@ -756,8 +756,7 @@ class KafkaLogHandler(logging.Handler):
         if attr in _STD_ATTRS:
             return (lambda rd: _key_bytes(rd.get(attr))), None
         if attr == "event_id":  # the record's event id, whoever chose it
-            return (lambda rd: uuid_text(rd[EID]).encode() if rd.get("event_id") is None
-                    else _key_bytes(rd["event_id"])), None
+            return (lambda rd: _key_bytes(event_id_of(rd))), None
         shipped = attr if attr in _OWN_FIELD_EXTRAS else extra_name(attr)
         span_part = {"trace_id": 0, "span_id": 1}.get(attr)
 

@@ -11,7 +11,7 @@ import zlib
 from typing import Any
 
 from logkafka._context import current
-from logkafka._formatter import SAMPLE, STREAM
+from logkafka._record import SAMPLE, STREAM
 from logkafka._settings import level_of
 
 ENV_RATE = "LOG_SAMPLE_RATE"

@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from logkafka._formatter import CORE_FIELDS
+from logkafka._record import CORE_FIELDS
 
 DEFAULT_TOPIC = "logs.application.v1"
 DEFAULT_AUDIT_TOPIC = "logs.audit.v1"

@@ -65,6 +65,7 @@ from types import TracebackType
 from typing import Any
 
 from logkafka import _context
+from logkafka._record import OWN_LOGGERS
 
 __all__ = ["ASGIMiddleware", "WSGIMiddleware"]
 
@@ -77,7 +78,6 @@ _MAX_TEXT = 1024  # user agent and path are cut to this many characters
 _SAFE_ID = re.compile(rf"[A-Za-z0-9\-_.:/+=@]{{1,{MAX_ID_LENGTH}}}")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
-_OWN_LOGGERS = ("logkafka", "confluent_kafka")
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -183,7 +183,7 @@ class _Options:
             name = logger
         else:
             raise ValueError(f"logger: expected a logger name or a logging.Logger, got {logger!r}")
-        if name.startswith(_OWN_LOGGERS):
+        if name.startswith(OWN_LOGGERS):
             raise ValueError(
                 f"logger: {name!r} starts with 'logkafka' or 'confluent_kafka', "
                 "whose records KafkaLogHandler never ships; choose another name"

@@ -20,7 +20,7 @@ import confluent_kafka.admin  # noqa: F401
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logkafka._delivery import PERMANENT, STATE_LOST, keeps_record, plain_delivery_error, plain_error
-from logkafka._formatter import FMT, STREAM
+from logkafka._record import FMT, STREAM
 from logkafka._report import report
 from logkafka._spool import Record, Segment, Spool, SpooledRecord
 from logkafka._trim import fit, value_limit

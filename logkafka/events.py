@@ -82,6 +82,7 @@ from logkafka._audit import (
     security_parts,
 )
 from logkafka._handler import KafkaLogHandler
+from logkafka._record import OWN_LOGGERS
 from logkafka._report import report
 
 __all__ = [
@@ -107,8 +108,6 @@ MAX_IDENTITIES = 8
 
 _FALSE = frozenset({"0", "false", "no", "off"})
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
-#: Logger names a ``KafkaLogHandler`` never ships application records of.
-_RESERVED_LOGGERS = ("logkafka", "confluent_kafka")
 _HERE = os.path.normcase(__file__)
 _SIGNATURE = inspect.signature(KafkaLogHandler)
 _NEW, _STARTED, _STOPPED = "new", "started", "stopped"
@@ -381,7 +380,7 @@ class LoggingEventPublisher:
             identity = (_text("service_name", service_name), _text("instance_id", instance_id))
             levelno = _level(level)
             name = _text("logger_name", logger_name)
-            if name.startswith(_RESERVED_LOGGERS):
+            if name.startswith(OWN_LOGGERS):
                 raise ValueError(f"logger_name: {name!r} is reserved: handlers never ship records of logkafka's "
                                  "and confluent_kafka's loggers")
             if not isinstance(message, str):

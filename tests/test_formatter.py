@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import logkafka
 from logkafka import JsonFormatter
-from logkafka._formatter import CORE_FIELDS, EID, capture
+from logkafka._record import CORE_FIELDS, EID, capture
 
 IDENTITY_ENV = ("OTEL_SERVICE_NAME", "SERVICE_NAME", "ENVIRONMENT", "APP_VERSION", "SERVICE_INSTANCE_ID")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
