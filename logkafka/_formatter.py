@@ -10,31 +10,24 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from logkafka import _tracing
-from logkafka._clock import MILLIS_BYTES, Clock
+from logkafka._clock import Clock
 from logkafka._presets import apply_preset
 from logkafka._record import (
-    CORE_FIELDS,
     CTX,
     EID,
-    ERROR,
-    EXTRA,
-    FIELDS,
     HOST,
     RESOURCE,
-    SPAN,
     capture,
     capture_slim,
     check_identity,
     default_identity,
-    event_id_json,
     event_id_of,
     extra_name,
     new_event_id,
@@ -42,16 +35,13 @@ from logkafka._record import (
     uuid_text,
 )
 from logkafka._redact import Redactor, redaction_settings
+from logkafka._render import Template, after_context, members
 from logkafka._report import report
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
 _OPTS = orjson.OPT_NON_STR_KEYS
 _dumps = orjson.dumps
 _OWN_PROCESS_LOG_RECORD = BaseJsonFormatter.process_log_record
-
-
-class _Collision(Exception):
-    """An extra key collides with a context key: render_captured leaves the record to to_dict."""
 
 
 class JsonFormatter(OrjsonFormatter):
@@ -107,11 +97,7 @@ class JsonFormatter(OrjsonFormatter):
             **default_identity(), **check_identity(service_name, environment, version, instance_id),
         }
         self._clock = Clock()
-        # JSON pieces that repeat, cached for render_captured()
-        self._sites: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
-        self._codes: dict[str, bytes] = {}
-        self._ctx: tuple[Any, bytes, frozenset[str]] = (None, b"", frozenset())
-        self._blocks: tuple[Any, bytes] = (None, b"")  # (identity, its JSON members)
+        self._template = Template(self, self._clock)  # JSON pieces that repeat, cached for render_captured()
         # The byte template renders records only when no hook or option changes the object
         # (python-json-logger's options are settled by now, as in its own formatters).
         cls = type(self)
@@ -122,7 +108,8 @@ class JsonFormatter(OrjsonFormatter):
             and cls.encode_captured is JsonFormatter.encode_captured
             and cls.render_captured is JsonFormatter.render_captured
         )
-        self._templated = (
+        #: Whether ``render_captured`` may render this formatter's records (the handler asks).
+        self.templated = (
             self.slim_capture
             and cls.process_log_record is _OWN_PROCESS_LOG_RECORD
             and not (self.defaults or self.static_fields or self.rename_fields)
@@ -157,10 +144,10 @@ class JsonFormatter(OrjsonFormatter):
         d["line"] = rd["lineno"]
         d["event_id"] = event_id_of(rd)
         if red is None:
-            d.update(self._members(rd))
+            d.update(members(rd))
         else:  # as the byte template does: the context's members, then the rest
             d.update(red.mapping({extra_name(k): v for k, v in rd[CTX].items()}, record=True))
-            d.update(red.mapping(self._after_context(rd, {}), record=True))
+            d.update(red.mapping(after_context(rd, {}), record=True))
         for key, value in d.items():  # capture() keeps integers as they are: JSON takes 64 bits
             if type(value) is int and not INT_MIN <= value <= INT_MAX:
                 d[key] = str(value)
@@ -172,119 +159,14 @@ class JsonFormatter(OrjsonFormatter):
             d = {self.rename_fields.get(k, k): v for k, v in d.items()}
         return d
 
-    @staticmethod
-    def _members(rd: dict[str, Any]) -> dict[str, Any]:
-        """Context, trace, error and extra members, in their order."""
-        d: dict[str, Any] = {}
-        for key, value in rd[CTX].items():
-            d[extra_name(key)] = value
-        return JsonFormatter._after_context(rd, d)
-
-    @staticmethod
-    def _after_context(rd: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:
-        """Add the trace, error, stack and extra members to ``d``, in their order."""
-        otel = rd.get(SPAN)
-        if otel:
-            ids = _tracing.span_ids(otel)
-            if ids is not None:
-                d["trace_id"], d["span_id"] = _tracing.hex_ids(ids)
-        error = rd.get(ERROR)
-        if error is not None:
-            d["error"] = error
-        if rd["stack_info"]:
-            d["stack_info"] = rd["stack_info"]
-        d.update(rd[EXTRA])
-        fields = rd.get(FIELDS)
-        if fields:
-            for k, v in fields.items():
-                d[extra_name(k)] = v
-        return d
-
     # -- the captured record -> bytes, without building the whole object ---------------------
-    def _site(self, key: tuple[Any, ...]) -> tuple[bytes, bytes]:
-        """The JSON of what is constant at one call site: level and logger, and process,
-        thread, module, function and line (cached: they repeat)."""
-        cache = self._sites
-        if len(cache) > 4096:
-            cache.clear()
-        level, logger, process, thread, module, function, line = (_dumps(v, default=to_text) for v in key)
-        site = cache[key] = (
-            b'"level":%s,"logger":%s' % (level, logger),
-            b',"process":%s,"thread":%s,"module":%s,"function":%s,"line":%s'
-            % (process, thread, module, function, line),
-        )
-        return site
-
-    def _identity_block(self, identity: Mapping[str, str]) -> bytes:
-        cached = self._blocks
-        if cached[0] is not identity:
-            members = {"service": identity["service"], "environment": identity["environment"],
-                       "version": identity["version"], "host": HOST, "instance_id": identity["instance_id"]}
-            cached = self._blocks = (identity, b"," + _dumps(members)[1:-1])
-        return cached[1]
-
-    def _context_json(self, ctx: Mapping[str, Any]) -> tuple[Any, bytes, frozenset[str]]:
-        """(context, its JSON members, their names): the same context object is
-        usually current for many records, and is never changed in place."""
-        members = {k if k not in CORE_FIELDS else f"extra.{k}": v for k, v in ctx.items()}
-        if self.redactor is not None:
-            members = self.redactor.mapping(members, record=True)
-        cached = self._ctx = (ctx, b"," + _dumps(members, option=_OPTS)[1:-1] if members else b"",
-                              frozenset(members))
-        return cached
-
     def render_captured(self, rd: dict[str, Any]) -> bytes:
         """The hot path: ``encode_captured`` from cached pieces, when no hook or option is set.
 
         Gives exactly ``orjson.dumps(self.to_dict(record))``. Raises on anything
         unexpected: call ``encode_captured`` then, which never raises.
         """
-        key = (rd["levelname"], rd["name"], rd["process"], rd["threadName"], rd["module"], rd["funcName"],
-               rd["lineno"])
-        level_logger, site = self._sites.get(key) or self._site(key)
-        ms = int(rd["created"] * 1000)
-        second = ms // 1000
-        clock = self._clock.cached
-        if clock[0] != second:
-            self._clock(rd["created"])
-            clock = self._clock.cached
-        eid_json = event_id_json(rd)
-        code = rd.get("code")
-        if code is None:
-            code_json = b""
-        elif type(code) is str:
-            code_json = self._codes.get(code) or self._code_json(code)
-        else:
-            code_json = b',"code":' + _dumps(code, option=_OPTS)
-        identity = rd.get(RESOURCE) or self.identity
-        blocks = self._blocks
-        red = self.redactor
-        message = rd["message"] if red is None else red.text(rd["message"])
-        ctx = rd[CTX]
-        cached = self._ctx
-        if cached[0] is not ctx:
-            cached = self._context_json(ctx)
-        _, ctx_json, ctx_names = cached
-        head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":%s%s' % (
-            clock[1].encode(), MILLIS_BYTES[ms - second * 1000], level_logger, _dumps(message), code_json,
-            blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid_json, ctx_json)
-        if SPAN in rd or ERROR in rd or FIELDS in rd or rd["stack_info"]:
-            d = self._after_context(rd, {})
-        else:
-            d = rd[EXTRA]  # the common case: nothing else follows the context
-        if not d:
-            return head + b"}"
-        if red is not None:
-            d = red.mapping(d, record=True)
-        if ctx_names and not ctx_names.isdisjoint(d):
-            raise _Collision  # an extra replaces a context value in place: the general path does that
-        return head + b"," + _dumps(d, option=_OPTS)[1:]
-
-    def _code_json(self, code: str) -> bytes:
-        if len(self._codes) > 4096:
-            self._codes.clear()
-        text = self._codes[code] = b',"code":' + _dumps(code)
-        return text
+        return self._template.render(rd)
 
     # -- serialization -------------------------------------------------------------
     def encode(self, record: logging.LogRecord) -> bytes:
@@ -312,14 +194,14 @@ class JsonFormatter(OrjsonFormatter):
         try:
             identity = rd.get(RESOURCE) or self.identity
             return _envelope.wrap(rd, payload, timestamp=self._clock(rd["created"]), namespace=self.namespace,
-                                  source=identity["service"], clean=self._clean)
+                                  source=identity["service"], clean=self.clean_text)
         except Exception as exc:
             report("envelope", f"could not build an envelope, shipping the flat record: {type(exc).__name__}: {exc}")
             return payload
 
     def encode_captured(self, rd: dict[str, Any]) -> bytes:
         """:meth:`encode` for the attributes :func:`capture` returned."""
-        if self._templated:
+        if self.templated:
             try:
                 return self.render_captured(rd)
             except Exception:  # anything unusual: the general path below handles it
@@ -347,7 +229,8 @@ class JsonFormatter(OrjsonFormatter):
         """Serialize a dict the way ``format`` does (python-json-logger's hook)."""
         return _dumps(jsonable(log_data), default=to_text, option=_OPTS).decode("utf-8")
 
-    def _clean(self, text: str) -> str:
+    def clean_text(self, text: str) -> str:
+        """``text`` redacted (as it is without a redactor); never raises."""
         red = self.redactor
         if red is None:
             return text
@@ -362,7 +245,7 @@ class JsonFormatter(OrjsonFormatter):
             "timestamp": self._clock(created if isinstance(created, float) else time.time()),
             "level": to_text(rd.get("levelname")),
             "logger": to_text(rd.get("name")),
-            "message": self._clean(to_text(rd.get("message", rd.get("msg")))),
+            "message": self.clean_text(to_text(rd.get("message", rd.get("msg")))),
             "service": self.identity["service"],
             "event_id": uuid_text(rd[EID]) if isinstance(rd.get(EID), int) else uuid_text(new_event_id()),
             "logkafka_error": f"formatter failed: {type(exc).__name__}: {to_text(exc)}",

@@ -692,11 +692,11 @@ class KafkaLogHandler(logging.Handler):
         clean: Callable[[str], str] | None = None
         if isinstance(formatter, JsonFormatter):
             fallback: Encode = formatter.encode_captured
-            encode = formatter.render_captured if formatter._templated else fallback
+            encode = formatter.render_captured if formatter.templated else fallback
             envelope = formatter.format_name == "envelope" or self.settings.format == "envelope"
             namespace = formatter.namespace or self.settings.namespace
             if formatter.redactor is not None:
-                clean = formatter._clean
+                clean = formatter.clean_text
         else:
             encode = fallback = partial(_encode_with, formatter)
             envelope = self.settings.format == "envelope"

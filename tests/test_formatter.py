@@ -737,7 +737,7 @@ class TestTemplateEqualsGeneral:
     def test_same_bytes_one_formatter(self, tracer: trace.Tracer) -> None:
         """One formatter gives the general path's bytes for every kind of record, in turn and again."""
         f = JsonFormatter(service_name="svc")
-        assert f._templated
+        assert f.templated
         for _ in range(2):
             for case_id, build, ctx, span in CASES + CASES[::-1]:
                 self._check(f, case_id, build, ctx, span, tracer)

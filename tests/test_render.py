@@ -13,8 +13,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import logkafka
-from logkafka import _formatter as F
 from logkafka import _record as R
+from logkafka._render import Collision
 
 KEYS = ["code", "level", "service", "correlation_id", "tenant_id", "n", "x", "trace_id", "message_id", "caf\u00e9"]
 VALUES: list[Any] = [1, "s", None, 2.5, [1, {"a": b"b"}], {"k": {1, 2}}, float("nan"), "\u00fc\u00f1", True]
@@ -82,7 +82,7 @@ class TestRenderEquivalence:
             try:
                 assert formatter.render_captured(captured) == expected
                 fast_used += 1
-            except F._Collision:
+            except Collision:
                 pass
         assert fast_used > 1000, "the template should serve most records"
 
