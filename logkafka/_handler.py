@@ -44,9 +44,10 @@ from logkafka._record import (
 )
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
-from logkafka._settings import HandlerSettings, build_settings, env_level
+from logkafka._settings import HandlerSettings, build_settings
 from logkafka._snapshot import to_text
 from logkafka._spool import Spool, destination_dir
+from logkafka._values import env_level
 from logkafka._worker import WORKER_IDENTS, Barrier, BindPlan, Headers, Worker
 from logkafka._worker import count_of as _count_of
 

@@ -16,8 +16,8 @@ from typing import Any, TypeVar, cast
 
 from logkafka import _context
 from logkafka._report import report
-from logkafka._settings import level_of
 from logkafka._snapshot import jsonable
+from logkafka._values import level_of
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
