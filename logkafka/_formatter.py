@@ -17,8 +17,9 @@ import orjson
 from pythonjsonlogger.core import BaseJsonFormatter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from logkafka import _envelope
 from logkafka._clock import Clock
-from logkafka._presets import apply_preset
+from logkafka._presets import apply_preset, check_preset
 from logkafka._record import (
     CTX,
     EID,
@@ -37,6 +38,7 @@ from logkafka._record import (
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._render import Template, after_context, members
 from logkafka._report import report
+from logkafka._settings import check_namespace
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
 _OPTS = orjson.OPT_NON_STR_KEYS
@@ -78,13 +80,9 @@ class JsonFormatter(OrjsonFormatter):
         super().__init__(fmt, datefmt, style, validate, **kwargs)
         if format not in ("flat", "envelope"):
             raise ValueError(f"format: expected 'flat' or 'envelope', got {format!r}")
-        from logkafka._settings import check_namespace
-
         #: ``"flat"``: one object per record; ``"envelope"``: wrapped as ``{event_type, ..., payload}``.
         self.format_name = format
         self.namespace = check_namespace(namespace)
-        from logkafka._presets import check_preset
-
         #: The field names: ``default``, ``ecs``, ``datadog`` or ``otel`` (see the README).
         self.fields = check_preset(fields)
         r = redaction_settings(redact, redact_keys, redact_patterns, redact_allow)  # with LOGKAFKA_REDACT_*
@@ -189,8 +187,6 @@ class JsonFormatter(OrjsonFormatter):
 
     def envelope(self, rd: dict[str, Any], payload: bytes) -> bytes:
         """``payload`` (this formatter's flat object for ``rd``) wrapped in the event envelope; never raises."""
-        from logkafka import _envelope
-
         try:
             identity = rd.get(RESOURCE) or self.identity
             return _envelope.wrap(rd, payload, timestamp=self._clock(rd["created"]), namespace=self.namespace,

@@ -69,6 +69,8 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import accumulate
 from typing import Any
 
+from logkafka._values import env_bool
+
 __all__ = ["CYCLE", "MAX_DEPTH", "REDACTED", "SECRET_KEYS", "SECRET_SUFFIXES", "Redactor"]
 
 #: What a secret is replaced with.
@@ -664,7 +666,7 @@ def redaction_settings(redact: Any, keys: Any, patterns: Any, allow: Any) -> dic
     """The redaction settings: the arguments, with ``LOGKAFKA_REDACT`` (when ``redact`` is left at True),
     ``LOGKAFKA_REDACT_KEYS`` and ``LOGKAFKA_REDACT_ALLOW`` (comma-separated) and ``LOGKAFKA_REDACT_PATTERNS``
     (a JSON array, or one regex a line) added to them."""
-    out = {"redact": _env_on("LOGKAFKA_REDACT") if redact is True else redact,
+    out = {"redact": env_bool("LOGKAFKA_REDACT", None, True) if redact is True else redact,
            "redact_keys": keys, "redact_patterns": patterns, "redact_allow": allow}
     for name, env in (("redact_keys", "LOGKAFKA_REDACT_KEYS"), ("redact_allow", "LOGKAFKA_REDACT_ALLOW")):
         more = [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
@@ -694,12 +696,3 @@ def _listed(name: str, value: Any) -> list[Any]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ValueError(f"{name}: expected a list, got {value!r}")
     return list(value)
-
-
-def _env_on(name: str) -> bool:
-    text = os.environ.get(name, "").strip().lower()
-    if text in ("", "1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}: expected true or false, got {os.environ[name]!r}")

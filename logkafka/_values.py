@@ -21,11 +21,11 @@ _SIZE_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
 def env_bool(name: str, value: bool | str | None, default: bool) -> bool:
-    """A boolean from an argument, else the environment variable ``name``."""
+    """A boolean from an argument, else the environment variable ``name`` (unset or blank: ``default``)."""
     source = name
     if value is None:
         value = os.environ.get(name)
-        if value is None or value == "":
+        if value is None or not value.strip():
             return default
     else:
         source = name.lower().removeprefix("logkafka_")
