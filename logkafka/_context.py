@@ -89,7 +89,51 @@ def leave(owner: object) -> None:
             return
 
 
-class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"]):
+_B = TypeVar("_B", bound="Block")
+
+
+class Block(AbstractContextManager[Any], AbstractAsyncContextManager[Any]):
+    """A block for ``with`` and ``async with`` alike: entering and leaving it do the same either way.
+
+    Subclasses say what in ``_open`` and ``_close``; each is called from ``__enter__`` /
+    ``__aenter__`` and ``__exit__`` / ``__aexit__`` directly (one frame below the caller's).
+    """
+
+    __slots__ = ()
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+               tb: TracebackType | None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _B) -> _B:
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close(exc_type, exc, tb)
+
+    async def __aenter__(self: _B) -> _B:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close(exc_type, exc, tb)
+
+
+class bound(Block):
     """Bind ``values`` for the duration of a ``with`` or ``async with`` block.
 
     On exit the context is restored to what it was on entry, whatever the
@@ -102,28 +146,11 @@ class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"
     def __init__(self, **values: Any) -> None:
         self._values = {k: jsonable(v) for k, v in values.items()}
 
-    def __enter__(self) -> bound:
+    def _open(self) -> None:
         enter(self, self._values)
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        leave(self)
-
-    async def __aenter__(self) -> bound:
-        enter(self, self._values)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+               tb: TracebackType | None) -> None:
         leave(self)
 
 
