@@ -144,8 +144,8 @@ class JsonFormatter(OrjsonFormatter):
         if red is None:
             d.update(members(rd))
         else:  # as the byte template does: the context's members, then the rest
-            d.update(red.mapping({extra_name(k): v for k, v in rd[CTX].items()}, record=True))
-            d.update(red.mapping(after_context(rd, {}), record=True))
+            d.update(red.record_members({extra_name(k): v for k, v in rd[CTX].items()}))
+            d.update(red.record_members(after_context(rd, {})))
         for key, value in d.items():  # capture() keeps integers as they are: JSON takes 64 bits
             if type(value) is int and not INT_MIN <= value <= INT_MAX:
                 d[key] = str(value)

@@ -121,7 +121,7 @@ class Template:
         if not d:
             return head + b"}"
         if red is not None:
-            d = red.mapping(d, record=True)
+            d = red.record_members(d)
         if ctx_names and not ctx_names.isdisjoint(d):
             raise Collision  # an extra replaces a context value in place: the general path does that
         return head + b"," + _dumps(d, option=_OPTS)[1:]
@@ -153,7 +153,7 @@ class Template:
         usually current for many records, and is never changed in place."""
         members = {k if k not in CORE_FIELDS else f"extra.{k}": v for k, v in ctx.items()}
         if red is not None:
-            members = red.mapping(members, record=True)
+            members = red.record_members(members)
         cached = self._ctx = (ctx, b"," + _dumps(members, option=_OPTS)[1:-1] if members else b"",
                               frozenset(members))
         return cached

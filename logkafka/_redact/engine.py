@@ -157,7 +157,7 @@ class Redactor:
             return REDACTED
 
     def value(self, obj: Any) -> Any:
-        """A redacted copy of ``obj`` (see the module docstring); ``obj`` itself when nothing changes."""
+        """A redacted copy of ``obj`` (see :mod:`logkafka._redact.rules`); ``obj`` itself when nothing changes."""
         if not self._enabled:
             return obj
         try:
@@ -165,16 +165,20 @@ class Redactor:
         except Exception:
             return REDACTED
 
-    def mapping(self, d: Mapping[str, Any], *, record: bool = False) -> dict[str, Any]:
-        """A new dict of ``d``'s members, redacted; ``d`` is the first of the ten levels walked.
+    def mapping(self, d: Mapping[str, Any]) -> dict[str, Any]:
+        """A new dict of ``d``'s members, redacted; ``d`` is the first of the ten levels walked."""
+        return self._mapping(d, 1)
 
-        ``record=True``: ``d`` holds a record's members, which do not count as a level: each
-        member's value has the ten levels a value has in the formatter.
-        """
+    def record_members(self, d: Mapping[str, Any]) -> dict[str, Any]:
+        """A new dict of a record's members, redacted: they do not count as a level, so each member's
+        value has the ten levels a value has in the formatter."""
+        return self._mapping(d, 0)
+
+    def _mapping(self, d: Mapping[str, Any], depth: int) -> dict[str, Any]:
         if not self._enabled:
             return d if isinstance(d, dict) else dict(d)
         try:
-            return self._members(d, 0 if record else 1, {id(d)})
+            return self._members(d, depth, {id(d)})
         except Exception:
             return {}
 
