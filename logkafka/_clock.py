@@ -23,7 +23,8 @@ class Clock:
     def __call__(self, created: float) -> str:
         ms = int(created * 1000)
         second = ms // 1000
-        cached = self.cached
-        if cached[0] != second:
-            cached = self.cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-        return cached[1] + MILLIS[ms - second * 1000]
+        seen, text = self.cached
+        if seen != second:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self.cached = (second, text)
+        return text + MILLIS[ms - second * 1000]

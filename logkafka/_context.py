@@ -64,9 +64,9 @@ def enter(owner: object, values: Mapping[str, Any], data: Any = None) -> None:
 
 def entered(owner: object) -> tuple[bool, Any]:
     """Whether ``owner`` has a block open in this context, and the data of the innermost one."""
-    for entry in reversed(_open.get()):
-        if entry[0] is owner:
-            return True, entry[2]
+    for entry_owner, _, data in reversed(_open.get()):
+        if entry_owner is owner:
+            return True, data
     return False, None
 
 
@@ -79,8 +79,8 @@ def leave(owner: object) -> None:
     """
     entries = _open.get()
     for i in range(len(entries) - 1, -1, -1):
-        if entries[i][0] is owner:
-            token = entries[i][1]
+        entry_owner, token, _ = entries[i]
+        if entry_owner is owner:
             _open.set(entries[:i] + entries[i + 1:])
             try:
                 _context.reset(token)

@@ -24,11 +24,18 @@ class Site(NamedTuple):
     function: str
 
 
+class Identity(NamedTuple):
+    """The identity of an application record's handler."""
+
+    service_name: str
+    instance_id: str
+
+
 class Publication(NamedTuple):
     """A record to publish, and the identity of the handler that ships it (None: the publisher's own)."""
 
     record: logging.LogRecord
-    identity: tuple[str, str] | None
+    identity: Identity | None
 
 
 def plain(value: Any) -> Any:
@@ -72,7 +79,7 @@ def application(site: Site, service_name: Any, instance_id: Any, level: Any, log
                 code: Any, context: Any, correlation_id: Any) -> Publication:
     """An application record, shipped with ``service_name`` and ``instance_id`` as its identity; its
     arguments checked (``ValueError`` naming the argument)."""
-    identity = (check_text("service_name", service_name), check_text("instance_id", instance_id))
+    identity = Identity(check_text("service_name", service_name), check_text("instance_id", instance_id))
     levelno = _level(level)
     name = check_text("logger_name", logger_name)
     if name.startswith(OWN_LOGGERS):

@@ -89,10 +89,10 @@ class Template:
         level_logger, site = self._sites.get(key) or self._site(key)
         ms = int(rd["created"] * 1000)
         second = ms // 1000
-        clock = self._clock.cached
-        if clock[0] != second:
+        seen_second, date = self._clock.cached
+        if seen_second != second:
             self._clock(rd["created"])
-            clock = self._clock.cached
+            seen_second, date = self._clock.cached
         eid_json = event_id_json(rd)
         code = rd.get("code")
         if code is None:
@@ -103,17 +103,18 @@ class Template:
             code_json = b',"code":' + _dumps(code, option=_OPTS)
         owner = self._owner
         identity = rd.get(RESOURCE) or owner.identity
-        blocks = self._blocks
+        seen_identity, identity_json = self._blocks
+        if seen_identity is not identity:
+            identity_json = self._identity_block(identity)
         red = owner.redactor
         message = rd["message"] if red is None else red.text(rd["message"])
         ctx = rd[CTX]
-        cached = self._ctx
-        if cached[0] is not ctx:
-            cached = self._context_json(ctx, red)
-        _, ctx_json, ctx_names = cached
+        seen_ctx, ctx_json, ctx_names = self._ctx
+        if seen_ctx is not ctx:
+            seen_ctx, ctx_json, ctx_names = self._context_json(ctx, red)
         head = b'{"timestamp":"%s%s",%s,"message":%s%s%s%s,"event_id":%s%s' % (
-            clock[1].encode(), MILLIS_BYTES[ms - second * 1000], level_logger, _dumps(message), code_json,
-            blocks[1] if blocks[0] is identity else self._identity_block(identity), site, eid_json, ctx_json)
+            date.encode(), MILLIS_BYTES[ms - second * 1000], level_logger, _dumps(message), code_json,
+            identity_json, site, eid_json, ctx_json)
         if SPAN in rd or ERROR in rd or FIELDS in rd or rd["stack_info"]:
             d = after_context(rd, {})
         else:
@@ -141,12 +142,12 @@ class Template:
         return site
 
     def _identity_block(self, identity: Mapping[str, str]) -> bytes:
-        cached = self._blocks
-        if cached[0] is not identity:
-            members = {"service": identity["service"], "environment": identity["environment"],
-                       "version": identity["version"], "host": HOST, "instance_id": identity["instance_id"]}
-            cached = self._blocks = (identity, b"," + _dumps(members)[1:-1])
-        return cached[1]
+        """The JSON of the identity members (cached: a formatter's, or its handler's, repeats)."""
+        members = {"service": identity["service"], "environment": identity["environment"],
+                   "version": identity["version"], "host": HOST, "instance_id": identity["instance_id"]}
+        block = b"," + _dumps(members)[1:-1]
+        self._blocks = (identity, block)
+        return block
 
     def _context_json(self, ctx: Mapping[str, Any], red: Redactor | None) -> tuple[Any, bytes, frozenset[str]]:
         """(context, its JSON members, their names): the same context object is

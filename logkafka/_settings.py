@@ -8,7 +8,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from logkafka._memory import MemoryPlan
 from logkafka._producer_config import (
@@ -113,8 +113,16 @@ def check_namespace(value: Any) -> str | None:
     return value
 
 
+class StreamTopics(NamedTuple):
+    """The topic of each stream."""
+
+    application: str
+    audit: str
+    security: str
+
+
 def stream_topics(namespace: str | None, topic: str | None, audit_topic: str | None,
-                  security_topic: str | None) -> tuple[str, str, str]:
+                  security_topic: str | None) -> StreamTopics:
     """The three topics: each argument, else its environment variable, else from the namespace, else the default."""
     out = []
     for stream, value, env, default in (
@@ -130,7 +138,7 @@ def stream_topics(namespace: str | None, topic: str | None, audit_topic: str | N
         if value is None:
             value = f"{namespace}.logging.{stream}.v1" if namespace else default
         out.append(check_topic(name, value))
-    return out[0], out[1], out[2]
+    return StreamTopics(*out)
 
 
 def build_settings(

@@ -73,7 +73,7 @@ from typing import Any
 
 from logkafka._audit import AUDIT_LOGGER, SECURITY_LOGGER, audit_parts, security_parts
 from logkafka._handler import KafkaLogHandler
-from logkafka._publication import Publication, Site, application, caller_site, plain, stream
+from logkafka._publication import Identity, Publication, Site, application, caller_site, plain, stream
 from logkafka._report import report
 from logkafka._values import FALSE_WORDS, TRUE_WORDS
 
@@ -206,7 +206,7 @@ class LoggingEventPublisher:
         self._lock = threading.Lock()
         self._state = _NEW
         self._main: KafkaLogHandler | None = None  # audit and security records, and its own identity
-        self._by_identity: dict[tuple[str, str], KafkaLogHandler] = {}
+        self._by_identity: dict[Identity, KafkaLogHandler] = {}
 
     @property
     def started(self) -> bool:
@@ -229,7 +229,7 @@ class LoggingEventPublisher:
             handler = KafkaLogHandler(self.bootstrap_servers, **self._options)
             identity = handler.settings.identity
             self._main = handler
-            self._by_identity = {(identity["service"], identity["instance_id"]): handler}
+            self._by_identity = {Identity(identity["service"], identity["instance_id"]): handler}
             self._state = _STARTED
 
     async def stop(self) -> None:
@@ -273,7 +273,7 @@ class LoggingEventPublisher:
             "handlers": [{"service": s, "instance_id": i, "stats": h.stats()} for (s, i), h in items],
         }
 
-    def _handler(self, identity: tuple[str, str] | None = None) -> KafkaLogHandler | None:
+    def _handler(self, identity: Identity | None = None) -> KafkaLogHandler | None:
         """The handler for ``identity`` (None: the publisher's own), starting lazily; None once stopped."""
         if self._state == _NEW:
             self._start()
@@ -292,7 +292,7 @@ class LoggingEventPublisher:
                     raise ValueError(f"more than {MAX_IDENTITIES} distinct (service_name, instance_id) pairs "
                                      f"in one publisher; {identity!r} is not published")
                 handler = KafkaLogHandler(self.bootstrap_servers, **{
-                    **self._options, "service_name": identity[0], "instance_id": identity[1]})
+                    **self._options, "service_name": identity.service_name, "instance_id": identity.instance_id})
                 self._by_identity[identity] = handler
             return handler
 
