@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import logkafka
-from logkafka._formatter import capture
+from logkafka._record import capture_slim
 
 SHAPES: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
     "plain": ("user %s logged in", ("alice",), {}),
@@ -32,8 +32,8 @@ SHAPES: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
 def captured(n: int, msg: str, args: tuple[Any, ...], extra: dict[str, Any]) -> list[dict[str, Any]]:
     lg = logging.getLogger("bench.redaction")
     with logkafka.bound(correlation_id="req-7f3a", tenant_id="acme"):
-        return [capture(lg.makeRecord(lg.name, logging.INFO, __file__, 1, msg, args, None, extra=dict(extra)),
-                        None, False) for _ in range(n)]
+        return [capture_slim(lg.makeRecord(lg.name, logging.INFO, __file__, 1, msg, args, None, extra=dict(extra)))
+                for _ in range(n)]
 
 
 def per_record(formatter: logkafka.JsonFormatter, records: list[dict[str, Any]]) -> float:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from logkafka import _context
-from logkafka._formatter import STREAM
 from logkafka._process import is_handler
+from logkafka._record import STREAM
 from logkafka._report import report
 
 AUDIT_LOGGER = logging.getLogger("logkafka.audit")
@@ -38,14 +38,15 @@ def default_tenant() -> str:
     return os.environ.get("TENANT_ID") or "default"
 
 
-def _text(name: str, value: Any) -> str:
+def check_text(name: str, value: Any) -> str:
+    """``value``, a non-empty string, else ``ValueError`` naming the argument ``name``."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
     return value
 
 
 def _optional_text(name: str, value: Any) -> str | None:
-    return None if value is None else _text(name, value)
+    return None if value is None else check_text(name, value)
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -77,8 +78,9 @@ def _diff(value: Any) -> dict[str, Any] | None:
     return out
 
 
-def _common(extra: dict[str, Any], tenant_id: Any, correlation_id: Any, context: Any) -> None:
-    extra["tenant_id"] = _optional_text("tenant_id", tenant_id) or default_tenant()
+def add_context(extra: dict[str, Any], correlation_id: Any, context: Any) -> None:
+    """Add ``correlation_id`` and ``context`` (nested under ``"context"``) to ``extra``, checked
+    (``ValueError`` naming the argument)."""
     cid = _optional_text("correlation_id", correlation_id)
     if cid is not None:  # else the bound context's correlation_id shows, as on every record
         extra["correlation_id"] = cid
@@ -87,7 +89,18 @@ def _common(extra: dict[str, Any], tenant_id: Any, correlation_id: Any, context:
         extra["context"] = ctx
 
 
-Parts = tuple[int, str, tuple[Any, ...], dict[str, Any]]
+def _common(extra: dict[str, Any], tenant_id: Any, correlation_id: Any, context: Any) -> None:
+    extra["tenant_id"] = _optional_text("tenant_id", tenant_id) or default_tenant()
+    add_context(extra, correlation_id, context)
+
+
+class Parts(NamedTuple):
+    """What a stream's record is logged with: ``logger.log(level, msg, *args, extra=extra)``."""
+
+    level: int
+    msg: str
+    args: tuple[Any, ...]
+    extra: dict[str, Any]
 
 
 def audit_parts(action: Any, actor: Any, resource: Any, outcome: Any, *, tenant_id: Any = None, diff: Any = None,
@@ -96,9 +109,9 @@ def audit_parts(action: Any, actor: Any, resource: Any, outcome: Any, *, tenant_
     """(level, msg, args, extra) of an audit record, arguments checked (``ValueError`` naming the field)."""
     extra: dict[str, Any] = {
         STREAM: "audit",
-        "action": _text("action", action),
-        "actor": _text("actor", actor),
-        "resource": _text("resource", resource),
+        "action": check_text("action", action),
+        "actor": check_text("actor", actor),
+        "resource": check_text("resource", resource),
         "outcome": _one_of("outcome", outcome, OUTCOMES),
     }
     d = _diff(diff)
@@ -109,7 +122,7 @@ def audit_parts(action: Any, actor: Any, resource: Any, outcome: Any, *, tenant_
             extra[name] = value
     _common(extra, tenant_id, correlation_id, context)
     level = logging.INFO if outcome == "success" else logging.WARNING
-    return level, "audit: %s %s %s: %s", (actor, action, resource, outcome), extra
+    return Parts(level, "audit: %s %s %s: %s", (actor, action, resource, outcome), extra)
 
 
 def security_parts(event_type: Any, user_id: Any, resource: Any, decision: Any, *, tenant_id: Any = None,
@@ -117,14 +130,14 @@ def security_parts(event_type: Any, user_id: Any, resource: Any, decision: Any, 
     """(level, msg, args, extra) of a security record, arguments checked (``ValueError`` naming the field)."""
     extra: dict[str, Any] = {
         STREAM: "security",
-        "event_type": _text("event_type", event_type),
-        "user_id": _text("user_id", user_id),
-        "resource": _text("resource", resource),
+        "event_type": check_text("event_type", event_type),
+        "user_id": check_text("user_id", user_id),
+        "resource": check_text("resource", resource),
         "decision": _one_of("decision", decision, DECISIONS),
     }
     _common(extra, tenant_id, correlation_id, context)
     level = logging.INFO if decision == "allow" else logging.WARNING
-    return level, "security: %s %s %s: %s", (event_type, user_id, resource, decision), extra
+    return Parts(level, "security: %s %s %s: %s", (event_type, user_id, resource, decision), extra)
 
 
 def audit(

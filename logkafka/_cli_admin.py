@@ -1110,7 +1110,7 @@ _REPLAY_BUFFER = {"queue.buffering.max.messages": 100_000, "queue.buffering.max.
 
 def run_replay(args: argparse.Namespace) -> int:
     """``logkafka replay [SPOOL_DIR]``."""
-    from logkafka._settings import PRODUCER_DEFAULTS
+    from logkafka._producer_config import PRODUCER_DEFAULTS
     from logkafka._spool import Spool, default_spool_dir
 
     spool_dir = args.spool_dir

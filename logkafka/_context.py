@@ -64,9 +64,9 @@ def enter(owner: object, values: Mapping[str, Any], data: Any = None) -> None:
 
 def entered(owner: object) -> tuple[bool, Any]:
     """Whether ``owner`` has a block open in this context, and the data of the innermost one."""
-    for entry in reversed(_open.get()):
-        if entry[0] is owner:
-            return True, entry[2]
+    for entry_owner, _, data in reversed(_open.get()):
+        if entry_owner is owner:
+            return True, data
     return False, None
 
 
@@ -79,8 +79,8 @@ def leave(owner: object) -> None:
     """
     entries = _open.get()
     for i in range(len(entries) - 1, -1, -1):
-        if entries[i][0] is owner:
-            token = entries[i][1]
+        entry_owner, token, _ = entries[i]
+        if entry_owner is owner:
             _open.set(entries[:i] + entries[i + 1:])
             try:
                 _context.reset(token)
@@ -89,7 +89,51 @@ def leave(owner: object) -> None:
             return
 
 
-class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"]):
+_B = TypeVar("_B", bound="Block")
+
+
+class Block(AbstractContextManager[Any], AbstractAsyncContextManager[Any]):
+    """A block for ``with`` and ``async with`` alike: entering and leaving it do the same either way.
+
+    Subclasses say what in ``_open`` and ``_close``; each is called from ``__enter__`` /
+    ``__aenter__`` and ``__exit__`` / ``__aexit__`` directly (one frame below the caller's).
+    """
+
+    __slots__ = ()
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+               tb: TracebackType | None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _B) -> _B:
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close(exc_type, exc, tb)
+
+    async def __aenter__(self: _B) -> _B:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close(exc_type, exc, tb)
+
+
+class bound(Block):
     """Bind ``values`` for the duration of a ``with`` or ``async with`` block.
 
     On exit the context is restored to what it was on entry, whatever the
@@ -102,28 +146,11 @@ class bound(AbstractContextManager["bound"], AbstractAsyncContextManager["bound"
     def __init__(self, **values: Any) -> None:
         self._values = {k: jsonable(v) for k, v in values.items()}
 
-    def __enter__(self) -> bound:
+    def _open(self) -> None:
         enter(self, self._values)
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        leave(self)
-
-    async def __aenter__(self) -> bound:
-        enter(self, self._values)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+               tb: TracebackType | None) -> None:
         leave(self)
 
 

@@ -9,21 +9,10 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from logkafka import _envelope, _tracing
-from logkafka._formatter import (
-    CTX,
-    EID,
-    EXTRA,
-    HOST,
-    SLIM_KEYS,
-    SPAN,
-    STREAM,
-    Clock,
-    JsonFormatter,
-    extra_name,
-    record_of,
-    uuid_text,
-)
+from logkafka._clock import Clock
+from logkafka._formatter import JsonFormatter
 from logkafka._message import Headers, Message
+from logkafka._record import CTX, EXTRA, HOST, SLIM_KEYS, SPAN, STREAM, event_id_of, extra_name, record_of
 from logkafka._report import report
 from logkafka._settings import HandlerSettings
 from logkafka._snapshot import to_text
@@ -169,8 +158,7 @@ class Encoder:
         if attr in _STD_ATTRS:
             return (lambda rd: _key_bytes(rd.get(attr))), None
         if attr == "event_id":  # the record's event id, whoever chose it
-            return (lambda rd: uuid_text(rd[EID]).encode() if rd.get("event_id") is None
-                    else _key_bytes(rd["event_id"])), None
+            return (lambda rd: _key_bytes(event_id_of(rd))), None
         return _record_key(attr), None
 
     def _plan(self, formatter: logging.Formatter, key_of: KeyOf | None, key: bytes | None) -> EncodePlan:
@@ -178,11 +166,11 @@ class Encoder:
         st = self.settings
         if isinstance(formatter, JsonFormatter):
             fallback: Encode = formatter.encode_captured
-            encode = formatter.render_captured if formatter._templated else fallback
+            encode = formatter.render_captured if formatter.templated else fallback
             envelope = formatter.format_name == "envelope" or st.format == "envelope"
             namespace = formatter.namespace or st.namespace
             if formatter.redactor is not None:
-                clean = formatter._clean
+                clean = formatter.clean_text
         else:
             encode = fallback = partial(_encode_with, formatter)
             envelope = st.format == "envelope"

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from logkafka._formatter import CTX, EID, EXTRA, STREAM, event_id_text
+from logkafka._record import CTX, EXTRA, STREAM, event_id_of
 
 SCHEMA_BASE = "urn:logkafka:schema"
 CONTENT_TYPE = "application/json"
@@ -54,12 +54,6 @@ def tenant_of(rd: dict[str, Any]) -> str:
     if value is None or value == "":
         return os.environ.get("TENANT_ID") or "default"
     return value if isinstance(value, str) else str(value)
-
-
-def event_id_of(rd: dict[str, Any]) -> str:
-    """The record's event id as text (the caller's ``extra={"event_id": ...}`` wins)."""
-    eid = rd.get("event_id")
-    return eid if type(eid) is str and eid else event_id_text(rd[EID])
 
 
 Clean = Callable[[str], str]
@@ -107,13 +101,6 @@ def _short(text: str) -> str:
     return text.encode("utf-8", "replace")[:MAX_HEADER_VALUE].decode("utf-8", "ignore")
 
 
-def _event_id_text(rd: dict[str, Any]) -> str:
-    eid = rd.get("event_id")
-    if type(eid) is str and eid:
-        return _short(eid)
-    return event_id_text(rd[EID])
-
-
 def headers(rd: dict[str, Any], namespace: str | None,
             clean: Clean | None = None) -> list[tuple[str, str | bytes | None]]:
     """Kafka headers for routing without parsing: content-type, event_type, event_id, correlation_id.
@@ -127,7 +114,7 @@ def headers(rd: dict[str, Any], namespace: str | None,
     if kind is None:
         kind = _EVENT_TYPES[(stream, namespace)] = event_type(stream, namespace)
     out: list[tuple[str, str | bytes | None]] = [
-        ("content-type", CONTENT_TYPE), ("event_type", kind), ("event_id", _event_id_text(rd)),
+        ("content-type", CONTENT_TYPE), ("event_type", kind), ("event_id", _short(event_id_of(rd))),
     ]
     cid = rd[EXTRA].get("correlation_id")
     if cid is None:

@@ -15,29 +15,30 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from logkafka import _process
 from logkafka._audit import unrouted
 from logkafka._encoding import Encoder, key_needs_every_attribute
-from logkafka._formatter import STREAM, JsonFormatter, capture, check_identity, default_identity
+from logkafka._formatter import JsonFormatter
 from logkafka._health import Health
 from logkafka._levels import env_interval, watch_levels_later
 from logkafka._outlets import Outlets
 from logkafka._prometheus import export_multiprocess, multiprocess_dir
 from logkafka._queue import Barrier
+from logkafka._record import OWN_LOGGERS, STREAM, capture, capture_slim, check_identity, default_identity
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
-from logkafka._settings import HandlerSettings, build_settings, env_level
+from logkafka._settings import HandlerSettings, build_settings
+from logkafka._values import env_level
 from logkafka._worker import WORKER_IDENTS, Worker
 
-#: Loggers whose records never enter a KafkaLogHandler: our own and the Kafka client's.
-_OWN_LOGGERS = ("logkafka", "confluent_kafka")
 _get_ident = threading.get_ident
 _sleep = time.sleep
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
+Capture = Callable[[logging.LogRecord, Mapping[str, str] | None, logging.Formatter | None], dict[str, Any]]
 _UNREACHABLE_LOOK = 0.05  # seconds between looks at whether the broker is known unreachable, at close
 _FORK_WAIT = 2.0  # seconds a fork may wait for a new producer's connections
 
@@ -175,7 +176,8 @@ class KafkaLogHandler(logging.Handler):
         # Whether emit() must capture every record attribute: for formatters that may read
         # any, and for a key that names one a slim capture lacks.
         self._key_needs_full = key_needs_every_attribute(st.key)
-        self._capture_plan: tuple[Any, bool] = (None, self._key_needs_full)  # (formatter, full)
+        # (formatter, how its records are captured)
+        self._capture_plan: tuple[Any, Capture] = (None, capture if self._key_needs_full else capture_slim)
         self._outlets = Outlets(st, self._encoder, self._enabled)
         self._shut = False  # closed at interpreter exit: later records cannot be sent by a thread
         self._health = Health()
@@ -243,7 +245,7 @@ class KafkaLogHandler(logging.Handler):
         try:
             if not self._enabled or _get_ident() in WORKER_IDENTS:
                 return
-            if record.name.startswith(_OWN_LOGGERS):
+            if record.name.startswith(OWN_LOGGERS):
                 if STREAM in record.__dict__:  # logkafka.audit() / security(): their own topics
                     self._emit_stream(record)
                 return
@@ -256,8 +258,8 @@ class KafkaLogHandler(logging.Handler):
             worker = outlets.worker
             if outlets.write_ahead or self._shut:
                 # kept with the formatter of the moment: formatted as by a synchronous handler
-                item = capture(record, self._resource,
-                               plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter)
+                item = (plan[1] if plan[0] is formatter else self._plan_capture(formatter))(
+                    record, self._resource, formatter)
                 if self._shut:
                     outlets.late(item, worker)
                     return
@@ -270,8 +272,8 @@ class KafkaLogHandler(logging.Handler):
             else:
                 if depth >= self._maxsize and not outlets.overflow.make_room(queue, self._maxsize, worker):
                     return
-                queue.append(capture(record, self._resource,
-                                     plan[1] if plan[0] is formatter else self._plan_capture(formatter), formatter))
+                queue.append((plan[1] if plan[0] is formatter else self._plan_capture(formatter))(
+                    record, self._resource, formatter))
             if not worker.running:
                 outlets.start(worker, queue)
             elif worker.idle:
@@ -292,19 +294,21 @@ class KafkaLogHandler(logging.Handler):
         next(self._outlets.accepted)
         formatter = self.formatter
         plan = self._capture_plan
-        self._outlets.put_stream(capture(record, self._resource, plan[1] if plan[0] is formatter
-                                         else self._plan_capture(formatter), formatter), self._shut)
+        capture_now = plan[1] if plan[0] is formatter else self._plan_capture(formatter)
+        self._outlets.put_stream(capture_now(record, self._resource, formatter), self._shut)
 
-    def _plan_capture(self, formatter: logging.Formatter | None) -> bool:
-        """Whether records for ``formatter`` need every attribute captured; remembered per formatter."""
+    def _plan_capture(self, formatter: logging.Formatter | None) -> Capture:
+        """How records for ``formatter`` are captured (every attribute, or the slim set it reads);
+        remembered per formatter."""
         slim = formatter is None or (isinstance(formatter, JsonFormatter) and formatter.slim_capture)
         full = not slim or self._key_needs_full
-        self._capture_plan = (formatter, full)
+        how = capture if full else capture_slim
+        self._capture_plan = (formatter, how)
         memory = self.settings.memory
         if memory is not None and not memory.queue_explicit:  # a full capture takes twice the memory
             self._maxsize = max(1, memory.queue_size // 2) if full else memory.queue_size
             self._yield_at = max(1, self._maxsize // 2)
-        return full
+        return how
 
     def queue_drops(self) -> dict[str, int]:
         """Records dropped before the worker took them, by reason (the spool's losses it says itself)."""

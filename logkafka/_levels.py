@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from logkafka._report import report
-from logkafka._settings import level_of
+from logkafka._values import level_of
 
 DEFAULT_INTERVAL = 2.0
 _ROOT_NAMES = ("root", "")

@@ -20,8 +20,9 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from logkafka._formatter import JsonFormatter, default_identity
+from logkafka._formatter import JsonFormatter
 from logkafka._handler import KafkaLogHandler
+from logkafka._record import default_identity
 
 #: Every rule's code, as ``--ignore`` takes it, and what it is about.
 CODES: dict[str, str] = {

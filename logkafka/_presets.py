@@ -410,16 +410,16 @@ def _unix_nano(ts: Any) -> int | None:
     if ms is None:
         return None
     head = ts[:19]
-    cached = _second
-    if cached[0] != head:
+    seen, seconds = _second  # one tuple: threads never see a mix
+    if seen != head:
         if ts[4] + ts[7] + ts[10] + ts[13] + ts[16] != "--T::":
             return None
         try:
             seconds = calendar.timegm(datetime.datetime.fromisoformat(head).timetuple())
         except ValueError:
             return None
-        cached = _second = (head, seconds)
-    return cached[1] * 1_000_000_000 + ms
+        _second = (head, seconds)
+    return seconds * 1_000_000_000 + ms
 
 
 # Where a field goes: a str is an attribute's name; (0, name) the top level; (1, name) the resource.
@@ -474,7 +474,8 @@ def _otel(d: dict[str, Any], levelno: int | None) -> dict[str, Any]:
         elif isinstance(r, str):
             attributes[r if r not in d and r not in attributes else k] = v
         elif isinstance(r, tuple):
-            slots[r[0]][r[1]] = v
+            part, name = r
+            slots[part][name] = v
         else:
             r(attributes, d, k, v)
     if "timestamp" in top:

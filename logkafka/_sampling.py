@@ -11,8 +11,8 @@ import zlib
 from typing import Any
 
 from logkafka._context import current
-from logkafka._formatter import SAMPLE, STREAM
-from logkafka._settings import level_of
+from logkafka._record import SAMPLE, STREAM
+from logkafka._values import level_of
 
 ENV_RATE = "LOG_SAMPLE_RATE"
 _SCALE = float(1 << 32)

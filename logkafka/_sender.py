@@ -13,11 +13,11 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logkafka._delivery import Deliveries
 from logkafka._encoding import EncodePlan, Messages
-from logkafka._formatter import FMT
 from logkafka._link import Link
 from logkafka._message import Message
 from logkafka._producer import Session
 from logkafka._queue import DROP_REASONS, Barrier, Drops
+from logkafka._record import FMT
 from logkafka._replay import Replay
 from logkafka._report import report
 from logkafka._spill import Spill

@@ -3,168 +3,42 @@
 from __future__ import annotations
 
 import difflib
-import json
-import logging
 import os
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from confluent_kafka import KafkaException, Producer
-
-from logkafka._formatter import CORE_FIELDS
+from logkafka._memory import MemoryPlan
+from logkafka._producer_config import (
+    DEFAULT_SERVERS,
+    PRODUCER_DEFAULTS,
+    bootstrap_servers_of,
+    user_config,
+    validate_producer_config,
+)
+from logkafka._record import CORE_FIELDS
+from logkafka._spool import default_spool_dir
+from logkafka._values import FALSE_WORDS, choice, env_bool, positive
 
 DEFAULT_TOPIC = "logs.application.v1"
 DEFAULT_AUDIT_TOPIC = "logs.audit.v1"
 DEFAULT_SECURITY_TOPIC = "logs.security.v1"
-STREAMS = ("application", "audit", "security")
 FORMATS = ("flat", "envelope")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-DEFAULT_MEMORY_BUDGET = 16 << 20  # bytes per handler: 4 to 8 workers and their master fit a 512 MiB pod
-QUEUED_RECORD_BYTES = 1024  # what a record waiting in the Python queue costs (measured: about 830 bytes)
-_RDKAFKA_MESSAGE_BYTES = 768  # what librdkafka holds per message besides its value (measured: about 700)
-_MIN_MEMORY_BUDGET = 1 << 20
 DEFAULT_FLUSH_TIMEOUT = 10.0
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30  # 1 GiB per destination
 DEFAULT_BLOCK_TIMEOUT = 1.0
 OVERFLOW_POLICIES = ("spool", "drop_newest", "drop_oldest", "block")
 DURABILITY_MODES = ("memory", "disk")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
-#: Producer defaults for logs; every one can be overridden in ``producer_config``.
-DEFAULT_SERVERS = "localhost:9092"  # when neither bootstrap_servers nor KAFKA_BOOTSTRAP_SERVERS is set
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "enable.idempotence": True,
-    "compression.type": "lz4",
-    "linger.ms": 5,
-    "partitioner": "murmur2_random",  # the same partition for a key as the Java client
-    # librdkafka's own buffer (queue.buffering.max.messages / .kbytes) comes from memory_budget
-    # Broker addresses resolved at most every 30 s (librdkafka's default is 1 s): each lookup by a client
-    # thread is a moment in which a fork (gunicorn, Celery prefork) leaves the child's resolver locked.
-    "broker.address.ttl": 30_000,
-}
-#: Settings logkafka owns: changing them would break delivery accounting.
-_RESERVED_PRODUCER = {
-    "on_delivery": "logkafka counts every delivery report itself",
-    "delivery.report.only.error": "logkafka counts every delivery report, successes included",
-    "error_cb": "logkafka watches client errors itself",
-}
 #: Record attributes a ``key`` may name, besides the ``extra.<name>`` / ``context.<name>`` forms.
 KEY_FIELDS = frozenset(CORE_FIELDS | {
     "code", "event_id", "correlation_id", "request_id", "tenant_id", "user_id", "session_id",
     "name", "levelname", "funcName", "lineno", "pathname", "filename", "processName", "threadName",
 }) - {"message", "error", "stack_info", "timestamp"}
-
-
-def env_bool(name: str, value: bool | str | None, default: bool) -> bool:
-    """A boolean from an argument, else the environment variable ``name``."""
-    source = name
-    if value is None:
-        value = os.environ.get(name)
-        if value is None or value == "":
-            return default
-    else:
-        source = name.lower().removeprefix("logkafka_")
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{source}: expected true or false, got {value!r}")
-
-
-def _number(name: str, env: str, value: Any, default: float, kind: type) -> Any:
-    source = name
-    if value is None:
-        raw = os.environ.get(env)
-        if raw is None or raw == "":
-            return kind(default)
-        value, source = raw, env
-    if isinstance(value, bool):
-        raise ValueError(f"{source}: expected a number, got {value!r}")
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{source}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
-    if kind is int and isinstance(value, float) and value != number:
-        raise ValueError(f"{source}: expected an integer, got {value!r}")
-    if not number > 0:
-        raise ValueError(f"{source}: must be positive, got {value!r}")
-    return number
-
-
-_SIZE_RE = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,6})?)\s*(?:([kmgt])i?b?|(b?))\s*$", re.IGNORECASE)
-_MAX_MEMORY_BUDGET = 1 << 40  # librdkafka's buffer settings are 32-bit numbers
-_SIZE_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
-def byte_size(name: str, env: str, value: Any, default: int, minimum: int = 1) -> int:
-    """A size in bytes from the argument, else the environment variable ``env``, else ``default``:
-    a number of bytes, or with a unit (``16MiB``, ``16M``, ``512KB``; K/M/G are powers of 1024)."""
-    source = name
-    if value is None:
-        raw = os.environ.get(env)
-        if raw is None or raw == "":
-            return default
-        value, source = raw, env
-    if isinstance(value, bool):
-        raise ValueError(f"{source}: expected a size in bytes, got {value!r}")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE_RE.match(str(value))
-        if not match:
-            raise ValueError(f"{source}: expected a size in bytes such as 16777216, '16MiB' or '512KiB', got {value!r}")
-        size = int(float(match.group(1)) * 1024 ** _SIZE_UNITS[(match.group(2) or "").lower()])
-    if size > _MAX_MEMORY_BUDGET:
-        raise ValueError(f"{source}: at most 1 TiB, got {value!r}")
-    if size < minimum:
-        raise ValueError(f"{source}: must be at least {minimum} bytes ({minimum >> 20} MiB), got {value!r}"
-                         if minimum >= 1 << 20 else f"{source}: must be at least {minimum}, got {value!r}")
-    return size
-
-
-def producer_buffers(share: int) -> dict[str, int]:
-    """librdkafka's buffer bounds for at most ``share`` bytes held: half for the values it copies, half for
-    what it keeps per message besides (about 700 bytes: the message, its headers, the allocator's share)."""
-    return {"queue.buffering.max.kbytes": max(64, share // 2 // 1024),
-            "queue.buffering.max.messages": max(10, share // 2 // _RDKAFKA_MESSAGE_BYTES)}
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    """How a handler's ``memory_budget`` is shared: a quarter for the application queue, three eighths for its
-    producer's buffer, an eighth for a batch of records being written to the spool (held twice: as lines and
-    as records, in case the disk refuses them), an eighth each for the audit and security queue and their
-    producer's buffer."""
-
-    budget: int
-    queue_size: int  # records the application queue holds (an explicit queue_size wins)
-    queue_explicit: bool
-    stream_queue_size: int  # records the audit and security queue holds
-    producer: dict[str, int]  # librdkafka buffer settings of the application producer
-    stream_producer: dict[str, int]  # and of the audit and security producer
-    spool_batch: int  # bytes of lines a spool holds before it writes them
-
-    @classmethod
-    def of(cls, budget: int, queue_size: int | None) -> MemoryPlan:
-        """The plan for ``budget`` bytes; ``queue_size`` given by the user, else None."""
-        return cls(
-            budget=budget,
-            queue_size=queue_size if queue_size is not None else max(10, budget // 4 // QUEUED_RECORD_BYTES),
-            queue_explicit=queue_size is not None,
-            stream_queue_size=max(10, budget // 8 // QUEUED_RECORD_BYTES),
-            producer=producer_buffers(budget * 3 // 8),
-            stream_producer=producer_buffers(budget // 8),
-            spool_batch=max(16 * 1024, budget // 16),
-        )
 
 
 def check_topic(name: str, value: Any) -> str:
@@ -194,58 +68,6 @@ def check_key(value: Any, setting: str = "key") -> str | None:
         f"{setting}: unknown record attribute {value!r}{likely}; use one of {', '.join(sorted(KEY_FIELDS))}, "
         "or 'extra.<name>' / 'context.<name>' for your own attributes, or None for no key"
     )
-
-
-#: Client settings whose values are functions: checked as callables, never called while validating.
-_CALLBACKS = ("oauth_cb", "stats_cb", "throttle_cb", "logger")
-
-
-def _client_error(exc: BaseException) -> str:
-    if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
-        return str(exc.args[0].str())
-    return str(exc.args[0] if exc.args else exc)
-
-
-def _try_client(config: Mapping[str, Any]) -> str | None:
-    """librdkafka's objection to ``config`` (a client built without connecting anywhere), or None."""
-    try:
-        Producer({**config, "log_level": 0})
-    except (KafkaException, TypeError, ValueError) as exc:
-        return _client_error(exc)
-    return None
-
-
-def validate_producer_config(config: Mapping[str, Any], user: Mapping[str, Any] | None = None) -> None:
-    """Let librdkafka itself check every setting, without connecting anywhere or calling a callback.
-
-    A bad value is reported under the name the user wrote (``acks``, not
-    librdkafka's alias ``request.required.acks``); ``user`` holds those names.
-    """
-    for name, reason in _RESERVED_PRODUCER.items():
-        if name in config:
-            raise ValueError(f"producer_config: {name!r} cannot be set: {reason}")
-    for name in _CALLBACKS:
-        if name in config and not (callable(config[name]) or (name == "logger" and hasattr(config[name], "log"))):
-            value = config[name]
-            hint = (" (dictConfig resolves 'ext://' only in a handler's own arguments: pass the function itself, "
-                    "or set it in code)") if isinstance(value, str) and value.startswith("ext://") else ""
-            raise ValueError(f"producer_config[{name!r}]: expected a function, got {value!r}{hint}")
-    probe = {k: v for k, v in config.items() if k not in ("bootstrap.servers", *_CALLBACKS)}
-    text = _try_client(probe)
-    if text is None:
-        return
-    mine = [k for k in (user if user is not None else config) if k in probe]
-    culprit = next((k for k in mine if _try_client({k: probe[k]}) is not None), None)
-    if culprit is None:
-        hint = ""
-        for k in mine:
-            if "_" in k and "No such configuration property" in text and k in text:
-                hint = f" (librdkafka names use dots: {k.replace('_', '.')!r}?)"
-        raise ValueError(f"producer_config: {text}{hint}")
-    if "No such configuration property" in text:
-        hint = f" (librdkafka names use dots: {culprit.replace('_', '.')!r}?)" if "_" in culprit else ""
-        raise ValueError(f"producer_config[{culprit!r}]: no such client setting{hint}")
-    raise ValueError(f"producer_config[{culprit!r}]: invalid value {probe[culprit]!r} (librdkafka: {text})")
 
 
 @dataclass(frozen=True)
@@ -291,8 +113,16 @@ def check_namespace(value: Any) -> str | None:
     return value
 
 
+class StreamTopics(NamedTuple):
+    """The topic of each stream."""
+
+    application: str
+    audit: str
+    security: str
+
+
 def stream_topics(namespace: str | None, topic: str | None, audit_topic: str | None,
-                  security_topic: str | None) -> tuple[str, str, str]:
+                  security_topic: str | None) -> StreamTopics:
     """The three topics: each argument, else its environment variable, else from the namespace, else the default."""
     out = []
     for stream, value, env, default in (
@@ -308,56 +138,7 @@ def stream_topics(namespace: str | None, topic: str | None, audit_topic: str | N
         if value is None:
             value = f"{namespace}.logging.{stream}.v1" if namespace else default
         out.append(check_topic(name, value))
-    return out[0], out[1], out[2]
-
-
-def env_producer_config() -> dict[str, str]:
-    """librdkafka settings from the environment: ``LOGKAFKA_PRODUCER_CONFIG_FILE`` (a file, as Kubernetes mounts
-    a secret), then ``LOGKAFKA_PRODUCER_CONFIG`` over it; each a JSON object or ``key=value`` lines. A value
-    ``@/path`` is read from that file (a mounted secret). ``ValueError`` naming the variable when malformed."""
-    out: dict[str, str] = {}
-    path = os.environ.get("LOGKAFKA_PRODUCER_CONFIG_FILE")
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                out.update(_client_settings(f.read(), f"LOGKAFKA_PRODUCER_CONFIG_FILE ({path})"))
-        except OSError as exc:
-            raise ValueError(f"LOGKAFKA_PRODUCER_CONFIG_FILE: cannot read {path!r}: {exc.strerror or exc}") from None
-    text = os.environ.get("LOGKAFKA_PRODUCER_CONFIG")
-    if text:
-        out.update(_client_settings(text, "LOGKAFKA_PRODUCER_CONFIG"))
-    return out
-
-
-def _client_settings(text: str, source: str) -> dict[str, str]:
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"{source}: not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object of librdkafka settings")
-        pairs = [(str(k), "true" if v is True else "false" if v is False else str(v)) for k, v in data.items()]
-    else:
-        pairs = []
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith(("#", "!")):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"{source}: line {n}: expected key=value, got {line!r}")
-            pairs.append((key.strip(), value.strip()))
-    out = {}
-    for key, value in pairs:
-        if value.startswith("@"):
-            try:
-                with open(value[1:], encoding="utf-8") as f:
-                    value = f.read().strip()
-            except OSError as exc:
-                raise ValueError(f"{source}: {key}: cannot read {value[1:]!r}: {exc.strerror or exc}") from None
-        out[key] = value
-    return out
+    return StreamTopics(*out)
 
 
 def build_settings(
@@ -388,29 +169,9 @@ def build_settings(
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
     ns = check_namespace(namespace if namespace is not None else os.environ.get("LOGKAFKA_NAMESPACE"))
     app_topic, audit, security = stream_topics(ns, topic, audit_topic, security_topic)
-    if producer_config is not None and not isinstance(producer_config, Mapping):
-        raise ValueError(f"producer_config: expected a mapping, got {type(producer_config).__name__}")
-    user = {**env_producer_config(), **dict(producer_config or {})}  # the argument's keys win
-    for k in user:
-        if not isinstance(k, str):
-            raise ValueError(f"producer_config: setting names must be strings, got {k!r}")
-    if bootstrap_servers is None:
-        servers = user.get("bootstrap.servers") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_SERVERS
-    else:
-        servers = bootstrap_servers
-        if "bootstrap.servers" in user and user["bootstrap.servers"] != servers:
-            raise ValueError(
-                "bootstrap_servers: differs from producer_config['bootstrap.servers']; set only one"
-            )
-    if not isinstance(servers, str) or not servers.strip() or any(
-        not s.strip() or ":" not in s for s in servers.split(",")
-    ):
-        raise ValueError(f"bootstrap_servers: expected 'host:port[,host:port...]', got {servers!r}")
-    explicit_queue = queue_size if queue_size is not None else (os.environ.get("LOGKAFKA_QUEUE_SIZE") or None)
-    memory = MemoryPlan.of(
-        byte_size("memory_budget", "LOGKAFKA_MEMORY_BUDGET", memory_budget, DEFAULT_MEMORY_BUDGET,
-                  _MIN_MEMORY_BUDGET),
-        None if explicit_queue is None else _number("queue_size", "LOGKAFKA_QUEUE_SIZE", queue_size, 1, int))
+    user = user_config(producer_config)
+    servers = bootstrap_servers_of(bootstrap_servers, user)
+    memory = MemoryPlan.from_settings(memory_budget, queue_size)
     config = {**PRODUCER_DEFAULTS, **memory.producer, **user, "bootstrap.servers": servers.strip()}
     config.setdefault("client.id", f"logkafka-{identity['service']}")
     stream_config = {**config, **{k: v for k, v in memory.stream_producer.items() if k not in user}}
@@ -425,22 +186,22 @@ def build_settings(
         audit_topic=audit,
         security_topic=security,
         namespace=ns,
-        format=_choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS),
-        fields=_choice("fields", "LOGKAFKA_FIELDS", fields, "default", ("default", "ecs", "datadog", "otel")),
+        format=choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS),
+        fields=choice("fields", "LOGKAFKA_FIELDS", fields, "default", ("default", "ecs", "datadog", "otel")),
         queue_size=memory.queue_size,
-        flush_timeout=_number("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
+        flush_timeout=positive("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
         key=env_key(key),
         identity=identity,
         producer_config=config,
         spool_dir=spool,
         spool_off=spool_off,
-        spool_max_bytes=_number("spool_max_bytes", "LOGKAFKA_SPOOL_MAX_BYTES", spool_max_bytes,
-                                DEFAULT_SPOOL_MAX_BYTES, int),
-        spool_fsync=_choice("spool_fsync", "LOGKAFKA_SPOOL_FSYNC", spool_fsync, "interval",
-                            ("always", "interval", "never")),
-        durability=_choice("durability", "LOGKAFKA_DURABILITY", durability, "memory", DURABILITY_MODES),
-        overflow=_choice("overflow", "LOGKAFKA_OVERFLOW", overflow, "spool", OVERFLOW_POLICIES),
-        block_timeout=_number("block_timeout", "LOGKAFKA_BLOCK_TIMEOUT", block_timeout, DEFAULT_BLOCK_TIMEOUT, float),
+        spool_max_bytes=positive("spool_max_bytes", "LOGKAFKA_SPOOL_MAX_BYTES", spool_max_bytes,
+                                 DEFAULT_SPOOL_MAX_BYTES, int),
+        spool_fsync=choice("spool_fsync", "LOGKAFKA_SPOOL_FSYNC", spool_fsync, "interval",
+                           ("always", "interval", "never")),
+        durability=choice("durability", "LOGKAFKA_DURABILITY", durability, "memory", DURABILITY_MODES),
+        overflow=choice("overflow", "LOGKAFKA_OVERFLOW", overflow, "spool", OVERFLOW_POLICIES),
+        block_timeout=positive("block_timeout", "LOGKAFKA_BLOCK_TIMEOUT", block_timeout, DEFAULT_BLOCK_TIMEOUT, float),
         handle_sigterm=env_bool("LOGKAFKA_HANDLE_SIGTERM", handle_sigterm, False),
         servers_defaulted=bootstrap_servers is None and servers == DEFAULT_SERVERS
         and not user.get("bootstrap.servers") and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
@@ -461,34 +222,13 @@ def env_key(value: Any) -> str | None:
     return check_key(value)
 
 
-def env_level(value: int | str) -> int:
-    """The handler's level: the argument, else ``LOGKAFKA_LEVEL`` when the argument is left at NOTSET."""
-    env = os.environ.get("LOGKAFKA_LEVEL", "").strip()
-    level = level_of(value)
-    if level == logging.NOTSET and env:
-        return level_of(env, "LOGKAFKA_LEVEL")
-    return level
-
-
-def _choice(name: str, env: str, value: Any, default: str, allowed: tuple[str, ...]) -> str:
-    source = name
-    if value is None:
-        value = os.environ.get(env) or default
-        source = env if os.environ.get(env) else name
-    if value not in allowed:
-        raise ValueError(f"{source}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return str(value)
-
-
 def check_spool_dir(value: Any) -> str | None:
     """The spool directory: the argument, else ``LOGKAFKA_SPOOL_DIR``, else a per-user default;
     ``False`` or ``""`` turns the spool off. The path is only checked, not tried (see ``usable_spool_dir``)."""
-    from logkafka._spool import default_spool_dir
-
     if value is None:
         env = os.environ.get("LOGKAFKA_SPOOL_DIR")
         if env is not None:
-            return None if env.strip().lower() in ("", *_FALSE) else env
+            return None if env.strip().lower() in ("", *FALSE_WORDS) else env
         return default_spool_dir()
     if value is False or value == "":
         return None
@@ -537,16 +277,3 @@ def usable_spool_dir(spool_dir: str | None, explicit: Any) -> tuple[str | None, 
         raise ValueError(f"LOGKAFKA_SPOOL_DIR: cannot write records under {spool_dir!r}: {problem} "
                          "(choose a writable directory, or LOGKAFKA_SPOOL_DIR=false for no spool)")
     return None, f"the default spool directory {spool_dir!r} cannot be written ({problem})"
-
-
-def level_of(value: int | str, name: str = "level") -> int:
-    """A logging level from a number or a name (``name``: the setting's name in messages)."""
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().upper()
-    if text.isdigit():
-        return int(text)
-    level = logging.getLevelName(text)
-    if not isinstance(level, int):
-        raise ValueError(f"{name}: unknown logging level {value!r} (DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)")
-    return level

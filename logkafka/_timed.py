@@ -10,14 +10,13 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from logkafka import _context
 from logkafka._report import report
-from logkafka._settings import level_of
 from logkafka._snapshot import jsonable
+from logkafka._values import level_of
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
@@ -25,7 +24,7 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 _NOT_FAILURES = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"]):
+class timed(_context.Block):
     """Log a block or a function as ``<name>_started``, then ``<name>_completed`` or ``<name>_failed``.
 
     A context manager (``with`` / ``async with``) and a decorator (plain and ``async``
@@ -73,30 +72,13 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
         #: The duration of the last block, in milliseconds (``None`` before one ended).
         self.duration_ms: float | None = None
 
-    # -- the context manager --------------------------------------------------------
-    def __enter__(self) -> timed:
-        self._start(4)
-        return self
+    # -- the context manager (Block's __enter__ / __aenter__ call _open, its __exit__ / __aexit__ _close) ------
+    def _open(self) -> None:
+        self._start(5)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._end(exc_type, exc, tb, 3)
-
-    async def __aenter__(self) -> timed:
-        self._start(4)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._end(exc_type, exc, tb, 3)
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+               tb: TracebackType | None) -> None:
+        self._end(exc_type, exc, tb, 4)
 
     def _start(self, stacklevel: int) -> None:
         """Bind the context, log ``<name>_started``, start the clock (kept with this context's entry)."""
@@ -145,26 +127,31 @@ class timed(AbstractContextManager["timed"], AbstractAsyncContextManager["timed"
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                self._start(4)
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    self._end(type(exc), exc, exc.__traceback__, 3)
-                    raise
-                self._end(None, None, None, 3)
-                return result
+                with _Call(self):
+                    return await fn(*args, **kwargs)
 
             return cast(_F, run_async)
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            self._start(4)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._end(type(exc), exc, exc.__traceback__, 3)
-                raise
-            self._end(None, None, None, 3)
-            return result
+            with _Call(self):
+                return fn(*args, **kwargs)
 
         return cast(_F, run)
+
+
+class _Call:
+    """One call of a function ``timed`` decorates, as a ``with`` block inside its wrapper: the records
+    point at the caller of the function."""
+
+    __slots__ = ("_timed",)
+
+    def __init__(self, block: timed) -> None:
+        self._timed = block
+
+    def __enter__(self) -> None:
+        self._timed._start(5)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._timed._end(exc_type, exc, tb, 4)

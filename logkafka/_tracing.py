@@ -53,4 +53,5 @@ def span_ids(otel_context: Any) -> tuple[int, int] | None:
 
 def hex_ids(ids: tuple[int, int]) -> tuple[str, str]:
     """Render integer ids as 32 and 16 lower-case hex digits."""
-    return (f"{ids[0]:032x}", f"{ids[1]:016x}")
+    trace_id, span_id = ids
+    return (f"{trace_id:032x}", f"{span_id:016x}")

@@ -65,24 +65,17 @@ import asyncio
 import inspect
 import logging
 import os
-import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
-from logkafka._audit import (
-    AUDIT_LOGGER,
-    SECURITY_LOGGER,
-    _mapping,
-    _optional_text,
-    _text,
-    audit_parts,
-    security_parts,
-)
+from logkafka._audit import AUDIT_LOGGER, SECURITY_LOGGER, audit_parts, security_parts
 from logkafka._handler import KafkaLogHandler
+from logkafka._publication import Identity, Publication, Site, application, caller_site, plain, stream
 from logkafka._report import report
+from logkafka._values import FALSE_WORDS, TRUE_WORDS
 
 __all__ = [
     "ENABLE_ENV",
@@ -105,11 +98,6 @@ ENABLE_ENV = "KAFKA_ENABLE_LOGGING_EVENTS"
 #: At most this many distinct ``(service_name, instance_id)`` pairs (so handlers) per publisher.
 MAX_IDENTITIES = 8
 
-_FALSE = frozenset({"0", "false", "no", "off"})
-_TRUE = frozenset({"", "1", "true", "yes", "on"})
-#: Logger names a ``KafkaLogHandler`` never ships application records of.
-_RESERVED_LOGGERS = ("logkafka", "confluent_kafka")
-_HERE = os.path.normcase(__file__)
 _SIGNATURE = inspect.signature(KafkaLogHandler)
 _NEW, _STARTED, _STOPPED = "new", "started", "stopped"
 
@@ -149,49 +137,11 @@ def events_enabled() -> bool:
     if raw is None:
         return True
     text = raw.strip().lower()
-    if text in _FALSE:
+    if text in FALSE_WORDS:
         return False
-    if text not in _TRUE:
+    if text and text not in TRUE_WORDS:
         report("events", f"{ENABLE_ENV}={raw!r} is neither true nor false: logging events stay enabled")
     return True
-
-
-def _plain(value: Any) -> Any:
-    """An enum member's value (``Outcome.SUCCESS`` -> ``"success"``), anything else as it is."""
-    return value.value if isinstance(value, Enum) else value
-
-
-def _level(value: Any) -> int:
-    """A logging level from a name (any case) or a number with a name; else ``ValueError``."""
-    value = _plain(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value >= 0 and logging.getLevelName(value) != f"Level {value}":
-            return value
-    elif isinstance(value, str):
-        level = logging.getLevelName(value.strip().upper())
-        if isinstance(level, int):
-            return level
-    raise ValueError(f"level: unknown logging level {value!r}")
-
-
-def _caller() -> tuple[str, int, str]:
-    """(path, line, function) of the first frame outside this module: the service's call."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if os.path.normcase(code.co_filename) != _HERE:
-            return code.co_filename, frame.f_lineno, code.co_name
-        frame = frame.f_back
-    return "(unknown file)", 0, "(unknown function)"
-
-
-def _record(name: str, level: int, msg: str, args: tuple[Any, ...] | None, extra: Mapping[str, Any],
-            site: tuple[str, int, str]) -> logging.LogRecord:
-    """A record as ``Logger.makeRecord`` makes it: the standard attributes, then ``extra``."""
-    path, line, function = site
-    record = logging.LogRecord(name, level, path, line, msg, args, None, function, None)
-    record.__dict__.update(extra)
-    return record
 
 
 def _losses(handler: KafkaLogHandler) -> int:
@@ -256,7 +206,7 @@ class LoggingEventPublisher:
         self._lock = threading.Lock()
         self._state = _NEW
         self._main: KafkaLogHandler | None = None  # audit and security records, and its own identity
-        self._by_identity: dict[tuple[str, str], KafkaLogHandler] = {}
+        self._by_identity: dict[Identity, KafkaLogHandler] = {}
 
     @property
     def started(self) -> bool:
@@ -279,7 +229,7 @@ class LoggingEventPublisher:
             handler = KafkaLogHandler(self.bootstrap_servers, **self._options)
             identity = handler.settings.identity
             self._main = handler
-            self._by_identity = {(identity["service"], identity["instance_id"]): handler}
+            self._by_identity = {Identity(identity["service"], identity["instance_id"]): handler}
             self._state = _STARTED
 
     async def stop(self) -> None:
@@ -323,7 +273,7 @@ class LoggingEventPublisher:
             "handlers": [{"service": s, "instance_id": i, "stats": h.stats()} for (s, i), h in items],
         }
 
-    def _handler(self, identity: tuple[str, str] | None = None) -> KafkaLogHandler | None:
+    def _handler(self, identity: Identity | None = None) -> KafkaLogHandler | None:
         """The handler for ``identity`` (None: the publisher's own), starting lazily; None once stopped."""
         if self._state == _NEW:
             self._start()
@@ -342,16 +292,23 @@ class LoggingEventPublisher:
                     raise ValueError(f"more than {MAX_IDENTITIES} distinct (service_name, instance_id) pairs "
                                      f"in one publisher; {identity!r} is not published")
                 handler = KafkaLogHandler(self.bootstrap_servers, **{
-                    **self._options, "service_name": identity[0], "instance_id": identity[1]})
+                    **self._options, "service_name": identity.service_name, "instance_id": identity.instance_id})
                 self._by_identity[identity] = handler
             return handler
 
-    def _publish(self, function: str, record: logging.LogRecord, identity: tuple[str, str] | None) -> bool:
-        handler = self._handler(identity)
-        if handler is None:
-            report("events", f"{function}: not published: the publisher is stopped")
+    def _publish(self, function: str, build: Callable[[Site], Publication]) -> bool:
+        """Build the record at the service's call and give it to its handler; True when queued, never raises."""
+        if not self.enable_events:
             return False
-        return _hand(handler, record)
+        try:
+            publication = build(caller_site())
+            handler = self._handler(publication.identity)
+            if handler is None:
+                report("events", f"{function}: not published: the publisher is stopped")
+                return False
+            return _hand(handler, publication.record)
+        except Exception as exc:
+            return _refused(function, exc)
 
     async def publish_application_log(
         self,
@@ -374,29 +331,8 @@ class LoggingEventPublisher:
         ``code`` the ``code`` field; ``context`` is nested under ``"context"``;
         ``correlation_id`` overrides the bound one.
         """
-        if not self.enable_events:
-            return False
-        try:
-            site = _caller()
-            identity = (_text("service_name", service_name), _text("instance_id", instance_id))
-            levelno = _level(level)
-            name = _text("logger_name", logger_name)
-            if name.startswith(_RESERVED_LOGGERS):
-                raise ValueError(f"logger_name: {name!r} is reserved: handlers never ship records of logkafka's "
-                                 "and confluent_kafka's loggers")
-            if not isinstance(message, str):
-                raise ValueError(f"message: expected a string, got {type(message).__name__}")
-            extra: dict[str, Any] = {"code": _text("code", code)}
-            cid = _optional_text("correlation_id", correlation_id)
-            if cid is not None:
-                extra["correlation_id"] = cid
-            ctx = _mapping("context", context)
-            if ctx:
-                extra["context"] = ctx
-            record = _record(name, levelno, message, None, extra, site)
-            return self._publish("publish_application_log", record, identity)
-        except Exception as exc:
-            return _refused("publish_application_log", exc)
+        return self._publish("publish_application_log", lambda site: application(
+            site, service_name, instance_id, level, logger_name, message, code, context, correlation_id))
 
     async def publish_audit_log(
         self,
@@ -420,17 +356,9 @@ class LoggingEventPublisher:
         ``tenant_id``, else ``$TENANT_ID``, else ``default``. ``outcome`` is
         ``success`` or ``failure`` (or an :class:`Outcome`).
         """
-        if not self.enable_events:
-            return False
-        try:
-            site = _caller()
-            level, msg, args, extra = audit_parts(
-                action, actor, resource, _plain(outcome), tenant_id=tenant_id, diff=diff, ip_address=ip_address,
-                user_agent=user_agent, correlation_id=correlation_id, context=context)
-            record = _record(AUDIT_LOGGER.name, level, msg, args, extra, site)
-            return self._publish("publish_audit_log", record, None)
-        except Exception as exc:
-            return _refused("publish_audit_log", exc)
+        return self._publish("publish_audit_log", lambda site: stream(site, AUDIT_LOGGER, audit_parts(
+            action, actor, resource, plain(outcome), tenant_id=tenant_id, diff=diff, ip_address=ip_address,
+            user_agent=user_agent, correlation_id=correlation_id, context=context)))
 
     async def publish_security_log(
         self,
@@ -448,17 +376,9 @@ class LoggingEventPublisher:
         as for :meth:`publish_audit_log`); ``decision`` is ``allow`` or
         ``deny`` (or a :class:`Decision`).
         """
-        if not self.enable_events:
-            return False
-        try:
-            site = _caller()
-            level, msg, args, extra = security_parts(
-                event_type, user_id, resource, _plain(decision), tenant_id=tenant_id,
-                correlation_id=correlation_id, context=context)
-            record = _record(SECURITY_LOGGER.name, level, msg, args, extra, site)
-            return self._publish("publish_security_log", record, None)
-        except Exception as exc:
-            return _refused("publish_security_log", exc)
+        return self._publish("publish_security_log", lambda site: stream(site, SECURITY_LOGGER, security_parts(
+            event_type, user_id, resource, plain(decision), tenant_id=tenant_id, correlation_id=correlation_id,
+            context=context)))
 
 
 class LoggingEventPublisherContext:

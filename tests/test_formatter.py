@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import logkafka
 from logkafka import JsonFormatter
-from logkafka._formatter import CORE_FIELDS, EID, capture
+from logkafka._record import CORE_FIELDS, EID, capture
 
 IDENTITY_ENV = ("OTEL_SERVICE_NAME", "SERVICE_NAME", "ENVIRONMENT", "APP_VERSION", "SERVICE_INSTANCE_ID")
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -737,7 +737,7 @@ class TestTemplateEqualsGeneral:
     def test_same_bytes_one_formatter(self, tracer: trace.Tracer) -> None:
         """One formatter gives the general path's bytes for every kind of record, in turn and again."""
         f = JsonFormatter(service_name="svc")
-        assert f._templated
+        assert f.templated
         for _ in range(2):
             for case_id, build, ctx, span in CASES + CASES[::-1]:
                 self._check(f, case_id, build, ctx, span, tracer)

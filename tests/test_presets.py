@@ -13,8 +13,8 @@ import pytest
 
 from logkafka import JsonFormatter
 from logkafka import _presets as presets_module
-from logkafka._formatter import CORE_FIELDS
 from logkafka._presets import ECS_VERSION, PRESETS, apply_preset, check_preset, severity_number
+from logkafka._record import CORE_FIELDS
 
 TS = "2026-11-23T09:45:02.781Z"
 TS_NANO = 1_795_427_102_781_000_000  # TS as nanoseconds since the epoch

@@ -13,7 +13,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import logkafka
-from logkafka import _formatter as F
+from logkafka import _record as R
+from logkafka._render import Collision
 
 KEYS = ["code", "level", "service", "correlation_id", "tenant_id", "n", "x", "trace_id", "message_id", "caf\u00e9"]
 VALUES: list[Any] = [1, "s", None, 2.5, [1, {"a": b"b"}], {"k": {1, 2}}, float("nan"), "\u00fc\u00f1", True]
@@ -28,13 +29,13 @@ def _clean_context() -> Iterator[None]:
 
 
 def general(formatter: logkafka.JsonFormatter, captured: dict[str, Any]) -> bytes:
-    return orjson.dumps(formatter.to_dict(F.record_of(captured)), option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(formatter.to_dict(R.record_of(captured)), option=orjson.OPT_NON_STR_KEYS)
 
 
 def _captured(record: logging.LogRecord, resource: dict[str, str] | None, full: bool | None) -> Any:
     if full is None:
-        return F.capture(record, resource), F.capture(record, resource, False)
-    return F.capture(record, resource, full)
+        return R.capture(record, resource), R.capture_slim(record, resource)
+    return R.capture(record, resource) if full else R.capture_slim(record, resource)
 
 
 def random_records(seed: int, count: int, full: bool | None = True) -> Iterator[Any]:
@@ -81,7 +82,7 @@ class TestRenderEquivalence:
             try:
                 assert formatter.render_captured(captured) == expected
                 fast_used += 1
-            except F._Collision:
+            except Collision:
                 pass
         assert fast_used > 1000, "the template should serve most records"
 

@@ -507,7 +507,7 @@ class TestMemoryBudget:
     def test_shares_add_up_to_the_budget(self, make: Make) -> None:
         """Queues at 1 KiB a record, librdkafka at its value bytes plus 768 bytes a message and the spool's batch
         stay in the budget."""
-        from logkafka._settings import _RDKAFKA_MESSAGE_BYTES, QUEUED_RECORD_BYTES
+        from logkafka._memory import _RDKAFKA_MESSAGE_BYTES, QUEUED_RECORD_BYTES
 
         for budget in (1 << 20, 16 << 20, 100_000_000):
             s = make(memory_budget=budget).settings
