@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import concurrent.futures
 import hashlib
 import importlib
 import json
@@ -54,7 +53,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from logkafka._cli import (
     EXIT_FAILURE,
@@ -73,7 +72,7 @@ from logkafka._cli import (
     seconds,
     unreachable,
 )
-from logkafka._topics import wait_for_partitions
+from logkafka._topics import Status, TopicSpec, create_topics, wait_for_partitions, wait_for_topics
 
 #: Logger name of the probe record: not ``logkafka...``, whose records a handler drops.
 PROBE_LOGGER = "lkcheck"
@@ -473,7 +472,7 @@ def _probe(entry: _Found, consumer_extra: Mapping[str, Any], args: argparse.Name
     check_reachable(st.producer_config, timeout=min(timeout, 15.0))
     print("  connect:           OK", file=out)
     admin = new_admin(st.producer_config, "the handler's producer_config")
-    topics, _ = _topics_of(admin, st.bootstrap_servers, timeout)
+    topics = _topics_of(admin, st.bootstrap_servers, timeout)
     if st.topic not in topics and st.topic != args.probe_topic:
         findings.append(Finding(
             "missing-topic", entry.name,
@@ -526,15 +525,21 @@ def _aim_at(handler: Any, topic: str) -> None:
         old.join(5.0)
 
 
-def _topics_of(admin: Any, servers: str, timeout: float) -> tuple[set[str], int]:
-    """The topics the cluster has (with partitions), and how many brokers it has."""
+def _list_topics(admin: Any, servers: str, timeout: float) -> Any:
+    """The cluster's metadata, of all topics (asking for one may auto-create it); a cluster that does not answer
+    is a :class:`CliError`."""
     from confluent_kafka import KafkaException
 
     try:
-        md = admin.list_topics(timeout=min(timeout, 15.0))  # all topics: asking for one may auto-create it
+        return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise unreachable(servers, _kafka_text(exc)) from None
-    return {name for name, t in md.topics.items() if t.error is None and t.partitions}, len(md.brokers)
+
+
+def _topics_of(admin: Any, servers: str, timeout: float) -> set[str]:
+    """The topics the cluster has (with partitions)."""
+    md = _list_topics(admin, servers, min(timeout, 15.0))
+    return {name for name, t in md.topics.items() if t.error is None and t.partitions}
 
 
 def _ensure_probe_topic(admin: Any, topic: str, servers: str, *, create: bool, timeout: float) -> str:
@@ -542,43 +547,26 @@ def _ensure_probe_topic(admin: Any, topic: str, servers: str, *, create: bool, t
 
     A topic named by ``--probe-topic`` is never created: a missing one is a :class:`CliError`.
     """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-
-    topics, brokers = _topics_of(admin, servers, timeout)
-    if topic in topics:
+    if topic in _topics_of(admin, servers, timeout):
         return "exists" if create else "exists, from --probe-topic"
     if not create:
         raise CliError(f"--probe-topic: no topic {topic!r} on {servers} (the check creates only its own "
                        f"<application topic>{PROBE_SUFFIX}; create this one first, e.g. with logkafka topics "
                        "ensure)", EXIT_USAGE)
-    replication = -1  # the broker's default; an older broker wants a number
-    for attempt in range(2):
-        new = NewTopic(topic, 1, replication, config={"retention.ms": str(PROBE_RETENTION_MS)})
-        future = admin.create_topics([new], operation_timeout=timeout, request_timeout=timeout)[topic]
-        try:
-            future.result(timeout + 5)
-            break
-        except concurrent.futures.TimeoutError:
-            raise CliError(f"creating the probe topic {topic!r}: no answer from {servers} within "
-                           f"{timeout + 5:g} s", EXIT_USAGE) from None
-        except KafkaException as exc:
-            code, text = _admin_error(exc)
-            if code == KafkaError.TOPIC_ALREADY_EXISTS:
-                return "exists"  # made meanwhile, by another check
-            if attempt == 0 and code in (KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.INVALID_REQUEST,
-                                         KafkaError.UNSUPPORTED_VERSION):
-                replication = min(3, max(1, brokers))
-                continue
-            raise CliError(f"cannot create the probe topic {topic!r} on {servers}: {text} (create it with one "
-                           "partition, or pass --probe-topic TOPIC naming a topic this client may write to)",
-                           EXIT_USAGE) from None
-    deadline = time.monotonic() + timeout
-    while topic not in _topics_of(admin, servers, timeout)[0]:
-        if time.monotonic() >= deadline:
-            raise CliError(f"the probe topic {topic!r} was created but is not visible after {timeout:g} s",
-                           EXIT_USAGE)
-        time.sleep(0.2)
+    spec = TopicSpec(topic, 1, {"retention.ms": str(PROBE_RETENTION_MS)})
+    outcome = create_topics(admin, [spec], timeout=timeout)[topic]
+    if outcome.status is Status.UNANSWERED:
+        raise CliError(f"creating the probe topic {topic!r}: no answer from {servers} within "
+                       f"{timeout + 5:g} s", EXIT_USAGE)
+    if outcome.status is Status.EXISTS:
+        return "exists"  # made meanwhile, by another check
+    if outcome.status is Status.REFUSED:
+        raise CliError(f"cannot create the probe topic {topic!r} on {servers}: {outcome.text} (create it with one "
+                       "partition, or pass --probe-topic TOPIC naming a topic this client may write to)",
+                       EXIT_USAGE)
+    if not wait_for_topics(admin, [topic], time.monotonic() + timeout):
+        raise CliError(f"the probe topic {topic!r} was created but is not visible after {timeout:g} s",
+                       EXIT_USAGE)
     return "created by the check: 1 partition, kept 1 day"
 
 
@@ -726,6 +714,14 @@ def _print_findings(findings: list[Any], ignored: int, out: IO[str]) -> None:
 
 
 # -- topics ensure ------------------------------------------------------------------------------
+class _Wanted(NamedTuple):
+    """One of the three topics as asked: its stream, name and retention."""
+
+    stream: str
+    name: str
+    retention_ms: int
+
+
 @dataclass
 class _TopicState:
     name: str
@@ -734,13 +730,6 @@ class _TopicState:
     retention_ms: int | None = None
     status: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def _admin_error(exc: BaseException) -> tuple[int | None, str]:
-    err: Any = exc.args[0] if exc.args else None
-    code = err.code() if hasattr(err, "code") else None
-    text = err.str() if hasattr(err, "str") else str(exc)
-    return code, text
 
 
 def _describe_retention(admin: Any, topics: list[str], timeout: float) -> dict[str, int | None]:
@@ -763,21 +752,8 @@ def _describe_retention(admin: Any, topics: list[str], timeout: float) -> dict[s
     return out
 
 
-def _list_topics(admin: Any, config: Mapping[str, Any], timeout: float) -> Any:
-    """The cluster's metadata; a cluster that stops answering is a :class:`CliError`."""
-    from confluent_kafka import KafkaException
-
-    try:
-        return admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise unreachable(str(config.get("bootstrap.servers")), _kafka_text(exc)) from None
-
-
-def run_topics_ensure(args: argparse.Namespace) -> int:
-    """``logkafka topics ensure``."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-
+def _wanted_topics(args: argparse.Namespace) -> list[_Wanted]:
+    """The three topics as the handler names them, each with the retention asked (or its stream's default)."""
     from logkafka._settings import check_namespace, stream_topics
 
     try:
@@ -786,88 +762,81 @@ def run_topics_ensure(args: argparse.Namespace) -> int:
         names = stream_topics(namespace, args.topic, args.audit_topic, args.security_topic)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    wanted = []
+    for stream, name in zip(("application", "audit", "security"), names, strict=True):
+        asked = getattr(args, f"retention_{stream}")
+        wanted.append(_Wanted(stream, name, RETENTION_DEFAULTS[stream] if asked is None else int(asked)))
+    return wanted
+
+
+def run_topics_ensure(args: argparse.Namespace) -> int:
+    """``logkafka topics ensure``."""
+    wanted = _wanted_topics(args)
     config = admin_config(args)
     admin = new_admin(config, connection_option(args))
     check_reachable(config, timeout=min(args.timeout, 15.0), option=connection_option(args))
-    wanted = {
-        stream: (name, RETENTION_DEFAULTS[stream] if getattr(args, f"retention_{stream}") is None
-                 else int(getattr(args, f"retention_{stream}")))
-        for stream, name in zip(("application", "audit", "security"), names, strict=True)
-    }
-    states = {stream: _TopicState(name, stream) for stream, (name, _) in wanted.items()}
-    md = _list_topics(admin, config, args.timeout)
-    missing = [s for s, (name, _) in wanted.items() if name not in md.topics or md.topics[name].error is not None]
-    replication = args.replication_factor
-    for attempt in range(2):
-        if not missing:
-            break
-        new = [NewTopic(wanted[s][0], args.partitions, replication, config={"retention.ms": str(wanted[s][1])})
-               for s in missing]
-        futures = admin.create_topics(new, operation_timeout=args.timeout, request_timeout=args.timeout)
-        retry: list[str] = []
-        for s in missing:
-            try:
-                futures[wanted[s][0]].result(args.timeout + 5)
-                states[s].status = "created"
-            except concurrent.futures.TimeoutError:
-                raise CliError(f"creating topic {wanted[s][0]!r}: no answer from {config['bootstrap.servers']} "
-                               f"within {args.timeout + 5:g} s") from None
-            except KafkaException as exc:
-                code, text = _admin_error(exc)
-                if code == KafkaError.TOPIC_ALREADY_EXISTS:
-                    states[s].status = "exists"  # made meanwhile by someone else
-                elif (attempt == 0 and replication == -1 and args.replication_factor == -1
-                      and code in (KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.INVALID_REQUEST,
-                                   KafkaError.UNSUPPORTED_VERSION)):
-                    retry.append(s)  # an older broker: no "broker default" replication factor
-                else:
-                    raise CliError(f"creating topic {wanted[s][0]!r} failed: {text}") from None
-        if retry:
-            replication = min(3, max(1, len(md.brokers)))
-        missing = retry
+    states = {w.stream: _TopicState(w.name, w.stream) for w in wanted}
+    _create_missing(admin, args, str(config["bootstrap.servers"]), wanted, states)
+    # wait until every topic is visible, then report what exists
+    visible = wait_for_topics(admin, [w.name for w in wanted], time.monotonic() + args.timeout)
+    retention = _describe_retention(admin, [w.name for w in wanted], args.timeout)
+    failed = []
+    for w in wanted:
+        if w.name not in visible:
+            failed.append(w.name)
+            states[w.stream].status += ", not visible yet"
+            continue
+        _compare(states[w.stream], w, len(visible[w.name]), retention.get(w.name), args.partitions)
+    _print_topics(list(states.values()))
+    if failed:
+        raise CliError(f"topics not visible after {args.timeout:g} s: {', '.join(failed)}")
+    return 0
+
+
+def _create_missing(admin: Any, args: argparse.Namespace, servers: str, wanted: list[_Wanted],
+                    states: dict[str, _TopicState]) -> None:
+    """Create the wanted topics the cluster does not have; mark each state ``created`` or ``exists``."""
+    md = _list_topics(admin, servers, args.timeout)
+    missing = [w for w in wanted if w.name not in md.topics or md.topics[w.name].error is not None]
+    specs = [TopicSpec(w.name, args.partitions, {"retention.ms": str(w.retention_ms)}) for w in missing]
+    outcomes = create_topics(admin, specs, replication=args.replication_factor, timeout=args.timeout)
+    for w in missing:
+        outcome = outcomes[w.name]
+        if outcome.status is Status.UNANSWERED:
+            raise CliError(f"creating topic {w.name!r}: no answer from {servers} within {args.timeout + 5:g} s")
+        if outcome.status is Status.REFUSED:
+            raise CliError(f"creating topic {w.name!r} failed: {outcome.text}")
+        states[w.stream].status = outcome.status.value  # "exists": made meanwhile by someone else
     for state in states.values():
         if not state.status:
             state.status = "exists"
-    # wait until every topic is visible, then report what exists
-    deadline = time.monotonic() + args.timeout
-    while True:
-        md = _list_topics(admin, config, max(1.0, deadline - time.monotonic()))
-        seen = {name: md.topics[name] for name, _ in wanted.values()
-                if name in md.topics and md.topics[name].error is None and md.topics[name].partitions}
-        if len(seen) == len(wanted) or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
-    retention = _describe_retention(admin, [name for name, _ in wanted.values()], args.timeout)
-    failed = []
-    for s, state in states.items():
-        name, want_ms = wanted[s]
-        meta = seen.get(name)
-        if meta is None:
-            failed.append(name)
-            state.status += ", not visible yet"
-            continue
-        state.partitions = len(meta.partitions)
-        state.retention_ms = retention.get(name)
-        if state.status == "exists":
-            if state.partitions != args.partitions:
-                state.notes.append(f"has {state.partitions} partitions, asked {args.partitions}: not changed")
-            if state.retention_ms is None:
-                state.notes.append("retention not reported by the broker")
-            elif state.retention_ms != want_ms:
-                state.notes.append(f"retention {format_duration(state.retention_ms)}, asked "
-                                   f"{format_duration(want_ms)}: not changed")
-        elif state.retention_ms is None:
-            state.notes.append(f"asked retention {format_duration(want_ms)}; the broker does not report it")
-    width = max(len(st.name) for st in states.values())
+
+
+def _compare(state: _TopicState, wanted: _Wanted, partitions: int, retention_ms: int | None, asked: int) -> None:
+    """Note on ``state`` how a visible topic differs from what was asked (an existing one is never changed)."""
+    state.partitions = partitions
+    state.retention_ms = retention_ms
+    if state.status == "exists":
+        if state.partitions != asked:
+            state.notes.append(f"has {state.partitions} partitions, asked {asked}: not changed")
+        if state.retention_ms is None:
+            state.notes.append("retention not reported by the broker")
+        elif state.retention_ms != wanted.retention_ms:
+            state.notes.append(f"retention {format_duration(state.retention_ms)}, asked "
+                               f"{format_duration(wanted.retention_ms)}: not changed")
+    elif state.retention_ms is None:
+        state.notes.append(f"asked retention {format_duration(wanted.retention_ms)}; the broker does not report it")
+
+
+def _print_topics(states: list[_TopicState]) -> None:
+    """The table of ``topics ensure``: stream, topic, partitions, retention, status and notes."""
+    width = max(len(st.name) for st in states)
     print(f"{'STREAM':<12}{'TOPIC':<{width + 2}}{'PARTITIONS':>10}  {'RETENTION':<10} STATUS")
-    for state in states.values():
+    for state in states:
         parts = "?" if state.partitions is None else str(state.partitions)
         note = "".join(f"; {n}" for n in state.notes)
         print(f"{state.stream:<12}{state.name:<{width + 2}}{parts:>10}  "
               f"{format_duration(state.retention_ms):<10} {state.status}{note}")
-    if failed:
-        raise CliError(f"topics not visible after {args.timeout:g} s: {', '.join(failed)}")
-    return 0
 
 
 # -- replay -------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
 import datetime
 import json
@@ -45,6 +44,7 @@ from typing import Any, TextIO
 from logkafka import _cli
 from logkafka._cli import CliError, positive_int, seconds
 from logkafka._merge import MAX_HELD_BYTES, MAX_HELD_RECORDS, TimeMerge
+from logkafka._topics import Status, TopicSpec, create_topics, wait_for_topics
 
 #: Without ``--follow``: stop when no record came for this long, even if the broker never said "end of partition".
 DEFAULT_IDLE = 5.0
@@ -674,30 +674,15 @@ def _create_topics(args: argparse.Namespace, servers: str, topics: Sequence[str]
 
     The admin client uses ``--producer-config``, else ``--consumer-config`` (see :func:`_cli.admin_config`).
     """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
-
     admin = _cli.new_admin(_cli.admin_config(args, servers), _cli.connection_option(args))
-    futures = admin.create_topics([NewTopic(t, partitions, -1) for t in topics], operation_timeout=15)
-    for topic, future in futures.items():
-        try:
-            future.result(20)
-        except concurrent.futures.TimeoutError:
-            raise CliError(f"cannot create topic {topic}: no answer from {servers} within 20 s") from None
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise CliError(f"cannot create topic {topic}: {err.str()}") from None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            md = admin.list_topics(timeout=5)
-        except KafkaException as exc:
-            raise _cli.unreachable(servers, _cli.kafka_text(exc)) from None
-        if all(t in md.topics and md.topics[t].error is None and md.topics[t].partitions for t in topics):
-            return
-        time.sleep(0.1)
-    raise CliError(f"topics {', '.join(topics)} not visible after 15 s")
+    outcomes = create_topics(admin, [TopicSpec(t, partitions) for t in topics], timeout=15)
+    for topic, outcome in outcomes.items():
+        if outcome.status is Status.UNANSWERED:
+            raise CliError(f"cannot create topic {topic}: no answer from {servers} within 20 s")
+        if outcome.status is Status.REFUSED:
+            raise CliError(f"cannot create topic {topic}: {outcome.text}")
+    if len(wait_for_topics(admin, topics, time.monotonic() + 15)) < len(set(topics)):
+        raise CliError(f"topics {', '.join(topics)} not visible after 15 s")
 
 
 def _start_broker(port: int | None) -> Any:
