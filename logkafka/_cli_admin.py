@@ -55,22 +55,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
-from logkafka._cli import (
-    EXIT_FAILURE,
-    EXIT_USAGE,
-    CliError,
+from logkafka._cli.common import EXIT_FAILURE, EXIT_USAGE, CliError, cause_chain, positive_int, seconds, unreachable
+from logkafka._cli.connection import (
     admin_config,
     bootstrap_servers,
-    cause_chain,
     check_reachable,
     connection_option,
     load_client_config,
     masked,
     new_admin,
-    positive_int,
     producer_config,
-    seconds,
-    unreachable,
 )
 from logkafka._topics import Status, TopicSpec, create_topics, wait_for_partitions, wait_for_topics
 
@@ -1119,7 +1113,6 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"nothing to replay in {spool_dir}")
         return 0
     servers = bootstrap_servers(args)
-    assert servers is not None
     from confluent_kafka import Producer
 
     option = connection_option(args)

@@ -518,7 +518,7 @@ class TestMasked:
     def test_table(self, name: str, secret: bool) -> None:
         """Every sasl.* value but the mechanism, user name and Kerberos names is masked, and so is every
         setting named like a password, secret, token, credential, user info, JAAS or PEM key or private key."""
-        from logkafka._cli import masked
+        from logkafka._cli.connection import masked
 
         shown = masked({name: "clientSecret=s3cr3t", "empty": ""})
         assert shown[name] == ("***" if secret else "clientSecret=s3cr3t")
