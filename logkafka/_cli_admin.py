@@ -7,7 +7,7 @@
     record through the handler and reads it back. The probe goes to a topic of its
     own, ``<application topic>.check`` (created if missing), never to the
     application's topic unless ``--probe-topic`` names it. The configuration is
-    linted for what loses records or their context without a word (``_lint``);
+    linted for what loses records or their context without a word (``logkafka._cli.lint``);
     ``--strict`` makes a warning fail the check (exit 3).
 
     Servers follow the handler's own rule: a ``bootstrap_servers`` (or
@@ -182,7 +182,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 # -- argument types -----------------------------------------------------------------------------
 def _lint_codes() -> list[str]:
-    from logkafka._lint import CODES
+    from logkafka._cli.lint import CODES
 
     return list(CODES)
 
@@ -458,7 +458,7 @@ def _probe(entry: _Found, consumer_extra: Mapping[str, Any], args: argparse.Name
 
     A missing application topic is added to ``findings``: the probe does not go there.
     """
-    from logkafka._lint import Finding
+    from logkafka._cli.lint_tree import Finding
 
     handler = entry.handler
     timeout = args.timeout
@@ -612,7 +612,7 @@ def _private_spool(config: dict[str, Any], spool: str) -> tuple[dict[str, Any], 
 
 def run_check(args: argparse.Namespace) -> int:
     """``logkafka check CONFIG``."""
-    from logkafka._lint import enabled_loggers
+    from logkafka._cli.lint import enabled_loggers
 
     out = sys.stdout
     libraries = enabled_loggers()  # before the configuration's own imports: what logkafka and its libraries made
@@ -638,7 +638,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _targets(found: list[_Found], own_spools: Mapping[str, str | None], chosen_by: str) -> list[Any]:
     """The lint's view of each handler: where the application (not this check) would spool its records."""
-    from logkafka._lint import Target
+    from logkafka._cli.lint_tree import Target
 
     targets = []
     for entry in found:
@@ -657,7 +657,7 @@ def _check(args: argparse.Namespace, config: dict[str, Any], built: dict[str, An
            chosen_by: str, libraries: frozenset[str]) -> int:
     """Build the configuration, lint it, and check each handler; ``chosen_by`` names the default spool's source,
     ``libraries`` the loggers that existed before the configuration was loaded."""
-    from logkafka import _lint
+    from logkafka._cli import lint as _lint
 
     enabled_before = _lint.enabled_loggers()
     try:
