@@ -1,10 +1,9 @@
 """The ``logkafka`` command: read logs back, check a configuration, set up topics.
 
 Each subcommand lives in a module of its own, which registers its parser: ``tail``, ``demo``, ``broker``,
-``topics`` (``topics ensure``) and ``replay`` (``logkafka._cli_admin`` still holds ``check``). What they
-share is in ``common`` (errors, argument types, Ctrl-C) and ``connection`` (the connection options and
-clients); the reading side of ``tail`` (``records``, ``reader``, ``merge``, ``render``) serves every
-reader of log topics.
+``check``, ``topics`` (``topics ensure``) and ``replay``. What they share is in ``common`` (errors,
+argument types, Ctrl-C) and ``connection`` (the connection options and clients); the reading side of
+``tail`` (``records``, ``reader``, ``merge``, ``render``) serves every reader of log topics.
 """
 
 from __future__ import annotations
@@ -15,15 +14,15 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from logkafka import __version__, _cli_admin
-from logkafka._cli import broker, demo, replay, tail, topics
+from logkafka import __version__
+from logkafka._cli import broker, check, demo, replay, tail, topics
 from logkafka._cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, CliError, kafka_text
 from logkafka._cli.connection import connection_options
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
 #: The subcommands, in the order ``logkafka --help`` lists them.
-COMMANDS: Sequence[Register] = (tail.register, demo.register, broker.register, _cli_admin.register, topics.register,
+COMMANDS: Sequence[Register] = (tail.register, demo.register, broker.register, check.register, topics.register,
                                 replay.register)
 
 
