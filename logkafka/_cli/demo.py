@@ -151,13 +151,14 @@ def _demo(args: argparse.Namespace, servers: str, *, own_broker: bool) -> int:
     return 0 if ok else EXIT_FAILURE
 
 
-def _read_back(consumer: Mapping[str, Any], topics: Sequence[str], run_id: str, expected: int) -> dict[bytes, LogLine]:
+def _read_back(consumer_config: Mapping[str, Any], topics: Sequence[str], run_id: str,
+               expected: int) -> dict[bytes, LogLine]:
     """The records of this run in Kafka, by value: until ``expected`` came, 30 s passed or Ctrl-C."""
     found: dict[bytes, LogLine] = {}
     deadline = time.monotonic() + 30
     wanted = Filters(members={"run_id": run_id})
     with Interrupts() as stop:
-        for m in read(consumer, list(dict.fromkeys(topics)), from_beginning=True, follow=True,
+        for m in read(consumer_config, list(dict.fromkeys(topics)), from_beginning=True, follow=True,
                       stopping=lambda: stop.is_set() or len(found) >= expected or time.monotonic() > deadline,
                       warn=warner("demo")):
             line = parse(m.topic, m.partition, m.offset, m.value)

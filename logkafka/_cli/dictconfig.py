@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from logkafka._cli.common import EXIT_USAGE, CliError
+from logkafka._cli.lint_tree import named_handlers
 from logkafka._handler import KafkaLogHandler
 from logkafka._settings import check_spool_dir
 
@@ -93,11 +94,10 @@ class Found:
 def find_handlers(config: Mapping[str, Any], servers_option: str | None = None) -> list[Found]:
     """Every KafkaLogHandler dictConfig made, with the loggers it is attached to; ``servers_option``: the
     ``--bootstrap-servers`` given, which serves the handlers whose configuration names no cluster."""
-    named: Mapping[str, logging.Handler] = getattr(logging, "_handlers", {})
     found: dict[int, Found] = {}
-    for name, handler in list(named.items()):
+    for name, handler in named_handlers().items():
         if isinstance(handler, KafkaLogHandler):
-            found[id(handler)] = Found(str(name), handler)
+            found[id(handler)] = Found(name, handler)
     loggers: list[tuple[str, logging.Logger]] = [("root", logging.getLogger())]
     loggers += [(n, lg) for n, lg in sorted(logging.Logger.manager.loggerDict.items())
                 if isinstance(lg, logging.Logger)]

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from logkafka._cli.lint_tree import Finding, LoggerTree, Target, quoted
+from logkafka._cli.lint_tree import Finding, LoggerTree, Target, named_handlers, quoted
 from logkafka._formatter import JsonFormatter, default_identity
 from logkafka._handler import KafkaLogHandler
 from logkafka._spool import destination_dir
@@ -29,7 +29,7 @@ def fronts(tree: LoggerTree) -> Iterator[Finding]:
     """A QueueHandler or MemoryHandler in front of a KafkaLogHandler: its records lose their own context."""
     seen: set[int] = set()
     handlers = [h for lg in tree.loggers.values() for h in lg.handlers]
-    handlers += [h for h in list(getattr(logging, "_handlers", {}).values()) if isinstance(h, logging.Handler)]
+    handlers += list(named_handlers().values())
     for front in handlers:
         if id(front) in seen or isinstance(front, KafkaLogHandler):
             continue
@@ -107,7 +107,7 @@ def identity(config: Mapping[str, Any], targets: Collection[Target]) -> Iterator
             continue
         said = "; ".join(f"{s} {mine!r} on the handler, {other!r} on the formatter" for s, mine, other in differ)
         settings = ", ".join(s for s, _, _ in differ)
-        sharing = sorted(str(n) for n, h in list(getattr(logging, "_handlers", {}).items())
+        sharing = sorted(n for n, h in named_handlers().items()
                          if h is not handler and getattr(h, "formatter", None) is fmt)
         others = (f"handler{'s' if len(sharing) > 1 else ''} {quoted(sharing)}, sharing the formatter, "
                   f"write{'' if len(sharing) > 1 else 's'}" if sharing

@@ -45,6 +45,12 @@ class Target:
     spool_setting: str = "spool_dir"  # what chose it: spool_dir, LOGKAFKA_SPOOL_DIR, the default
 
 
+def named_handlers() -> dict[str, logging.Handler]:
+    """Every handler by the name dictConfig gave it (the logging module keeps them in ``logging._handlers``,
+    its only registry of names)."""
+    return {str(n): h for n, h in list(getattr(logging, "_handlers", {}).items()) if isinstance(h, logging.Handler)}
+
+
 def quoted(names: Collection[str]) -> str:
     """``'a'``, ``'a' and 'b'``, ``'a', 'b' and 'c'``."""
     shown = [repr(n) for n in names]
@@ -70,7 +76,7 @@ class LoggerTree:
         for obj in gc.get_objects():
             if isinstance(obj, logging.handlers.QueueListener):
                 self.listeners.setdefault(id(obj.queue), []).extend(obj.handlers)
-        self.handler_names = {id(h): str(n) for n, h in list(getattr(logging, "_handlers", {}).items())}
+        self.handler_names = {id(h): n for n, h in named_handlers().items()}
 
     def name_of(self, handler: logging.Handler) -> str:
         """The name the configuration gives ``handler``."""
