@@ -1,9 +1,11 @@
-"""What every ``logkafka`` subcommand shares: its errors and their words, argument types, Ctrl-C, topic names."""
+"""What the ``logkafka`` subcommands share: errors and their words, argument types (numbers, durations), Ctrl-C,
+the three streams' topic names."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
@@ -85,6 +87,48 @@ def number_type(convert: Callable[[str], N], accept: Callable[[N], bool], expect
 positive_int = number_type(int, lambda n: n > 0, "a positive integer")
 #: An argument type: a number of seconds above 0.
 seconds = number_type(float, lambda n: n > 0, "a positive number of seconds")
+
+
+#: Durations: milliseconds, or a number with a unit; -1 (or one of its words) for no limit.
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_UNLIMITED = ("-1", "unlimited", "infinite", "forever", "none")
+
+
+def parse_duration(text: str) -> int:
+    """Milliseconds from ``"604800000"``, ``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, ``"2w"``; -1 for unlimited.
+
+    Raises ``ValueError`` with the accepted forms.
+    """
+    if text.strip().lower() in _UNLIMITED:
+        return -1
+    m = _DURATION_RE.match(text)
+    ms = 0 if m is None else round(float(m.group(1)) * _UNIT_MS[(m.group(2) or "ms").lower()])
+    if ms <= 0:
+        raise ValueError(f"invalid duration {text!r}: expected a positive number of milliseconds, or one with "
+                         "ms, s, m, h, d or w (e.g. 14d, 12h), or -1 / unlimited")
+    return ms
+
+
+def parse_duration_arg(text: str) -> int:
+    """:func:`parse_duration` for argparse."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_duration(ms: int | None) -> str:
+    """``7d``, ``36h``, ``unlimited``: the shortest exact form of a retention in milliseconds."""
+    if ms is None:
+        return "?"
+    if ms < 0:
+        return "unlimited"
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------------

@@ -7,55 +7,24 @@ New topics get the partitions and retention asked; existing topics are reported
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from logkafka._cli.common import CliError, number_type, positive_int, seconds, stream_topic_names
+from logkafka._cli.common import (
+    CliError,
+    format_duration,
+    number_type,
+    parse_duration_arg,
+    positive_int,
+    seconds,
+    stream_topic_names,
+)
 from logkafka._cli.connection import admin_config, check_reachable, connection_option, list_topics, new_admin
 from logkafka._topics import Status, TopicSpec, create_topics, wait_for_topics
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_UNLIMITED = ("-1", "unlimited", "infinite", "forever", "none")
+#: Retention of each stream's new topic unless asked: a week, unlimited, 90 days.
 RETENTION_DEFAULTS = {"application": 7 * 86_400_000, "audit": -1, "security": 90 * 86_400_000}
-
-
-def parse_duration(text: str) -> int:
-    """Milliseconds from ``"604800000"``, ``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, ``"2w"``; -1 for unlimited.
-
-    Raises ``ValueError`` with the accepted forms.
-    """
-    if text.strip().lower() in _UNLIMITED:
-        return -1
-    m = _DURATION_RE.match(text)
-    ms = 0 if m is None else round(float(m.group(1)) * _UNIT_MS[(m.group(2) or "ms").lower()])
-    if ms <= 0:
-        raise ValueError(f"invalid duration {text!r}: expected a positive number of milliseconds, or one with "
-                         "ms, s, m, h, d or w (e.g. 14d, 12h), or -1 / unlimited")
-    return ms
-
-
-def parse_duration_arg(text: str) -> int:
-    """:func:`parse_duration` for argparse."""
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def format_duration(ms: int | None) -> str:
-    """``7d``, ``36h``, ``unlimited``: the shortest exact form of a retention in milliseconds."""
-    if ms is None:
-        return "?"
-    if ms < 0:
-        return "unlimited"
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 class _Wanted(NamedTuple):
