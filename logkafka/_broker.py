@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logkafka._tcpproxy import TcpProxy
-from logkafka._topics import wait_for_partitions
+from logkafka._topics import Status, TopicSpec, create_topics, wait_for_partitions
 
 
 def free_port() -> int:
@@ -60,18 +60,14 @@ class ConsumedMessage:
 
 def create_topic(bootstrap_servers: str, topic: str, partitions: int = 3, timeout: float = 15.0) -> None:
     """Create ``topic`` (an existing topic is fine) and wait until its metadata is visible."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 3})  # no destroy-time chatter
-    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=timeout)
-    # exception(), not result(): a raised exception's traceback would hold this frame, and so the
-    # client, in a reference cycle, connected to the broker until a garbage collection.
-    error = futures[topic].exception(timeout)
-    if error is not None:
-        if not (isinstance(error, KafkaException) and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
-            raise error
-        del error
+    outcome = create_topics(admin, [TopicSpec(topic, partitions)], replication=1, timeout=timeout)[topic]
+    if outcome.status is Status.UNANSWERED:
+        raise TimeoutError(f"topic {topic!r}: no answer from {bootstrap_servers} within {timeout + 5:g}s")
+    if outcome.error is not None:
+        raise outcome.error
     if not wait_for_partitions(admin, topic, time.monotonic() + timeout):
         raise TimeoutError(f"topic {topic!r} not visible after {timeout}s")
 

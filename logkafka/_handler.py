@@ -414,6 +414,12 @@ def aim_at(handler: KafkaLogHandler, topic: str) -> None:
     handler._outlets.renew_worker()
 
 
+def explicit_identity(handler: KafkaLogHandler) -> dict[str, str]:
+    """The service identity given to ``handler`` itself (``service_name`` and the like), without the
+    environment's or a formatter's."""
+    return dict(handler._explicit_identity)
+
+
 def _after_fork_in_child() -> None:
     WORKER_IDENTS.clear()
     for handler in _process.handlers():

@@ -518,7 +518,7 @@ class TestMasked:
     def test_table(self, name: str, secret: bool) -> None:
         """Every sasl.* value but the mechanism, user name and Kerberos names is masked, and so is every
         setting named like a password, secret, token, credential, user info, JAAS or PEM key or private key."""
-        from logkafka._cli import masked
+        from logkafka._cli.connection import masked
 
         shown = masked({name: "clientSecret=s3cr3t", "empty": ""})
         assert shown[name] == ("***" if secret else "clientSecret=s3cr3t")
@@ -796,7 +796,7 @@ def lint_config(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def lint() -> Any:
     """Build a configuration with dictConfig, as check does, and return its findings; handlers closed after."""
-    from logkafka import _lint
+    from logkafka._cli import lint as _lint
 
     libraries = _lint.enabled_loggers()  # before the test makes loggers of its own
 
@@ -957,7 +957,7 @@ class TestLintFronts:
         front.set_name("queue")
         front.listener = logging.handlers.QueueListener(q, kafka)  # type: ignore[attr-defined]  # as 3.12 does
         logging.getLogger().addHandler(front)
-        from logkafka import _lint
+        from logkafka._cli import lint as _lint
 
         found = _lint.lint(config, [_lint.Target("kafka", kafka)])
         assert codes(found) == [("queue-handler", "queue")]
@@ -975,7 +975,7 @@ class TestLintFronts:
         q: queue.Queue[Any] = queue.Queue()
         listener = logging.handlers.QueueListener(q, kafka)
         logging.getLogger("app").addHandler(logging.handlers.QueueHandler(q))
-        from logkafka import _lint
+        from logkafka._cli import lint as _lint
 
         assert [f.code for f in _lint.lint(config, [_lint.Target("kafka", kafka)])] == ["queue-handler"]
         del listener
@@ -1034,7 +1034,7 @@ class TestLintSpoolDir:
     def test_problems_found_without_leaving_anything(self, tmp_path: Path) -> None:
         """A file, a path under a file, a path that cannot be created: each named; a writable or creatable one is
         fine, and the test leaves no file and creates no directory."""
-        from logkafka._lint import spool_dir_problem
+        from logkafka._cli.lint_handlers import spool_dir_problem
 
         a_file = tmp_path / "a-file"
         a_file.write_text("x")
@@ -1078,7 +1078,7 @@ class TestLintExt:
 class TestFinding:
     def test_matches(self) -> None:
         """--ignore CODE covers every finding of the code; CODE:NAME only the one about NAME."""
-        from logkafka._lint import Finding
+        from logkafka._cli.lint_tree import Finding
 
         f = Finding("logger-level", "urllib3", "p", "f")
         assert f.matches("logger-level") and f.matches("logger-level:urllib3")

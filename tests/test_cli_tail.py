@@ -23,8 +23,10 @@ from typing import IO, Any
 import pytest
 
 import logkafka
-from logkafka import _cli_tail, testing
-from logkafka._merge import TimeMerge
+from logkafka import testing
+from logkafka._cli import broker as cli_broker
+from logkafka._cli import reader
+from logkafka._cli.merge import TimeMerge
 from logkafka.testing import free_port, read_topic
 
 LOGKAFKA = [sys.executable, "-m", "logkafka"]
@@ -481,11 +483,11 @@ class TestTimeOrder:
         records = [(topics[n % 3], (n // 3) % 2 if n % 3 == 0 else 0, n, base + n) for n in range(12000)]
         records.sort(key=lambda r: (-topics.index(r[0]), r[1]))
         produce_stamped(kafka_broker.bootstrap_servers, records)
-        monkeypatch.setattr(_cli_tail, "TimeMerge", functools.partial(TimeMerge, max_records=4000))
+        monkeypatch.setattr(reader, "TimeMerge", functools.partial(TimeMerge, max_records=4000))
         config = {"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex}",
                   "enable.partition.eof": True}
         got = [json.loads(m.value or b"")["message"]
-               for m in _cli_tail.read(config, topics, from_beginning=True, follow=False)]
+               for m in reader.read(config, topics, from_beginning=True, follow=False)]
         assert got == [f"r{n:03d}" for n in range(12000)]
 
     def test_follow_merges_within_the_window(self, kafka_broker: Any) -> None:
@@ -718,7 +720,7 @@ class TestBroker:
         finally:
             stop_process(proc)
 
-    @pytest.mark.broker  # _cli_tail._start_broker starts one: tests/conftest.py cannot see that far
+    @pytest.mark.broker  # cli_broker.start_broker starts one: tests/conftest.py cannot see that far
     def test_free_port_taken_meanwhile(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A free port that another process takes before the broker binds it is not printed: the broker
         moves to another one, and the address it gives is its own."""
@@ -728,11 +730,11 @@ class TestBroker:
             taken = other.getsockname()[1]
             ports = iter([taken])
             monkeypatch.setattr(testing, "free_port", lambda: next(ports, None) or free_port())
-            broker = _cli_tail._start_broker(0)
+            broker = cli_broker.start_broker(0)
             try:
                 assert broker.port != taken
-                assert _cli_tail._listens(broker.process, broker.port)
-                assert not _cli_tail._listens(broker.process, taken)
+                assert cli_broker.listens(broker.process, broker.port)
+                assert not cli_broker.listens(broker.process, taken)
                 produce_raw(broker.bootstrap_servers, "test.moved", b'{"message": "moved"}')
                 assert len(read_topic(broker.bootstrap_servers, "test.moved", expected=1, timeout=60)) == 1
             finally:
@@ -861,7 +863,7 @@ class TestErrors:
     def test_unexpected_error_is_one_line(self, debug: bool) -> None:
         """An error no command foresaw is one line 'logkafka <cmd>: error: <type>: <message>', exit 1; the
         traceback only with LOGKAFKA_DEBUG=1."""
-        code = ("import sys\nimport logkafka._cli_tail as tail\nfrom logkafka._cli import main\n"
+        code = ("import sys\nimport logkafka._cli.tail as tail\nfrom logkafka._cli import main\n"
                 "def boom(args):\n    raise RuntimeError('boom\\nsecond line')\n"
                 "tail.run_tail = boom\nsys.exit(main(['tail', '-b', '127.0.0.1:1']))\n")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -1,9 +1,7 @@
-"""The ``logkafka`` command: read logs back, check a configuration, set up topics.
+"""How the ``logkafka`` subcommands reach a cluster: the connection options, client config files, clients.
 
-Subcommands are registered by their modules (``_cli_tail``: tail, demo, broker;
-``_cli_admin``: check, topics, replay). Every subcommand shares the connection
-options below: ``--bootstrap-servers`` (default ``KAFKA_BOOTSTRAP_SERVERS``) and
-``--producer-config`` / ``--consumer-config`` for TLS and SASL settings.
+Every subcommand shares the connection options: ``--bootstrap-servers`` (default
+``KAFKA_BOOTSTRAP_SERVERS``) and ``--producer-config`` / ``--consumer-config`` for TLS and SASL settings.
 """
 
 from __future__ import annotations
@@ -11,23 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-#: Exit status for a usage or configuration error, and for an unreachable broker.
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-
-
-class CliError(Exception):
-    """A failure to report as one clear line on stderr, then exit with ``status``."""
-
-    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.status = status
-
+from logkafka._cli.common import EXIT_USAGE, CliError, kafka_text, unreachable
 
 #: Parts of a setting's name that mark its value secret (``ssl.key.password``, ``basic.auth.user.info``,
 #: ``sasl.jaas.config``, ``ssl.key.pem``, ``private_key``...).
@@ -89,8 +74,18 @@ def _setting_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def bootstrap_servers(args: argparse.Namespace, *, required: bool = True) -> str | None:
-    """``--bootstrap-servers``, else ``KAFKA_BOOTSTRAP_SERVERS``, else the config files' ``bootstrap.servers``."""
+def bootstrap_servers(args: argparse.Namespace) -> str:
+    """``--bootstrap-servers``, else ``KAFKA_BOOTSTRAP_SERVERS``, else the config files' ``bootstrap.servers``;
+    without any, a :class:`CliError`."""
+    servers = given_servers(args)
+    if not servers:
+        raise CliError("no Kafka cluster given: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", EXIT_USAGE)
+    return servers
+
+
+def given_servers(args: argparse.Namespace) -> str | None:
+    """``--bootstrap-servers``, else ``KAFKA_BOOTSTRAP_SERVERS``, else the config files' ``bootstrap.servers``;
+    None without any."""
     servers = (args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip() or None
     if not servers:
         for option in ("producer_config", "consumer_config"):
@@ -100,8 +95,6 @@ def bootstrap_servers(args: argparse.Namespace, *, required: bool = True) -> str
                 servers = servers.strip() if servers else None
                 if servers:
                     break
-    if required and not servers:
-        raise CliError("no Kafka cluster given: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", EXIT_USAGE)
     return servers
 
 
@@ -131,20 +124,6 @@ def producer_config(args: argparse.Namespace, servers: str | None = None) -> dic
     return admin_config(args, servers)
 
 
-def cause_chain(exc: BaseException) -> str:
-    """``Unable to configure handler 'kafka': producer_config: ...``: an exception and its causes, one line."""
-    parts: list[str] = []
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        text = str(cur) or type(cur).__name__
-        if not parts or text not in parts[-1]:
-            parts.append(text)
-        cur = cur.__cause__ or cur.__context__
-    return ": ".join(parts)
-
-
 def connection_option(args: argparse.Namespace) -> str | None:
     """Which file gives the connection (TLS, SASL) settings of admin operations: ``--producer-config`` if
     given, else ``--consumer-config``; None without either."""
@@ -167,6 +146,8 @@ def admin_config(args: argparse.Namespace, servers: str | None = None) -> dict[s
     return config
 
 
+# -- clients --------------------------------------------------------------------------------
+
 def new_admin(config: Mapping[str, Any], option: str | None) -> Any:
     """An ``AdminClient``; settings librdkafka refuses are a :class:`CliError` naming ``option``."""
     from confluent_kafka import KafkaException
@@ -178,9 +159,25 @@ def new_admin(config: Mapping[str, Any], option: str | None) -> Any:
         raise CliError(f"{option or 'the client settings'}: {kafka_text(exc)}", EXIT_USAGE) from None
 
 
-def unreachable(servers: str, detail: object) -> CliError:
-    """The error for a cluster that does not answer."""
-    return CliError(f"cannot reach Kafka at {servers}: {detail}", EXIT_USAGE)
+def new_consumer(config: Mapping[str, Any]) -> Any:
+    """A ``Consumer``; a setting librdkafka refuses is a :class:`CliError` naming ``--consumer-config``."""
+    from confluent_kafka import Consumer, KafkaException
+
+    try:
+        return Consumer(dict(config))
+    except (KafkaException, TypeError, ValueError) as exc:
+        raise CliError(f"--consumer-config: {kafka_text(exc)}", EXIT_USAGE) from None
+
+
+def list_topics(client: Any, servers: str, timeout: float) -> Any:
+    """The cluster's metadata, of all topics (asking for one may auto-create it); a cluster that does not
+    answer within ``timeout`` seconds is a :class:`CliError`."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise unreachable(servers, kafka_text(exc)) from None
 
 
 def check_reachable(config: Mapping[str, Any], timeout: float = 10.0, option: str | None = None) -> None:
@@ -188,43 +185,8 @@ def check_reachable(config: Mapping[str, Any], timeout: float = 10.0, option: st
 
     Settings librdkafka refuses are an error naming ``option`` (the file they came from).
     """
-    from confluent_kafka import KafkaException
-
-    servers = str(config.get("bootstrap.servers"))
     admin = new_admin(config, option or "the client settings were refused")
-    try:
-        admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise unreachable(servers, kafka_text(exc)) from None
-
-
-def kafka_text(exc: BaseException) -> str:
-    """The message of a confluent-kafka exception (its KafkaError's text), else ``str(exc)``."""
-    err = exc.args[0] if exc.args else None
-    text = getattr(err, "str", None)
-    return str(text()) if callable(text) else str(exc)
-
-
-def positive_int(text: str) -> int:
-    """An argument type: an integer above 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
-
-
-def seconds(text: str) -> float:
-    """An argument type: a number of seconds above 0."""
-    try:
-        n = float(text)
-    except ValueError:
-        n = 0.0
-    if not n > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return n
+    list_topics(admin, str(config.get("bootstrap.servers")), timeout)
 
 
 def connection_options() -> argparse.ArgumentParser:
@@ -241,58 +203,3 @@ def connection_options() -> argparse.ArgumentParser:
                             "without --producer-config, its connection settings serve topic creation, "
                             "cluster queries and sending too")
     return common
-
-
-Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``logkafka`` argument parser with every subcommand."""
-    from logkafka import __version__, _cli_admin, _cli_tail
-
-    parser = argparse.ArgumentParser(
-        prog="logkafka",
-        description="Read logs back from Kafka, check a logging configuration, set up topics, "
-                    "replay a spool, run a local broker or the demo.",
-    )
-    parser.add_argument("--version", action="version", version=f"logkafka {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = connection_options()
-    registrations: Sequence[Register] = (_cli_tail.register, _cli_admin.register)
-    for register in registrations:
-        register(sub, common)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``logkafka`` console script; returns the exit status.
-
-    Every failure is one line on stderr (``logkafka <command>: error: ...``), never a
-    traceback, unless ``LOGKAFKA_DEBUG=1``.
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except CliError as exc:
-        print(f"logkafka {args.command}: error: {exc}", file=sys.stderr)
-        return exc.status
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `logkafka tail | head`
-        try:
-            sys.stdout = open(os.devnull, "w")  # silence the interpreter's final flush
-        except OSError:
-            pass
-        return 0
-    except Exception as exc:  # a failure without its own message: one line, the traceback on demand
-        if os.environ.get("LOGKAFKA_DEBUG", "").strip() == "1":
-            traceback.print_exc()
-        detail = " ".join(kafka_text(exc).split()) or "(no message)"
-        print(f"logkafka {args.command}: error: {type(exc).__name__}: {detail}", file=sys.stderr)
-        return EXIT_FAILURE
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
