@@ -129,7 +129,9 @@ def env_producer_config() -> dict[str, str]:
     return out
 
 
-def _client_settings(text: str, source: str) -> dict[str, str]:
+def settings_text(text: str, source: str) -> list[tuple[str, str]]:
+    """librdkafka settings written as a JSON object or as ``key=value`` lines (a properties file; ``#`` and
+    ``!`` start comments), as (name, text) pairs; a ``ValueError`` starting with ``source`` when malformed."""
     if text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
@@ -137,17 +139,29 @@ def _client_settings(text: str, source: str) -> dict[str, str]:
             raise ValueError(f"{source}: not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object of librdkafka settings")
-        pairs = [(str(k), "true" if v is True else "false" if v is False else str(v)) for k, v in data.items()]
-    else:
-        pairs = []
-        for n, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith(("#", "!")):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"{source}: line {n}: expected key=value, got {line!r}")
-            pairs.append((key.strip(), value.strip()))
+        return [(str(k), _setting_text(v)) for k, v in data.items()]
+    pairs = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{source}: line {n}: expected key=value, got {line!r}")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _setting_text(value: Any) -> str:
+    """A JSON value as librdkafka wants it: text (``true``/``false`` for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _client_settings(text: str, source: str) -> dict[str, str]:
+    """:func:`settings_text`, where a value ``@/path`` is the content of that file (a mounted secret)."""
+    pairs = settings_text(text, source)
     out = {}
     for key, value in pairs:
         if value.startswith("@"):

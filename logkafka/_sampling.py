@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import threading
 import zlib
@@ -12,7 +11,7 @@ from typing import Any
 
 from logkafka._context import current
 from logkafka._record import SAMPLE, STREAM
-from logkafka._values import level_of
+from logkafka._values import given, level_of, number_of
 
 ENV_RATE = "LOG_SAMPLE_RATE"
 _SCALE = float(1 << 32)
@@ -90,18 +89,10 @@ class SamplingFilter(logging.Filter):
 
 def _rate(value: float | str | None) -> float:
     """The sampling rate from the argument or ``LOG_SAMPLE_RATE``, validated."""
-    name = "rate"
-    if value is None:
-        value = os.environ.get(ENV_RATE)
-        name = ENV_RATE
-        if value is None or not str(value).strip():
-            return 1.0
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a number from 0 to 1, got {value!r}")
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number from 0 to 1, got {value!r}") from None
+    value, name = given("rate", ENV_RATE, value)
+    if value is None or (name == ENV_RATE and not str(value).strip()):  # a blank variable is not set
+        return 1.0
+    rate: float = number_of(name, value, float, "a number from 0 to 1")
     if not math.isfinite(rate) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"{name}: expected a number from 0 to 1, got {value!r}")
     return rate

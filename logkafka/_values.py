@@ -39,7 +39,7 @@ def env_bool(name: str, value: bool | str | None, default: bool) -> bool:
     raise ValueError(f"{source}: expected true or false, got {value!r}")
 
 
-def _given(name: str, env: str, value: Any) -> tuple[Any, str]:
+def given(name: str, env: str, value: Any) -> tuple[Any, str]:
     """(the argument, ``name``), else (the environment variable's value, ``env``); (None, ``name``) when
     neither is set (an empty variable is not set)."""
     if value is None:
@@ -49,17 +49,23 @@ def _given(name: str, env: str, value: Any) -> tuple[Any, str]:
     return value, name
 
 
+def number_of(source: str, value: Any, kind: type, what: str) -> Any:
+    """``value`` as a number of ``kind`` (``int`` or ``float``; a bool is none), else a ``ValueError``
+    saying ``what`` was expected."""
+    if isinstance(value, bool):
+        raise ValueError(f"{source}: expected {what}, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: expected {what}, got {value!r}") from None
+
+
 def positive(name: str, env: str, value: Any, default: float, kind: type) -> Any:
     """A positive number of ``kind`` (``int`` or ``float``) from the argument, else ``env``, else ``default``."""
-    value, source = _given(name, env, value)
+    value, source = given(name, env, value)
     if value is None:
         return kind(default)
-    if isinstance(value, bool):
-        raise ValueError(f"{source}: expected a number, got {value!r}")
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{source}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    number = number_of(source, value, kind, "an integer" if kind is int else "a number")
     if kind is int and isinstance(value, float) and value != number:
         raise ValueError(f"{source}: expected an integer, got {value!r}")
     if not number > 0:
@@ -70,7 +76,7 @@ def positive(name: str, env: str, value: Any, default: float, kind: type) -> Any
 def byte_size(name: str, env: str, value: Any, default: int, minimum: int = 1) -> int:
     """A size in bytes from the argument, else the environment variable ``env``, else ``default``:
     a number of bytes, or with a unit (``16MiB``, ``16M``, ``512KB``; K/M/G are powers of 1024)."""
-    value, source = _given(name, env, value)
+    value, source = given(name, env, value)
     if value is None:
         return default
     if isinstance(value, bool):
@@ -92,7 +98,7 @@ def byte_size(name: str, env: str, value: Any, default: int, minimum: int = 1) -
 
 def choice(name: str, env: str, value: Any, default: str, allowed: tuple[str, ...]) -> str:
     """One of ``allowed`` from the argument, else ``env``, else ``default``."""
-    value, source = _given(name, env, value)
+    value, source = given(name, env, value)
     if value is None:
         value = default
     if value not in allowed:

@@ -7,12 +7,12 @@ Every subcommand shares the connection options: ``--bootstrap-servers`` (default
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from logkafka._cli.common import EXIT_USAGE, CliError, kafka_text, unreachable
+from logkafka._producer_config import settings_text
 
 #: Parts of a setting's name that mark its value secret (``ssl.key.password``, ``basic.auth.user.info``,
 #: ``sasl.jaas.config``, ``ssl.key.pem``, ``private_key``...).
@@ -46,32 +46,10 @@ def load_client_config(path: str, option: str) -> dict[str, str]:
             text = f.read()
     except OSError as exc:
         raise CliError(f"{option}: cannot read {path!r}: {exc.strerror or exc}", EXIT_USAGE) from None
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise CliError(f"{option}: {path!r} is not valid JSON: {exc}", EXIT_USAGE) from None
-        if not isinstance(data, dict):
-            raise CliError(f"{option}: {path!r} must hold a JSON object of settings", EXIT_USAGE)
-        return {str(k): _setting_text(v) for k, v in data.items()}
-    out: dict[str, str] = {}
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", "!")):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"{option}: {path}:{n}: expected key=value, got {line!r}", EXIT_USAGE)
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _setting_text(value: Any) -> str:
-    """A JSON value as librdkafka wants it: text (``true``/``false`` for booleans)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    try:
+        return dict(settings_text(text, f"{option}: {path!r}"))
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def bootstrap_servers(args: argparse.Namespace) -> str:
