@@ -354,7 +354,11 @@ class KafkaLogHandler(logging.Handler):
         # broker answers, stop waiting: what is pending goes to the spool now.
         outlets = self._outlets
         settled = outlets.settle(timeout, _wait_unless_unreachable)
-        outlets.stop(time.monotonic() + (self.settings.flush_timeout if settled else 0.0), exiting)
+        deadline = time.monotonic() + (self.settings.flush_timeout if settled else 0.0)
+        if exiting:
+            outlets.stop_at_exit(deadline)
+        else:
+            outlets.stop(deadline)
         if not settled:  # the thread now spools (or fails and counts) what is unsettled
             if not outlets.join(_process.spill_deadline(spill) - time.monotonic()) and exiting:
                 self._say_exit_short()

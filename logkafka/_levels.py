@@ -128,7 +128,8 @@ class LevelWatcher:
         if now:
             self.check()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(not now,), name="logkafka-levels", daemon=True)
+        run = self._watch_file if now else self._check_then_watch
+        self._thread = threading.Thread(target=run, name="logkafka-levels", daemon=True)
         self._thread.start()
         return self
 
@@ -139,9 +140,11 @@ class LevelWatcher:
             self._thread.join(self.interval + 1)
         _WATCHERS.pop(self.path, None)
 
-    def _run(self, first: bool = False) -> None:
-        if first:
-            self._check()
+    def _check_then_watch(self) -> None:
+        self._check()
+        self._watch_file()
+
+    def _watch_file(self) -> None:
         while not self._stop.wait(self.interval):
             self._check()
 
@@ -156,7 +159,7 @@ class LevelWatcher:
         stopped = self._stop.is_set()
         self._stop = threading.Event()
         if self._thread is not None and not stopped:
-            self._thread = threading.Thread(target=self._run, name="logkafka-levels", daemon=True)
+            self._thread = threading.Thread(target=self._watch_file, name="logkafka-levels", daemon=True)
             self._thread.start()
 
 

@@ -181,10 +181,15 @@ class Outlets:
             done = wait(worker, barrier, deadline) and done
         return done
 
-    def stop(self, deadline: float, exiting: bool) -> None:
+    def stop(self, deadline: float) -> None:
         """Let every thread end once idle; what is unsettled at ``deadline`` goes to the spool (or fails)."""
         for worker in self.workers():
-            worker.stop(deadline, exiting=exiting)
+            worker.stop(deadline)
+
+    def stop_at_exit(self, deadline: float) -> None:
+        """:meth:`stop`, as the process ends (see ``Worker.stop_at_exit``)."""
+        for worker in self.workers():
+            worker.stop_at_exit(deadline)
 
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the threads to end; True when they have."""

@@ -226,7 +226,7 @@ class Spool:
         """Whether a segment of ours with an index up to ``index`` is still there (not settled)."""
         return self._ledger.index_at_most(index)
 
-    def rotate(self, sync: bool = True) -> None:
+    def rotate(self) -> None:
         """Close the open segment so that it can be claimed for replay (its fsync outside the lock:
         callers writing meanwhile go to a new segment and do not wait for it)."""
         self.commit()
@@ -234,18 +234,17 @@ class Spool:
             fd, dirty = self._writer.detach()  # forgets the segment (and removes it if it holds nothing)
         if fd >= 0:
             try:
-                if dirty and sync and self.fsync != "never":
+                if dirty and self.fsync != "never":
                     os.fsync(fd)
             except OSError:
                 pass
             finally:
                 os.close(fd)
 
-    def close(self, sync: bool = True) -> None:
+    def close(self) -> None:
         """Write what is appended and close the open segment (fsync first unless ``spool_fsync="never"``,
-        or ``sync`` is False: at the process's end the kernel has the records, and an fsync on a busy
-        disk could outlast the time the exit has)."""
-        self.rotate(sync)
+        or the process ends: see :meth:`ending`)."""
+        self.rotate()
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's open segment (its lock belongs to the parent) and its records."""

@@ -96,20 +96,24 @@ class Worker:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def stop(self, deadline: float, exiting: bool = False) -> None:
+    def stop(self, deadline: float) -> None:
         """Leave once idle; what is unsettled at ``deadline`` (later for records still coming) fails.
 
         Does not wait for the thread: a caller of ``close()`` (``dictConfig``,
         holding logging's lock) must not wait on records other threads keep logging.
-        ``exiting``: the process ends (the last spool write is not fsynced: the kernel has it).
         """
-        self._sender.exiting = exiting
         with self._start_lock:
             self._sender.stop_at = deadline
             thread = self._thread
         self._wake.set()
         if thread is None and self._queue:  # no thread could start (interpreter exit): serve here
             self._serve_here(deadline)
+
+    def stop_at_exit(self, deadline: float) -> None:
+        """:meth:`stop` as the process ends: ``deadline`` is final (records still coming get no time of
+        their own), and the last spool writes are not fsynced (the kernel has them)."""
+        self._sender.exiting = True
+        self.stop(deadline)
 
     def write_ahead(self, item: dict[str, Any]) -> bool:
         """``durability="disk"``, on the caller's thread: write the record to the spool now (the thread
