@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from logkafka import _envelope, _tracing
 from logkafka._clock import Clock
 from logkafka._formatter import JsonFormatter
-from logkafka._message import Headers, Message
+from logkafka._message import Headers, Message, new_message
 from logkafka._record import CTX, EXTRA, HOST, SLIM_KEYS, SPAN, STREAM, event_id_of, extra_name, record_of
 from logkafka._report import report
 from logkafka._settings import HandlerSettings
@@ -231,7 +231,7 @@ class Messages:
                 report("headers", f"could not compute a record's headers: {type(exc).__name__}: {exc}")
         if len(value) > self._limit:  # would be refused as too large: cut it so it still arrives
             value = self._fit(value, key)
-        return Message(topic, key, value, int(item["created"] * 1000), headers)
+        return new_message(Message, (topic, key, value, int(item["created"] * 1000), headers))  # type: ignore[no-any-return]
 
     def _fit(self, value: bytes, key: bytes | None) -> bytes:
         limit = value_limit(self._max_bytes, len(key or b""))

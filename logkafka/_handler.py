@@ -39,6 +39,14 @@ _sleep = time.sleep
 _FILTER_RETURNS_RECORD = sys.version_info >= (3, 12)  # Handler.handle's return value since 3.12
 _LogRecord = logging.LogRecord
 Capture = Callable[[logging.LogRecord, Mapping[str, str] | None, logging.Formatter | None], dict[str, Any]]
+#: The keys of stats(), in the order it shows them.
+_STATS_ORDER = (
+    "enabled", "topic", "queue_depth", "queue_size", "memory_budget", "produced", "delivered", "failed", "in_flight",
+    "dropped", "dropped_total", "errors", "last_error", "broker_reachable", "spooling", "replayed",
+    "producer_rebuilds", "truncated", "latency_s", "spooled", "spool_dropped", "spool_torn", "spool_errors",
+    "spool_bytes", "spool_dir", "spool_off", "spool_refusing", "trouble_s", "unrouted", "streams", "by_stream",
+    "ledger",
+)
 _UNREACHABLE_LOOK = 0.05  # seconds between looks at whether the broker is known unreachable, at close
 _FORK_WAIT = 2.0  # seconds a fork may wait for a new producer's connections
 
@@ -94,6 +102,17 @@ def _wait_unless_unreachable(worker: Worker, barrier: Barrier, deadline: float) 
         if left <= 0 or worker.unreachable:
             barrier.deadline = 0.0  # given up: it no longer holds back the records behind it
             return False
+
+
+def _say_exit_short(topic: str, ledger: dict[str, Any], batch: bool) -> None:
+    """The exit's time ran out before the threads wrote what is unsettled to the spool: said, with how many
+    (``batch``: a thread was in the middle of a batch, whose records are not counted yet)."""
+    waiting = ledger["in_flight"] + ledger["queued"]  # neither sent nor in the spool yet
+    if waiting or batch:
+        more = ", and those of the batch its thread was handling" if batch else ""
+        report("exit_short", f"{topic}: the exit's time ran out with {waiting} records neither acknowledged "
+               f"nor written to the spool{more}: they may be lost (a longer flush_timeout, or the platform's "
+               "grace period, gives them time)", interval=0.0)
 
 
 class KafkaLogHandler(logging.Handler):
@@ -181,19 +200,19 @@ class KafkaLogHandler(logging.Handler):
         self._outlets = Outlets(st, self._encoder, self._enabled)
         self._shut = False  # closed at interpreter exit: later records cannot be sent by a thread
         self._health = Health()
+        set_service(st.identity.get("service", "-"))
         _process.register(self)
+        if levels_interval is not None:  # (enabled or not: the levels are the process's)
+            watch_levels_later(levels_interval)  # logger levels from a file, while the process runs
         if self._enabled:
-            self._begin(levels_interval)
+            self._begin()
 
-    def _begin(self, levels_interval: float | None) -> None:
+    def _begin(self) -> None:
         """What an enabled handler does once made: the process-wide helpers it asks for, what it must say,
         and the records of an earlier run waiting in the spool."""
         st = self.settings
-        set_service(st.identity.get("service", "-"))
         if st.handle_sigterm:
             _process.install_sigterm()
-        if levels_interval is not None:
-            watch_levels_later(levels_interval)  # logger levels from a file, while the process runs
         if multiprocess_dir():
             export_multiprocess(_process.handlers)  # prometheus_client's multiprocess mode
         if st.servers_defaulted:
@@ -295,7 +314,11 @@ class KafkaLogHandler(logging.Handler):
         formatter = self.formatter
         plan = self._capture_plan
         capture_now = plan[1] if plan[0] is formatter else self._plan_capture(formatter)
-        self._outlets.put_stream(capture_now(record, self._resource, formatter), self._shut)
+        item = capture_now(record, self._resource, formatter)
+        if self._shut:
+            self._outlets.late(item, self._outlets.streams())
+        else:
+            self._outlets.put_stream(item)
 
     def _plan_capture(self, formatter: logging.Formatter | None) -> Capture:
         """How records for ``formatter`` are captured (every attribute, or the slim set it reads);
@@ -326,7 +349,7 @@ class KafkaLogHandler(logging.Handler):
         if not self._enabled or "_outlets" not in self.__dict__:  # off, or its construction failed
             return True
         limit = self.settings.flush_timeout if timeout is None else max(0.0, float(timeout))
-        limit = _process.exit_left(limit)[0]  # at exit, within the process's one budget
+        limit = _process.exit_left(limit).wait  # at exit, within the process's one budget
         done = self._outlets.settle(limit, _wait_unless_unreachable if _process.exiting() else _wait)
         if not done:
             self._flush_gave_up = time.monotonic()
@@ -361,20 +384,9 @@ class KafkaLogHandler(logging.Handler):
             outlets.stop(deadline)
         if not settled:  # the thread now spools (or fails and counts) what is unsettled
             if not outlets.join(_process.spill_deadline(spill) - time.monotonic()) and exiting:
-                self._say_exit_short()
+                _say_exit_short(self.settings.topic, self.stats()["ledger"], outlets.handling())
         if exiting:
             self._shut = True  # from here on no thread may run: records go to the spool at once
-
-    def _say_exit_short(self) -> None:
-        """The exit's time ran out before the threads wrote what is unsettled to the spool: said, with how many."""
-        ledger = self.stats()["ledger"]
-        waiting = ledger["in_flight"] + ledger["queued"]  # neither sent nor in the spool yet
-        batch = self._outlets.handling()
-        if waiting or batch:
-            more = ", and those of the batch its thread was handling" if batch else ""
-            report("exit_short", f"{self.settings.topic}: the exit's time ran out with {waiting} records "
-                   f"neither acknowledged nor written to the spool{more}: they may be lost (a longer "
-                   "flush_timeout, or the platform's grace period, gives them time)", interval=0.0)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """After ``close()``: wait up to ``timeout`` seconds (default ``flush_timeout``) for the handler's
@@ -394,9 +406,10 @@ class KafkaLogHandler(logging.Handler):
         streams; ``streams`` gives each worker's own counts by topic.
         """
         st = self.settings
-        return {"enabled": self._enabled, "topic": st.topic, "queue_size": self._maxsize,
-                "memory_budget": st.memory.budget if st.memory else None, **self._outlets.stats(),
-                "spool_dir": st.spool_dir, "spool_off": st.spool_off, "unrouted": unrouted()}
+        counts = {"enabled": self._enabled, "topic": st.topic, "queue_size": self._maxsize,
+                  "memory_budget": st.memory.budget if st.memory else None, **self._outlets.stats(),
+                  "spool_dir": st.spool_dir, "spool_off": st.spool_off, "unrouted": unrouted()}
+        return {key: counts[key] for key in _STATS_ORDER}
 
 
 # The signature tools show (help(), IDEs, a caller binding arguments) is __init__'s, not __new__'s.

@@ -36,7 +36,8 @@ class Link:
         self.error_counts: dict[str, int] = {}  # by librdkafka error name
         self._away_since: float | None = None  # when the client said no broker answers (until one does)
         self._silent_since: float | None = None  # when the broker's silence was said
-        self._answered = (0, time.monotonic())  # (acknowledgements, when that count last changed)
+        self._acks_seen = 0  # acknowledgements at the last look
+        self._acks_changed = time.monotonic()  # when that count last changed (or nothing waited)
         #: No replay before this time (a replay that failed waits longer: 1 s doubling to 30 s).
         self.next_probe = 0.0
         self._backoff = PROBE_EVERY
@@ -103,26 +104,27 @@ class Link:
         starts = [t for t in (self._away_since, self._silent_since) if t is not None]
         return time.monotonic() - min(starts) if starts else None
 
-    def watch_silence(self, acks: int, in_flight: int, spooled_waiting: Callable[[], int],
+    def watch_silence(self, acks: int, in_flight: Callable[[], int], spooled_waiting: Callable[[], int],
                       doing: Callable[[], str]) -> None:
         """Records wait and the broker has acknowledged none for ``_SILENT`` seconds (frozen, partitioned:
         the client sees no error): said once, with what happens to them (``doing``); and said again when it
         answers."""
         now = time.monotonic()
-        if acks != self._answered[0]:
+        if acks != self._acks_seen:
             if self._silent_since is not None:
                 waiting = spooled_waiting()
                 more = f"; {waiting} spooled records are sent now" if waiting else ""
                 report("silence_end", f"Kafka at {self.servers} acknowledges records again, after "
                        f"{now - self._silent_since:.0f}s{more}", interval=0.0)
                 self._silent_since = None
-            self._answered = (acks, now)
+            self._acks_seen, self._acks_changed = acks, now
             return
-        if not in_flight:
-            self._answered = (acks, now)  # nothing waits for an answer: no silence to measure
+        waiting = in_flight()
+        if not waiting:
+            self._acks_changed = now  # nothing waits for an answer: no silence to measure
             return
-        if self._silent_since is None and now - self._answered[1] >= _SILENT:
-            self._silent_since = self._answered[1]
+        if self._silent_since is None and now - self._acks_changed >= _SILENT:
+            self._silent_since = self._acks_changed
             report("silence", f"Kafka at {self.servers} has acknowledged nothing for "
-                   f"{now - self._answered[1]:.0f}s (frozen or cut off?): {in_flight} records wait; "
+                   f"{now - self._acks_changed:.0f}s (frozen or cut off?): {waiting} records wait; "
                    f"{doing()}", interval=0.0)

@@ -122,16 +122,13 @@ class Outlets:
             self._stream_worker = None
 
     # -- records in ----------------------------------------------------------------------
-    def put_stream(self, item: dict[str, Any], shut: bool) -> None:
+    def put_stream(self, item: dict[str, Any]) -> None:
         """Queue an audit or security record: no overflow policy drops it (only a full queue).
 
         These streams have ``durability="disk"``: the record is written to their spool first.
         """
         queue = self._stream_queue
         worker = self._stream_worker or self.streams()
-        if shut:
-            self.late(item, worker)
-            return
         if not worker.write_ahead(item):
             if len(queue) >= self._stream_max:
                 self.drops.add("queue_full")
@@ -212,6 +209,6 @@ class Outlets:
         app = self.worker.stats()
         streams = self._stream_worker.stats() if self._stream_worker is not None else None
         depth = [sum(1 for item in list(q) if type(item) is not Barrier) for q in (self.queue, self._stream_queue)]
-        counts = handler_stats(app, streams, (depth[0], depth[1]), self.drops.counts(), count_of(self.accepted))
+        counts = handler_stats(app, streams, depth[0], depth[1], self.drops.counts(), count_of(self.accepted))
         counts["by_stream"] = by_stream(app, streams, st.audit_topic, st.security_topic)
         return counts

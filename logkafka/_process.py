@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from logkafka._health import asgi_app, combine, wsgi_app
 from logkafka._prometheus import sync_multiprocess
@@ -78,13 +78,21 @@ def _start_exit(timeout: float | None) -> float:
     return _EXIT_DEADLINE
 
 
-def exit_left(limit: float) -> tuple[float, float]:
-    """(seconds to wait for acknowledgements, seconds for the spool write), within the exit's budget at exit."""
+class ExitTime(NamedTuple):
+    """How a flush or a close at exit shares what is left of the exit's budget."""
+
+    wait: float  #: seconds to wait for acknowledgements
+    spill: float  #: seconds kept for writing what is unsettled to the spool
+
+
+def exit_left(limit: float) -> ExitTime:
+    """How long to wait for acknowledgements (at most ``limit``) and for the spool write; within the exit's
+    budget at exit."""
     if not _EXITING or _EXIT_DEADLINE is None:
-        return limit, _SPILL_WAIT
+        return ExitTime(limit, _SPILL_WAIT)
     left = max(0.0, _EXIT_DEADLINE - time.monotonic())
     spill = min(2.0, left * _SPILL_SHARE)
-    return min(limit, left - spill), spill
+    return ExitTime(min(limit, left - spill), spill)
 
 
 def spill_deadline(spill: float) -> float:

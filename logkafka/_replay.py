@@ -38,8 +38,9 @@ class Replay:
         self._produced = False  # the whole segment was handed to the producer
         self._since_progress = 0  # records of the segment produced since its progress was committed
         self.replayed = 0  # spooled records handed to the producer again
-        #: The highest barrier mark whose segments were all found settled.
-        self.clear_to = -1  # (none yet: a flush waits until a look has found its segments settled)
+        #: The highest barrier mark whose segments were all found settled. When the spool held records at the
+        #: start (an earlier run's), none: a flush waits until a look has found them sent.
+        self.clear_to = -1 if spool.pending() else 0
 
     def step(self, producer: Any) -> None:
         """Hand spooled records to the producer, oldest first, once the broker answers.

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -36,23 +37,24 @@ _BACKLOG = 30_000
 _UNBOUND = object()
 
 
-def _silence_doing(spool: Spool | None) -> str:
+def _silence_doing(spill: Spill) -> str:
     """What becomes of records waiting on a silent broker, in words."""
+    spool = spill.spool
     if spool is not None and spool.usable():
         return (f"they go to the spool {spool.directory} when the client's buffer fills or "
                 "message.timeout.ms passes, and are sent once it answers")
     return "they wait in memory (no usable spool) until message.timeout.ms"
 
 
-def _say_unsettled(topic: str, flush_timeout: float, link: Link, spill: Spill, before: tuple[int, int],
+def _say_unsettled(topic: str, flush_timeout: float, link: Link, spill: Spill, spooled: int, lost: int,
                    failed: int) -> None:
-    """At the end: what became of the records the broker did not acknowledge, in one line."""
+    """At the end: what became of the records the broker did not acknowledge (``spooled``, ``lost`` to a
+    refusing disk, ``failed`` since the end began), in one line."""
     why = "cannot reach Kafka" if link.broker_reachable is False else \
         f"not acknowledged within flush_timeout ({flush_timeout:g}s)"
     parts = []
     spool = spill.spool
     if spool is not None:
-        spooled, lost = spool.spooled - before[0], spill.lost - before[1]
         if spooled:
             parts.append(f"{spooled} records written to the spool {spool.directory} for the next start")
         if lost:
@@ -96,6 +98,7 @@ class Sender:
         self.stop_at: float | None = None  # set by stop(): leave once idle, or at this time
         self.exiting = False  # the process ends: the last spool write is not fsynced (the kernel has it)
         self._said_drops: dict[str, int] = {}
+        self._doing = partial(_silence_doing, self.spill)
         self._seen_delivered = 0
 
     def _on_error(self, err: KafkaError) -> None:
@@ -129,8 +132,8 @@ class Sender:
         self.say_news()  # before the barriers: a flush that returns sees the state it settled in
         self.settle_barriers()
         self.session.watch_stall(producer)
-        self.link.watch_silence(self.deliveries.delivered(), self.deliveries.in_flight(), self.spooled_waiting,
-                                lambda: _silence_doing(self.spill.spool))
+        self.link.watch_silence(self.deliveries.delivered(), self.deliveries.in_flight, self.spooled_waiting,
+                                self._doing)
         return worked
 
     def drain(self, producer: Producer) -> int:
@@ -297,8 +300,8 @@ class Sender:
         the spool write, so "in the spool" is said only when true."""
         spill, deliveries = self.spill, self.deliveries
         spool = spill.spool
-        before = (spool.spooled, spill.lost) if spool is not None else (0, 0)
-        failed_before = deliveries.failed
+        spooled_before = spool.spooled if spool is not None else 0
+        lost_before, failed_before = spill.lost, deliveries.failed
         left = 0
         unsettled = len(producer) or len(spill.held)
         if spool is not None and self.exiting:
@@ -321,7 +324,8 @@ class Sender:
             spill.quiet = False
         self.settle_barriers()
         if unsettled:
-            _say_unsettled(self.topic, self._flush_timeout, self.link, spill, before,
+            _say_unsettled(self.topic, self._flush_timeout, self.link, spill,
+                           (spool.spooled if spool is not None else 0) - spooled_before, spill.lost - lost_before,
                            deliveries.failed - failed_before)
 
     # -- state, for the handler --------------------------------------------------------------------

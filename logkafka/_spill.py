@@ -44,7 +44,8 @@ class Spill:
         self._idle_written = 0
         self._respooled = False  # records re-spooled while a barrier waits: its mark moves on
         self._broken = 0  # the spool's write count when the disk refused, 0 while it writes
-        self._said = (0, 0)  # the spool's evicted and torn counts last said
+        self._said_evicted = 0  # the spool's evicted and torn counts last said
+        self._said_torn = 0
 
     # -- writing ---------------------------------------------------------------------------
     def start(self, why: str) -> None:
@@ -89,7 +90,7 @@ class Spill:
             return
         unwritten = spool.take_unwritten()  # refused by an earlier write (a rotation's, an append's)
         if unwritten:
-            self.held.extend(Message(*rec) for rec in unwritten)
+            self.held.extend(unwritten)
         if self._broken and spool.usable() and spool.spooled != self._broken:
             self._broken = 0
             report("spool_ok", f"the spool {spool.directory} takes writes again")
@@ -101,7 +102,7 @@ class Spill:
 
     def _refused(self, spool: Spool) -> None:
         """The disk refused records: they go to Kafka from memory (held), said once a while."""
-        self.held.extend(Message(*rec) for rec in spool.take_unwritten())
+        self.held.extend(spool.take_unwritten())
         self._link.last_error = spool.last_error
         if not self._broken:
             self._broken = max(1, spool.spooled)
@@ -122,7 +123,7 @@ class Spill:
             for message in held:
                 spool.append(*message)
             spool.commit()
-            held = deque(Message(*rec) for rec in spool.take_unwritten())
+            held = deque(spool.take_unwritten())
         self.lost += len(held)
 
     # -- what the spool holds ----------------------------------------------------------------------
@@ -139,15 +140,15 @@ class Spill:
     def say_losses(self) -> None:
         """Records the spool lost (evicted by its size limit, torn lines) since the last call, said."""
         spool = self.spool
-        if spool is None or (spool.dropped, spool.torn) == self._said:
+        if spool is None:
             return
-        evicted, torn = spool.dropped - self._said[0], spool.torn - self._said[1]
+        evicted, torn = spool.dropped - self._said_evicted, spool.torn - self._said_torn
         if evicted > 0:
             report("spool_full", f"{evicted} records lost: the spool reached spool_max_bytes and its "
                    "oldest segments were removed")
         if torn > 0:
             report("spool_torn", f"{torn} damaged spool lines skipped while replaying")
-        self._said = (spool.dropped, spool.torn)
+        self._said_evicted, self._said_torn = spool.dropped, spool.torn
 
     # -- records Kafka refused ---------------------------------------------------------------
     def produce_held(self, producer: Any) -> bool:

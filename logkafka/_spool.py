@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from logkafka._message import Headers, Message
+from logkafka._message import Headers, Message, new_message
 from logkafka._segment import (
     SUFFIX,
     Ledger,
@@ -78,7 +78,6 @@ class Spool:
         self.directory = directory
         self.batch_bytes = batch_bytes  # appended bytes written without waiting for commit() (memory held)
         self.max_bytes = max_bytes
-        self.fsync = fsync
         self.segment_bytes = segment_bytes or max(64 * 1024, min(64 * 1024 * 1024, max_bytes // 8))
         self._lock = threading.Lock()
         self._ledger = Ledger()
@@ -92,6 +91,11 @@ class Spool:
         self.dropped = 0  # records lost to spool_max_bytes (oldest segments removed)
         self.errors = 0  # records the disk refused (handed back, not lost: see take_unwritten)
         self.last_error: str | None = None
+
+    @property
+    def fsync(self) -> str:
+        """The fsync policy: "always", "interval" or "never" (no more fsyncs once the process ends)."""
+        return self._writer.fsync
 
     @property
     def torn(self) -> int:
@@ -116,7 +120,7 @@ class Spool:
     def ending(self) -> None:
         """The process ends: no fsync from now on. The kernel has every record written, and an fsync on a
         busy disk (or a file made behind another process's journal commit) could outlast the exit's time."""
-        self.fsync = self._writer.fsync = "never"
+        self._writer.fsync = "never"
 
     def retry_now(self) -> None:
         """Try writes again at once, even within a few seconds of the disk refusing one (at the end)."""
@@ -128,7 +132,7 @@ class Spool:
         each batch, so a batch costs one write call). Returns False if a commit failed."""
         line = line_of(topic, key, value, timestamp_ms, headers)
         self._pending.append(line)
-        self._pending_records.append(Message(topic, key, value, timestamp_ms, headers))
+        self._pending_records.append(new_message(Message, (topic, key, value, timestamp_ms, headers)))
         self._pending_bytes += len(line)
         if self._pending_bytes >= self.batch_bytes:
             return self.commit()

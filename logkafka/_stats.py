@@ -56,12 +56,12 @@ class WorkerStats:
     spool: SpoolCounts | None
 
 
-def handler_stats(app: WorkerStats, streams: WorkerStats | None, queued: tuple[int, int],
+def handler_stats(app: WorkerStats, streams: WorkerStats | None, app_queued: int, streams_queued: int,
                   dropped: dict[str, int], accepted: int) -> dict[str, Any]:
     """The counters of ``stats()`` from the application worker's and the stream worker's counts.
 
-    ``queued``: records in the application queue and in the stream queue; ``dropped``:
-    records dropped before a worker took them; ``accepted``: records ``emit()`` took.
+    ``app_queued``, ``streams_queued``: records in the application queue and in the stream queue;
+    ``dropped``: records dropped before a worker took them; ``accepted``: records ``emit()`` took.
     """
     workers = [app] if streams is None else [app, streams]
     dropped = dict(dropped)
@@ -81,7 +81,7 @@ def handler_stats(app: WorkerStats, streams: WorkerStats | None, queued: tuple[i
             handed_over += w.spool.handed_over
     per_topic = {w.topic: {"queue_depth": depth, "produced": w.produced, "delivered": w.delivered,
                            "failed": w.failed, "in_flight": w.in_flight, "spooling": w.spooling}
-                 for w, depth in zip(workers, queued, strict=False)}
+                 for w, depth in zip(workers, (app_queued, streams_queued), strict=False)}
     failed = sum(w.failed for w in workers)
     lost = {**dropped, "failed": failed} if failed else dict(dropped)
     delivered = sum(w.delivered for w in workers)

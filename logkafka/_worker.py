@@ -63,8 +63,8 @@ class Worker:
             if self.running:
                 return True
             sender = self._sender
-            if sender.stop_at is not None:  # revived after close(): drain, then leave
-                sender.stop_at = time.monotonic() + self._flush_timeout
+            if sender.stop_at is not None and not sender.exiting:  # revived after close(): drain, then leave
+                sender.stop_at = time.monotonic() + self._flush_timeout  # (at exit, the exit's time is all)
             thread = threading.Thread(target=self._thread_main, name=self._name, daemon=True)
             self._set_running(True)
             try:
@@ -212,8 +212,10 @@ class Worker:
                         self._thread = None
                         return
                     self._set_running(True)
-                    # records arrived while stopping: give them their own flush_timeout
-                    self._sender.stop_at = time.monotonic() + self._flush_timeout
+                    # records arrived while stopping: give them their own flush_timeout (not at exit:
+                    # the exit's time is all there is, and they go to the spool at once)
+                    if not self._sender.exiting:
+                        self._sender.stop_at = time.monotonic() + self._flush_timeout
         finally:
             self._reaper.stop()
             WORKER_IDENTS.discard(ident)

@@ -161,9 +161,11 @@ def test_bad_interval_names_the_setting(tmp_path: Path, monkeypatch: pytest.Monk
         logkafka.watch_levels(tmp_path / "y")
 
 
-def test_dict_config_does_not_disable_the_loggers_the_file_names(tmp_path: Path) -> None:
+@pytest.mark.parametrize("enabled", [True, False])
+def test_dict_config_does_not_disable_the_loggers_the_file_names(tmp_path: Path, enabled: bool) -> None:
     """A handler made by dictConfig (disable_existing_loggers left True) starts the watch from
-    LOGKAFKA_LEVELS_FILE: the file's loggers get their levels after dictConfig, and are not disabled by it."""
+    LOGKAFKA_LEVELS_FILE: the file's loggers get their levels after dictConfig, and are not disabled by it.
+    A disabled handler (enabled=False) starts it too: the levels are the process's, not Kafka's."""
     import subprocess
     import sys
     import textwrap
@@ -176,7 +178,8 @@ def test_dict_config_does_not_disable_the_loggers_the_file_names(tmp_path: Path)
     code = textwrap.dedent("""
         import logging, logging.config, time
         logging.config.dictConfig({"version": 1, "handlers": {"kafka": {
-            "class": "logkafka.KafkaLogHandler", "bootstrap_servers": "127.0.0.1:1", "spool_dir": False}},
+            "class": "logkafka.KafkaLogHandler", "bootstrap_servers": "127.0.0.1:1", "spool_dir": False,
+            "enabled": ENABLED}},
             "root": {"level": "INFO", "handlers": ["kafka"]}})
         log = logging.getLogger("checkout.orders")
         deadline = time.monotonic() + 10
@@ -184,7 +187,7 @@ def test_dict_config_does_not_disable_the_loggers_the_file_names(tmp_path: Path)
             time.sleep(0.02)
         print(log.level, log.disabled, log.isEnabledFor(logging.DEBUG))
     """)
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
-                         check=False)
+    run = subprocess.run([sys.executable, "-c", code.replace("ENABLED", str(enabled))], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["10", "False", "True"], (run.stdout, run.stderr)

@@ -190,6 +190,18 @@ class TestDiskDurability:
         assert seen == set(range(60_000)) and total == 60_000, (len(seen), total)
 
 
+    def test_an_idle_handler_flushes_at_once_with_no_broker(self, tmp_path: Path) -> None:
+        """durability="disk", nothing logged, nothing in the spool, no broker: a flush has nothing to wait for
+        (every flush puts a barrier in the spooling queue; it must not wait for a look at a broker that will
+        not answer)."""
+        handler = logkafka.KafkaLogHandler(f"127.0.0.1:{free_port()}", "rel.idle", spool_dir=str(tmp_path),
+                                           durability="disk", flush_timeout=30)
+        try:
+            assert handler.flush(5) is True
+        finally:
+            handler.close()
+
+
 class TestHardenedPod:
     def test_unwritable_default_spool_still_delivers_every_stream(self, broker: LocalBroker) -> None:
         """A read-only root filesystem (the default spool directory cannot be made) and Kafka up: every
