@@ -97,20 +97,11 @@ class Spool:
         """The fsync policy: "always", "interval" or "never" (no more fsyncs once the process ends)."""
         return self._writer.fsync
 
-    @property
-    def torn(self) -> int:
-        """Torn or unreadable lines skipped in replays."""
-        return self._ledger.torn
-
-    @property
-    def inherited(self) -> int:
-        """Records of other processes (or earlier runs) read back from their segments."""
-        return self._ledger.inherited
-
-    @property
-    def handed_over(self) -> int:
-        """Records of ours whose segment another process took."""
-        return self._ledger.handed_over
+    torn = property(lambda self: self._ledger.torn, doc="Torn or unreadable lines skipped in replays.")
+    inherited = property(lambda self: self._ledger.inherited,
+                         doc="Records of other processes (or earlier runs) read back from their segments.")
+    handed_over = property(lambda self: self._ledger.handed_over,
+                           doc="Records of ours whose segment another process took.")
 
     # -- writing -------------------------------------------------------------------------
     def usable(self) -> bool:
