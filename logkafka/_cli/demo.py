@@ -11,6 +11,7 @@ import logging.config
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from logkafka._cli.connection import connection_option, given_servers, producer_
 from logkafka._cli.reader import consumer_settings, read, wait_for_cluster
 from logkafka._cli.records import Filters, LogLine, parse, text_of
 from logkafka._cli.render import add_colour, render, use_colour
+from logkafka._cli.ui import DEFAULT_PORT, is_loopback, serve
 
 #: What :func:`_demo_service` logs: five application records, one audit, one security.
 _DEMO_RECORDS = 7
@@ -96,6 +98,9 @@ def _tracer() -> Any:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``logkafka demo``."""
+    if args.ui and not is_loopback(args.host):
+        raise CliError(f"--host {args.host}: the demo's viewer serves this machine only (127.0.0.1); for another "
+                       "address run logkafka ui with --token", EXIT_USAGE)
     servers = given_servers(args)
     broker = None
     if not servers:
@@ -140,15 +145,51 @@ def _demo(args: argparse.Namespace, servers: str, *, own_broker: bool) -> int:
           f"{'byte for byte the same' if same else 'NOT the same'} ({len(found)} of {len(lines)} arrived)")
     if not traced:
         print("(opentelemetry-sdk is not installed: no trace ids)")
-    if own_broker:
+    if own_broker and not args.ui:
         print("the embedded broker stops now; `logkafka broker` runs one that stays "
               "(then `logkafka demo` and `logkafka tail --from-beginning` against it)")
-    else:
+    elif not args.ui:
         print(f"read them again: logkafka tail -b {servers} --from-beginning")
     ok = same and len(lines) == _DEMO_RECORDS and len(found) == len(lines)
     if not ok:
         print(f"logkafka demo: expected {_DEMO_RECORDS} records in both the file and Kafka", file=sys.stderr)
-    return 0 if ok else EXIT_FAILURE
+        return EXIT_FAILURE
+    if args.ui:
+        _view(args, servers, consumer, topics, producer, log_file)
+    return 0
+
+
+def _view(args: argparse.Namespace, servers: str, consumer: dict[str, Any], topics: Sequence[str],
+          producer: Mapping[str, Any], log_file: str) -> None:
+    """``--ui``: the viewer on the demo's topics, while the service goes on logging an order now and then."""
+    _demo_logging(servers, producer, topics, log_file)
+    stop = threading.Event()
+    traffic = threading.Thread(target=_traffic, args=(stop,), name="logkafka-demo-traffic", daemon=True)
+    streams = {topics[0]: "application", topics[1]: "audit", topics[2]: "security"}
+    print("\nthe viewer shows the demo's records, and an order the service logs every few seconds; Ctrl-C stops")
+    traffic.start()
+    try:
+        serve(consumer, streams, host=args.host, port=args.port, token=None, backfill=500, buffer=10_000,
+              export=True, announce=lambda url: print(f"logkafka demo: open {url}", flush=True))
+    finally:
+        stop.set()
+        traffic.join(5)
+        logging.shutdown()
+
+
+def _traffic(stop: threading.Event) -> None:
+    """What the demo's service keeps doing while the viewer is open: orders, now and then a slow or failed one."""
+    log = logging.getLogger("checkout.orders")
+    n = 1001
+    while not stop.wait(3.0):
+        n += 1
+        with logkafka.bound(correlation_id=str(uuid.uuid4()), user_id=f"u-{40 + n % 7}", tenant_id="acme"):
+            log.info("Order o-%d placed", n, extra={"code": "ORDER_PLACED", "amount": 10.0 + n % 90})
+            if n % 5 == 0:
+                log.warning("Payment provider slow for o-%d", n, extra={"code": "PAYMENT_SLOW", "duration_ms": 2400})
+            if n % 7 == 0:
+                log.error("Payment declined for o-%d", n, extra={"code": "PAYMENT_DECLINED"})
+                logkafka.audit("order.cancel", f"u-{40 + n % 7}", f"order:o-{n}", "failure")
 
 
 def _read_back(consumer_config: Mapping[str, Any], topics: Sequence[str], run_id: str,
@@ -203,4 +244,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     )
     add_namespace(demo)
     add_colour(demo)
+    demo.add_argument("--ui", action="store_true",
+                      help="then leave the web viewer (logkafka ui) open on the demo's records, with the service "
+                           "logging an order every few seconds, until Ctrl-C")
+    demo.add_argument("--host", default="127.0.0.1", help="with --ui: the viewer's address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+                      help=f"with --ui: the viewer's port (default {DEFAULT_PORT}; 0: a free one)")
     demo.set_defaults(run=run_demo)
