@@ -4,6 +4,7 @@ record) the audit and security queue and theirs; how records enter them, flushes
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logkafka import _process
+from logkafka._chain import Chains
 from logkafka._delivery import count_of
 from logkafka._encoding import Encoder
 from logkafka._overflow import Overflow
@@ -60,7 +62,8 @@ class Outlets:
             old.join(5.0)
 
     def _make_worker(self, topic: str, queue: deque[Any], plans: Any, durability: str, queue_size: int,
-                     producer_config: dict[str, Any], stream_topics: dict[Any, str] | None = None) -> Worker:
+                     producer_config: dict[str, Any], stream_topics: dict[Any, str] | None = None,
+                     chains: Chains | None = None) -> Worker:
         """A worker for ``topic`` (named after it, spooling to its own directory when there is a spool)."""
         st = self.settings
         spool = None
@@ -70,7 +73,23 @@ class Outlets:
                           **({"batch_bytes": st.memory.spool_batch} if st.memory else {}))
         return Worker(name=f"logkafka-{topic}", topic=topic, producer_config=producer_config, queue=queue,
                       plans=plans, drops=self.drops, flush_timeout=st.flush_timeout, spool=spool,
-                      durability=durability, stream_topics=stream_topics, queue_size=queue_size)
+                      durability=durability, stream_topics=stream_topics, queue_size=queue_size, chains=chains)
+
+    def _chains(self) -> Chains:
+        """The hash chains of the audit and security records (their last hashes kept beside their spool)."""
+        st = self.settings
+        directory = (destination_dir(st.spool_dir, st.audit_topic, st.bootstrap_servers)
+                     if st.spool_dir is not None and self._enabled else None)
+
+        def head_path(stream: str) -> str | None:
+            if directory is None:
+                return None
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError:
+                return None
+            return os.path.join(directory, f"chain.{stream}.head")
+        return Chains(st.audit_chain_key, head_path)
 
     def streams(self) -> Worker:
         """The audit and security worker, built on first use."""
@@ -83,7 +102,7 @@ class Outlets:
                 self._stream_worker = self._make_worker(
                     st.audit_topic, self._stream_queue, self._encoder.stream_plan, "disk", self._stream_max,
                     st.stream_producer_config or st.producer_config,
-                    {"audit": st.audit_topic, "security": st.security_topic})
+                    {"audit": st.audit_topic, "security": st.security_topic}, self._chains())
             return self._stream_worker
 
     def workers(self) -> list[Worker]:

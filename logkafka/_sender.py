@@ -12,13 +12,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from logkafka._chain import Chains
 from logkafka._delivery import Deliveries
 from logkafka._encoding import EncodePlan, Messages
 from logkafka._link import Link
 from logkafka._message import Message
 from logkafka._producer import Session
 from logkafka._queue import DROP_REASONS, Barrier, Drops
-from logkafka._record import FMT
+from logkafka._record import FMT, STREAM
 from logkafka._replay import Replay
 from logkafka._report import report
 from logkafka._spill import Spill
@@ -71,7 +72,7 @@ class Sender:
     def __init__(self, *, topic: str, producer_config: dict[str, Any], queue: deque[Any],
                  plans: Callable[[Any], EncodePlan], drops: Drops, flush_timeout: float, spool: Spool | None,
                  durability: str, stream_topics: dict[Any, str] | None, queue_size: int | None,
-                 wake: threading.Event) -> None:
+                 wake: threading.Event, chains: Chains | None = None) -> None:
         self.topic = topic
         self.queue = queue
         self._plans = plans
@@ -89,6 +90,7 @@ class Sender:
         self.session = Session(producer_config, topic=topic, link=self.link, deliveries=self.deliveries,
                                spill=self.spill, on_error=self._on_error, wake=wake.set)
         self.messages = Messages(topic, stream_topics, producer_config)
+        self._chains = chains  # audit and security records: each one linked into its writer's hash chain
         self.reporting = False  # True while the thread runs: an outage is said only then
         #: True while the reaper thread serves delivery reports under load (see Worker).
         self.reaping = False
@@ -106,9 +108,21 @@ class Sender:
         if text is not None and (self.reporting or err.code() != KafkaError._ALL_BROKERS_DOWN):
             report(f"error:{err.code()}", text)  # (none from a stopped handler for an outage)
 
-    def message_of(self, item: dict[str, Any]) -> Message:
-        """A captured record as its message, encoded for the formatter it was logged under."""
-        return self.messages.of(item, self._plans(item[FMT]))
+    def write_ahead(self, item: dict[str, Any]) -> bool:
+        """``durability="disk"``, on the caller's thread: the record written to the spool now, linked into its
+        chain in the same order; False when it could not be (it is then queued, and linked when sent)."""
+        try:
+            message = self.messages.of(item, self._plans(item[FMT]))
+        except Exception:
+            return False
+        if self._chains is None:
+            return self.spill.write_ahead(message)
+        return self._chains.write(item.get(STREAM) or "audit", message, self.spill.write_ahead)
+
+    def _chained(self, item: dict[str, Any], plan: EncodePlan) -> Message:
+        """A stream record's message, linked into its writer's chain."""
+        assert self._chains is not None
+        return self._chains.linked(item.get(STREAM) or "audit", self.messages.of(item, plan))
 
     # -- each turn ------------------------------------------------------------------------
     def turn(self, producer: Producer) -> int:
@@ -155,7 +169,8 @@ class Sender:
             return 0
         if spooling and not spill.spooling:
             spill.start("the producer is being replaced")
-        queue, produce, plans, message_of = self.queue, producer.produce, self._plans, self.messages.of
+        queue, produce, plans = self.queue, producer.produce, self._plans
+        message_of = self.messages.of if self._chains is None else self._chained
         bound: Any = _UNBOUND
         plan: Any = None
         n = produced = barriers = 0
@@ -204,7 +219,7 @@ class Sender:
                     else:
                         deliveries.produced += produced
                         produced = 0
-                        self._produce_when_room(producer, message)
+                        _produce_when_room(self, producer, message)
                 except (KafkaException, TypeError, ValueError) as exc:
                     spill.refused(exc, message)
                     if link.fatal:
@@ -213,36 +228,6 @@ class Sender:
             deliveries.produced += produced
             self.in_hand = False
         return n - barriers
-
-    def _produce_when_room(self, producer: Producer, message: Message) -> None:
-        """No spool: librdkafka's queue is full, serve reports until there is room."""
-        self.awaiting_room = 1
-        try:
-            self._wait_for_room(producer, message)
-        finally:
-            self.awaiting_room = 0
-
-    def _wait_for_room(self, producer: Producer, message: Message) -> None:
-        topic, key, value, ts, headers = message
-        said = time.monotonic()
-        while True:
-            producer.poll(0.05)
-            if time.monotonic() - said >= 1.0:  # records dropped meanwhile are said while it waits
-                said = time.monotonic()
-                self.say_news()
-            if self.stop_at is not None and time.monotonic() >= self.stop_at:
-                self.deliveries.count_failed(topic)
-                self.link.last_error = "producer queue full at shutdown"
-                return
-            try:
-                producer.produce(topic, value, key, timestamp=ts, headers=headers)
-            except BufferError:
-                continue
-            except (KafkaException, TypeError, ValueError) as exc:
-                self.spill.refused(exc)
-                return
-            self.deliveries.produced += 1
-            return
 
     def say_news(self) -> None:
         """Acknowledgements since the last turn (the broker answers), and losses not said yet."""
@@ -356,3 +341,31 @@ class Sender:
             error_counts=dict(link.error_counts), last_error=link.last_error,
             broker_reachable=link.broker_reachable, trouble_s=link.trouble_for(),
             spool=SpoolCounts.of(spool) if spool is not None else None)
+
+
+def _produce_when_room(sender: Sender, producer: Producer, message: Message) -> None:
+    """No spool: librdkafka's queue is full; serve reports until there is room for ``message`` (or the stop)."""
+    sender.awaiting_room = 1
+    try:
+        topic, key, value, ts, headers = message
+        said = time.monotonic()
+        while True:
+            producer.poll(0.05)
+            if time.monotonic() - said >= 1.0:  # records dropped meanwhile are said while it waits
+                said = time.monotonic()
+                sender.say_news()
+            if sender.stop_at is not None and time.monotonic() >= sender.stop_at:
+                sender.deliveries.count_failed(topic)
+                sender.link.last_error = "producer queue full at shutdown"
+                return
+            try:
+                producer.produce(topic, value, key, timestamp=ts, headers=headers)
+            except BufferError:
+                continue
+            except (KafkaException, TypeError, ValueError) as exc:
+                sender.spill.refused(exc)
+                return
+            sender.deliveries.produced += 1
+            return
+    finally:
+        sender.awaiting_room = 0

@@ -98,6 +98,7 @@ class HandlerSettings:
     servers_defaulted: bool = False  # no address was set anywhere: DEFAULT_SERVERS
     memory: MemoryPlan | None = None  # how memory_budget is shared (None only for settings made by hand)
     stream_producer_config: dict[str, Any] = field(default_factory=dict, repr=False)  # audit and security
+    audit_chain_key: bytes | None = field(default=None, repr=False)  # HMAC key of the audit/security chains
 
     def topic_of(self, stream: str) -> str:
         """The topic of a stream: ``application``, ``audit`` or ``security``."""
@@ -164,6 +165,7 @@ def build_settings(
     fields: str | None = None,
     handle_sigterm: bool | str | None = None,
     memory_budget: int | str | None = None,
+    audit_chain_key: str | bytes | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -207,7 +209,28 @@ def build_settings(
         and not user.get("bootstrap.servers") and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
         memory=memory,
         stream_producer_config=stream_config,
+        audit_chain_key=chain_key(audit_chain_key),
     )
+
+
+def chain_key(value: str | bytes | None) -> bytes | None:
+    """The HMAC key of the audit and security chains: the argument, else ``LOGKAFKA_AUDIT_CHAIN_KEY``;
+    ``@/path`` reads it from a file (a mounted secret). At least 16 bytes; None: plain SHA-256 chains."""
+    name = "audit_chain_key"
+    if value is None:
+        value, name = os.environ.get("LOGKAFKA_AUDIT_CHAIN_KEY") or None, "LOGKAFKA_AUDIT_CHAIN_KEY"
+    if value is None:
+        return None
+    if isinstance(value, str) and value.startswith("@"):
+        try:
+            with open(value[1:], "rb") as f:
+                value = f.read().strip()
+        except OSError as exc:
+            raise ValueError(f"{name}: cannot read {value[1:]!r}: {exc.strerror or exc}") from None
+    key = value.encode() if isinstance(value, str) else value
+    if not isinstance(key, bytes) or len(key) < 16:
+        raise ValueError(f"{name}: expected a secret of at least 16 bytes (or @/path/to/a/file holding one)")
+    return key
 
 
 DEFAULT_KEY = "service"

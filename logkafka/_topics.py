@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from confluent_kafka import OFFSET_END, KafkaException, TopicPartition
+
 #: The replication factor that asks for the broker's own default (``default.replication.factor``).
 BROKER_DEFAULT = -1
 
@@ -143,3 +145,23 @@ def _wait(ask: Callable[[float], Any], topics: Sequence[str], deadline: float, p
         if len(seen) == len(set(topics)):
             return seen
         time.sleep(pause)
+
+
+def offsets_for_time(consumer: Any, partitions: Sequence[TopicPartition], since_ms: int, *,
+                     timeout: float = 10.0, unanswered: int = OFFSET_END) -> list[TopicPartition]:
+    """Each partition from its first record stamped at ``since_ms`` or later (the end when there is none).
+
+    A broker whose offset lookups are inexact (tansu answers 0) only makes the reader skip more records
+    by their stamp; a lookup that fails starts every partition at ``unanswered`` (by default the end).
+    """
+    try:
+        found = consumer.offsets_for_times(
+            [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions], timeout=timeout)
+    except KafkaException:
+        return [TopicPartition(tp.topic, tp.partition, unanswered) for tp in partitions]
+    offsets = {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None}
+    out = []
+    for tp in partitions:
+        offset = offsets.get((tp.topic, tp.partition), -1)
+        out.append(TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_END))
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from logkafka._chain import Chains
 from logkafka._encoding import EncodePlan
 from logkafka._queue import Barrier, Drops
 from logkafka._reaper import Reaper
@@ -39,7 +40,7 @@ class Worker:
     def __init__(self, *, name: str, topic: str, producer_config: dict[str, Any], queue: deque[Any],
                  plans: Callable[[Any], EncodePlan], drops: Drops, flush_timeout: float, spool: Spool | None = None,
                  durability: str = "memory", stream_topics: dict[Any, str] | None = None,
-                 queue_size: int | None = None) -> None:
+                 queue_size: int | None = None, chains: Chains | None = None) -> None:
         self._name = name
         self._queue = queue
         self._flush_timeout = flush_timeout
@@ -48,7 +49,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._sender = Sender(topic=topic, producer_config=producer_config, queue=queue, plans=plans, drops=drops,
                               flush_timeout=flush_timeout, spool=spool, durability=durability,
-                              stream_topics=stream_topics, queue_size=queue_size, wake=self._wake)
+                              stream_topics=stream_topics, queue_size=queue_size, wake=self._wake, chains=chains)
         #: True while the thread runs; read without a lock by emit().
         self.running = False
         #: True while the thread waits for work; emit() then wakes it.
@@ -121,11 +122,7 @@ class Worker:
         spool = self.spool
         if spool is None or not spool.usable():
             return False
-        try:
-            message = self._sender.message_of(item)
-        except Exception:
-            return False
-        return self._sender.spill.write_ahead(message)
+        return self._sender.write_ahead(item)
 
     # -- state, from any thread -------------------------------------------------------------
     @property

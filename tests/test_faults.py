@@ -434,6 +434,8 @@ FORK_RIGHT_AFTER_THE_FIRST_RECORD = """
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.info("parent", extra={"who": "parent", "seq": 0})
+    while handler.stats()["produced"] < 1:  # the producer exists and connects (on a busy machine it may not yet)
+        time.sleep(0.001)
     children = []
     for n in range(6):  # as gunicorn's master forks its workers right after its first records
         started = time.monotonic()

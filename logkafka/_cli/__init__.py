@@ -15,15 +15,15 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from logkafka import __version__
-from logkafka._cli import broker, check, demo, replay, tail, topics, ui
+from logkafka._cli import broker, check, compliance, demo, replay, tail, topics, ui
 from logkafka._cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, CliError, kafka_text
 from logkafka._cli.connection import connection_options
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
 #: The subcommands, in the order ``logkafka --help`` lists them.
-COMMANDS: Sequence[Register] = (tail.register, ui.register, demo.register, broker.register, check.register,
-                                topics.register, replay.register)
+COMMANDS: Sequence[Register] = (tail.register, ui.register, compliance.register, demo.register, broker.register,
+                                check.register, topics.register, replay.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

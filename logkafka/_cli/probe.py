@@ -19,9 +19,8 @@ from logkafka._cli.common import EXIT_USAGE, CliError
 from logkafka._cli.connection import check_reachable, list_topics, new_admin, new_consumer
 from logkafka._cli.dictconfig import Found
 from logkafka._cli.lint_tree import Finding
-from logkafka._cli.reader import offsets_for_time
 from logkafka._handler import aim_at
-from logkafka._topics import Status, TopicSpec, create_topics, wait_for_partitions, wait_for_topics
+from logkafka._topics import Status, TopicSpec, create_topics, offsets_for_time, wait_for_partitions, wait_for_topics
 
 #: Logger name of the probe record: not ``logkafka...``, whose records a handler drops.
 PROBE_LOGGER = "lkcheck"

@@ -17,7 +17,6 @@ from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
     KafkaError,
     KafkaException,
@@ -27,6 +26,7 @@ from confluent_kafka import (
 from logkafka._cli.common import CliError, unreachable
 from logkafka._cli.connection import client_config, new_consumer
 from logkafka._cli.merge import TimeMerge
+from logkafka._topics import offsets_for_time
 
 #: Without ``--follow``: stop when no record came for this long, even if the broker never said "end of partition".
 DEFAULT_IDLE = 5.0
@@ -132,26 +132,6 @@ def partitions_of(metadata: Any, topics: Sequence[str], servers: str,
     for text in missing:
         warn(f"skipping topic {text}")
     return assignment
-
-
-def offsets_for_time(consumer: Any, partitions: Sequence[TopicPartition], since_ms: int, *,
-                     timeout: float = 10.0, unanswered: int = OFFSET_END) -> list[TopicPartition]:
-    """Each partition from its first record stamped at ``since_ms`` or later (the end when there is none).
-
-    A broker whose offset lookups are inexact (tansu answers 0) only makes the reader skip more records
-    by their stamp; a lookup that fails starts every partition at ``unanswered`` (by default the end).
-    """
-    try:
-        found = consumer.offsets_for_times(
-            [TopicPartition(tp.topic, tp.partition, since_ms) for tp in partitions], timeout=timeout)
-    except KafkaException:
-        return [TopicPartition(tp.topic, tp.partition, unanswered) for tp in partitions]
-    offsets = {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None}
-    out = []
-    for tp in partitions:
-        offset = offsets.get((tp.topic, tp.partition), -1)
-        out.append(TopicPartition(tp.topic, tp.partition, offset if offset >= 0 else OFFSET_END))
-    return out
 
 
 def read(

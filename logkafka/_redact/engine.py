@@ -18,6 +18,7 @@ from logkafka._redact.rules import (
     SECRET_KEYS,
     SECRET_SUFFIXES,
     SUSPECT,
+    VALUE_RULES,
     another,
     forms,
     is_card,
@@ -164,6 +165,18 @@ class Redactor:
             return self._walk(obj, 0, set())
         except Exception:
             return REDACTED
+
+    def rules_in(self, s: str) -> list[str]:
+        """The names of the rules that would change ``s`` (none when nothing would, or redaction is off)."""
+        if not self._enabled or self.text(s) == s:
+            return []
+        found = [f"redact_patterns[{i}]" for i, p in enumerate(self._patterns) if replace_whole(p, s) != s]
+        if "-----BEGIN" in s and pem(s) != s:
+            found.append("PEM private key")
+        if ("=" in s or ":" in s) and self._pairs(s) != s:
+            found.append("secret key=value in text")
+        found += [name for name, rule in VALUE_RULES if rule(s) != s]
+        return found or ["redaction"]
 
     def mapping(self, d: Mapping[str, Any]) -> dict[str, Any]:
         """A new dict of ``d``'s members, redacted; ``d`` is the first of the ten levels walked."""

@@ -305,21 +305,47 @@ def replace_whole(pattern: re.Pattern[str], s: str) -> str:
     return _sub(pattern, _whole, s)
 
 
+def _url_passwords(s: str) -> str:
+    return _sub(_USERINFO, _userinfo, s) if "://" in s else s
+
+
+def _bearer_tokens(s: str) -> str:
+    return _sub(_BEARER, _bearer, s) if "earer" in s or "BEARER" in s else s
+
+
+def _jwts(s: str) -> str:
+    return _JWT.sub(REDACTED, s) if "eyJ" in s else s
+
+
+def _aws_key_ids(s: str) -> str:
+    return _AWS_KEY_ID.sub(REDACTED, s) if "IA" in s else s
+
+
+def _emails(s: str) -> str:
+    return _EMAIL.sub(REDACTED, s) if "@" in s else s
+
+
+def _card_numbers(s: str) -> str:
+    return _cards(s) if _SIX_DIGITS.search(s) else s
+
+
+def _api_tokens(s: str) -> str:
+    return _TOKENS.sub(REDACTED, s)
+
+
+#: The rules that find secret values in any text, named, in the order they apply (after the secret keys' values).
+VALUE_RULES: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("password in a URL", _url_passwords), ("bearer token", _bearer_tokens), ("JWT", _jwts),
+    ("AWS access key id", _aws_key_ids), ("e-mail address", _emails), ("card number", _card_numbers),
+    ("API token", _api_tokens),
+)
+
+
 def secret_values(s: str) -> str:
     """The secret values ``s`` holds replaced, after the secret keys' values (see the module docstring)."""
-    if "://" in s:
-        s = _sub(_USERINFO, _userinfo, s)
-    if "earer" in s or "BEARER" in s:
-        s = _sub(_BEARER, _bearer, s)
-    if "eyJ" in s:
-        s = _JWT.sub(REDACTED, s)
-    if "IA" in s:
-        s = _AWS_KEY_ID.sub(REDACTED, s)
-    if "@" in s:
-        s = _EMAIL.sub(REDACTED, s)
-    if _SIX_DIGITS.search(s):
-        s = _cards(s)
-    return _TOKENS.sub(REDACTED, s)
+    for _, rule in VALUE_RULES:
+        s = rule(s)
+    return s
 
 
 class Found(NamedTuple):

@@ -27,7 +27,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from logkafka._cli.reader import offsets_for_time
+from logkafka._topics import offsets_for_time
 from logkafka._ui.entries import Entry, Query, entry_of
 
 _TIMEOUT = 5.0  # seconds for metadata and offset lookups
