@@ -223,6 +223,15 @@ def test_filters_combine_and_trace_id_filters_too(seeded: Seeded, tab: Tab) -> N
     tab.expect_messages([r.message for r in seeded.incident.records if r.traced])
 
 
+def test_a_bad_filter_is_named_and_breaks_nothing(seeded: Seeded, tab: Tab) -> None:
+    page = tab.open(f"{seeded.url}?level=LOUD")
+    expect(page.locator("#error-banner")).to_contain_text("level: unknown level 'LOUD'")
+    expect(page.locator("#f-level")).to_have_value("LOUD")
+    page.select_option("#f-level", "CRITICAL")
+    expect(page.locator("#error-banner")).to_be_hidden()
+    tab.expect_messages(seeded.incident.messages("level", "CRITICAL"))
+
+
 def test_filters_set_in_the_page_go_to_the_url(seeded: Seeded, tab: Tab) -> None:
     """Typing, choosing and toggling filters changes the address (a link to paste in a ticket) and the rows."""
     page = tab.open(seeded.url)
@@ -318,6 +327,14 @@ def test_a_record_opens_whole_with_copy_buttons_and_a_permalink(seeded: Seeded, 
         expect(other.locator("#detail .message-full")).to_have_text("payment timed out after 3000 ms")
     finally:
         other.close()
+    # its context: the same service a minute either side, read back from Kafka, the record still open
+    tab.row("payment timed out after 3000 ms").click()
+    page.click("#detail-context")
+    expect(page.locator("#mode")).to_have_text("History")
+    expect(page).to_have_url(re.compile(r"\?service=payments&from=.*&to=.*&record="))
+    tab.expect_messages(seeded.incident.messages("service", "payments"))
+    expect(page.locator("#detail .message-full")).to_have_text("payment timed out after 3000 ms")
+    expect(page.locator("#sizer .row.selected .msg")).to_have_text("payment timed out after 3000 ms")
 
 
 def test_markup_in_a_record_is_shown_as_text_and_runs_nothing(seeded: Seeded, tab: Tab) -> None:
@@ -385,7 +402,12 @@ def test_audit_and_security_views(seeded: Seeded, tab: Tab) -> None:
     expect(failed.locator(".c-resource")).to_have_text("order:ord-5522")
     expect(failed.locator(".c-diff")).to_have_text("status: pending → cancelled")
     expect(failed.locator(".c-tenant_id")).to_have_text("globex")
+    failed.click()
+    audit_fields = page.locator("#detail h3:text-is('audit') + dl")
+    expect(audit_fields.locator('dt:text-is("outcome") + dd .value')).to_have_text("failure")
+    expect(audit_fields.locator('dt:text-is("diff") + dd .value')).to_have_text("status: pending → cancelled")
     tab.screenshot("ui-audit")
+    page.keyboard.press("Escape")
     page.click(".tab[data-view=security]")
     expect(page).to_have_url(f"{seeded.url}?view=security")
     securities = [r for r in seeded.incident.records if r.stream == "security"]
@@ -498,16 +520,19 @@ def test_kafka_going_away_shows_a_banner_and_the_view_recovers(own_broker: Any, 
             before = unique("before the outage ")
             _log_once(servers, namespace, tmp_path / "a", before)
             expect(tab.row(before)).to_be_visible(timeout=5000)
+            expect(page.locator("#chart-rate rect.b-warning")).to_have_count(1, timeout=5000)  # the chart, live
             own_broker.kill()
             banner = page.locator("#kafka-banner")
             expect(banner).to_be_visible(timeout=20_000)
             expect(banner).to_contain_text("Kafka is unreachable since")
             expect(banner).to_contain_text("still trying")
+            expect(page.locator("#mode")).to_have_text("Live · Kafka away")
             expect(tab.row(before)).to_be_visible()  # what was read stays
             tab.screenshot("ui-kafka-down")
             own_broker.start()
             create_stream_topics(servers, namespace)
             expect(banner).to_be_hidden(timeout=30_000)
+            expect(page.locator("#mode")).to_have_text("Live")
             after = unique("after the outage ")
             # the restarted test broker starts its offsets again from 0: log until the viewer's reader, which
             # resumes at the offsets it had reached, gets there (a real broker keeps its records and offsets)

@@ -808,9 +808,11 @@
       count.hidden = waiting === 0; // "Paused" says the rest; the count appears with the first new record
       count.textContent = `${plural(waiting, "new record")}${feed.bufferDropped ? ` (+${feed.bufferDropped} dropped)` : ""} — show`;
     } else {
-      mode.textContent = feed.mode === "request" ? "Live (this request)" : "Live";
-      mode.className = "pill live";
-      mode.title = "New records appear as they arrive";
+      const away = feed.kafka && feed.kafka.kafka === "unreachable";
+      mode.textContent = (feed.mode === "request" ? "Live (this request)" : "Live") + (away ? " · Kafka away" : "");
+      mode.className = away ? "pill live waiting" : "pill live";
+      mode.title = away ? "Live, but Kafka does not answer: nothing new can arrive until it does"
+        : "New records appear as they arrive";
       count.hidden = true;
     }
   }
@@ -827,12 +829,14 @@
       banner.hidden = false;
       badge.textContent = "Kafka: unreachable";
       badge.className = "kafka bad";
+      if (feed.lostSince == null) showMode();
     } else {
       banner.hidden = true;
       const topics = Array.isArray(status.topics) ? status.topics : [];
       badge.textContent = status.kafka === "ok" ? `Kafka: ok, ${plural(topics.length, "topic")}` : "Kafka: connecting…";
       badge.title = topics.length ? `Reading ${topics.map(str).join(", ")}` : "No topic read yet (do the topics exist?)";
       badge.className = status.kafka === "ok" ? "kafka ok" : "kafka wait";
+      if (feed.lostSince == null) showMode();
     }
   }
 
@@ -1078,6 +1082,18 @@
     load();
   }
 
+  /** The record among its neighbours: the same service a minute either side, from Kafka, its detail open. */
+  function openContext(e) {
+    state.view = "records";
+    state.request = null;
+    state.filters = e.service ? { service: str(e.service) } : {};
+    state.range = { from: e.ts - 60_000, to: e.ts + 60_000 };
+    state.record = { id: e.id, at: e.ts };
+    state.limit = null;
+    writeUrl(true);
+    load();
+  }
+
   function backToLive() {
     state.range = null;
     state.limit = null; // the page size was the range's
@@ -1161,6 +1177,9 @@
     const rawToggle = el("button", { type: "button", id: "raw-toggle", text: showRaw ? "Pretty" : "Raw",
       title: "Show the value as the Kafka message held it, or pretty-printed", "aria-pressed": showRaw ? "true" : "false" });
     rawToggle.addEventListener("click", () => { showRaw = !showRaw; renderDetail(); });
+    const context = el("button", { type: "button", id: "detail-context", text: "Context ±1 min", disabled: !e.ts,
+      title: "The records of the same service a minute either side, read back from Kafka, the other filters dropped" });
+    context.addEventListener("click", () => openContext(e));
     const head = el("div", { class: "detail-head" },
       el("span", { class: `lvl lvl-${levelBand(e)}`, text: levelText(e) }), " ",
       el("span", { class: `badge s-${STREAMS.includes(e.stream) ? e.stream : "other"}`, text: str(e.stream) }), " ",
@@ -1168,7 +1187,7 @@
       el("button", { type: "button", id: "detail-close", class: "close", text: "×", title: "Close (Esc)", onclick: () => hideDetail() }));
     const parts = [head];
     if (e.flag) parts.push(el("p", { class: "flag-line" }, el("span", { class: "flag", text: flagLabel(e.flag) }), ` ${str(e.flag)}: shown as the message held it.`));
-    parts.push(el("div", { class: "actions" }, copyJson, copyLink, rawToggle));
+    parts.push(el("div", { class: "actions" }, copyJson, copyLink, rawToggle, context));
     parts.push(el("p", { class: "message-full", text: messageText(e) }));
     parts.push(fieldList([
       field("service", e.service, "service"), field("logger", e.logger, "logger"), field("code", e.code, "code"),
@@ -1376,6 +1395,10 @@
     for (const toggle of document.querySelectorAll(".toggle[data-stream]")) {
       toggle.addEventListener("click", () => {
         toggle.setAttribute("aria-pressed", toggle.getAttribute("aria-pressed") === "true" ? "false" : "true");
+        const toggles = [...document.querySelectorAll(".toggle[data-stream]")];
+        if (toggles.every((t) => t.getAttribute("aria-pressed") === "false")) {
+          for (const t of toggles) t.setAttribute("aria-pressed", "true"); // none chosen means all: show it so
+        }
         filtersChanged();
       });
     }
