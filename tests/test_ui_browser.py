@@ -46,6 +46,8 @@ from playwright.sync_api import expect, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "logkafka" / "_ui" / "static"
 VIEWPORT = {"width": 1400, "height": 860}
+# "within a second", checked generously: a loaded CI machine (the suite runs 4 workers on 2 cores) may be slow
+LIVE_MS = 10_000
 
 
 # -- the browser, the viewers, a tab ---------------------------------------------------------------
@@ -435,7 +437,7 @@ def test_back_in_time_a_range_read_a_page_at_a_time(seeded: Seeded, tab: Tab) ->
     page.click("#load-more")
     tab.expect_messages(archive)
     expect(page.locator("#range-end")).to_be_visible()
-    page.click("#context-bar >> text=Back to live")
+    page.click("#back-to-live")
     expect(page.locator("#mode")).to_have_text("Live")
     tab.expect_messages(seeded.incident.messages())
     # the same from the inputs (in the zone the page shows: UTC here)
@@ -448,7 +450,7 @@ def test_back_in_time_a_range_read_a_page_at_a_time(seeded: Seeded, tab: Tab) ->
 
 def test_the_charts_and_the_export_link(seeded: Seeded, tab: Tab) -> None:
     page = tab.open(f"{seeded.url}?service=payments")
-    expect(page.locator("#chart-errors rect.bar").first).to_be_attached(timeout=5000)
+    expect(page.locator("#chart-errors rect.bar").first).to_be_attached(timeout=LIVE_MS)
     expect(page.locator("#chart-errors-caption")).to_contain_text("in all")
     link = page.locator("#export")
     expect(link).to_be_visible()
@@ -466,7 +468,7 @@ def test_a_record_logged_after_the_page_opened_appears_without_reload(live: Live
     message = unique("arrived live ")
     live.services.log("orders", "orders.api", "ERROR", message, code="LIVE", correlation_id="req-live")
     row = tab.row(message)
-    expect(row).to_be_visible(timeout=5000)
+    expect(row).to_be_visible(timeout=LIVE_MS)
     expect(row.locator(".c-level")).to_have_text("ERROR")
     assert page.evaluate("window.__sameDocument") is True
 
@@ -478,7 +480,7 @@ def test_a_live_view_filtered_by_the_url_gets_only_matching_records(live: Live, 
     live.services.log(service, "svc.main", "INFO", quiet)
     live.services.log(service, "svc.main", "ERROR", loud)
     live.services.log("elsewhere", "svc.main", "ERROR", unique("other service "))
-    tab.expect_messages([loud], timeout=5000)
+    tab.expect_messages([loud], timeout=LIVE_MS)
     expect(page.locator("#sizer .row")).to_have_count(1)
 
 
@@ -488,13 +490,13 @@ def test_pause_buffers_what_arrives_and_resume_shows_it(live: Live, tab: Tab) ->
     page = tab.open(f"{live.url}?service={service}")
     first = unique("before the pause ")
     live.services.log(service, "svc.main", "INFO", first)
-    tab.expect_messages([first], timeout=5000)
+    tab.expect_messages([first], timeout=LIVE_MS)
     page.click("#pause")
     expect(page.locator("#mode")).to_have_text("Paused")
     later = [unique("while paused "), unique("while paused ")]
     for message in later:
         live.services.log(service, "svc.main", "INFO", message)
-    expect(page.locator("#new-count")).to_have_text("2 new records — show", timeout=5000)
+    expect(page.locator("#new-count")).to_have_text("2 new records — show", timeout=LIVE_MS)
     tab.expect_messages([first])
     page.click("#new-count")
     expect(page.locator("#mode")).to_have_text("Live")
@@ -519,8 +521,8 @@ def test_kafka_going_away_shows_a_banner_and_the_view_recovers(own_broker: Any, 
             page = tab.open(ui.base)
             before = unique("before the outage ")
             _log_once(servers, namespace, tmp_path / "a", before)
-            expect(tab.row(before)).to_be_visible(timeout=5000)
-            expect(page.locator("#chart-rate rect.b-warning")).to_have_count(1, timeout=5000)  # the chart, live
+            expect(tab.row(before)).to_be_visible(timeout=LIVE_MS)
+            expect(page.locator("#chart-rate rect.b-warning")).to_have_count(1, timeout=LIVE_MS)  # the chart, live
             own_broker.kill()
             banner = page.locator("#kafka-banner")
             expect(banner).to_be_visible(timeout=20_000)

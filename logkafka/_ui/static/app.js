@@ -173,7 +173,8 @@
     const after = diff.new && typeof diff.new === "object" ? diff.new : {};
     const names = [...new Set([...Object.keys(before), ...Object.keys(after)])];
     if (!names.length) return str(diff);
-    return names.map((n) => `${n}: ${n in before ? str(before[n]) : "∅"} → ${n in after ? str(after[n]) : "∅"}`).join("; ");
+    const side = (values, name) => (name in values ? str(values[name]) : "∅");
+    return names.map((n) => `${n}: ${side(before, n)} → ${side(after, n)}`).join("; ");
   }
 
   /** The value as the Kafka message held it, as near as the entry allows (a toggle beside the pretty JSON). */
@@ -195,8 +196,8 @@
   const part = (name, key) => (e) => str(e[name] && typeof e[name] === "object" ? e[name][key] : null);
 
   function requestButton(kind, value) {
-    return el("button", { type: "button", class: "linkish", text: value, title: `Show this request across the three streams (${kind})`,
-                          data: { action: "request", kind } });
+    return el("button", { type: "button", class: "linkish", text: value, data: { action: "request", kind },
+                          title: `Show this request across the three streams (${kind})` });
   }
 
   function messageCell(e) {
@@ -211,22 +212,28 @@
     offset: { label: "+ms", cell: (e, ctx) => `+${(e.ts - ctx.t0).toLocaleString("en")} ms` },
     time: { label: () => `Time (${utc ? "UTC" : "local"})`, cell: (e) => rowTime(e.ts), title: (e) => fullTime(e.ts) },
     level: { label: "Level", cell: (e) => el("span", { class: `lvl lvl-${levelBand(e)}`, text: levelText(e) }) },
-    stream: { label: "Stream", cell: (e) => el("span", { class: `badge s-${STREAMS.includes(e.stream) ? e.stream : "other"}`, text: str(e.stream) }) },
+    stream: { label: "Stream", cell: streamBadge },
     service: { label: "Service", cell: (e) => str(e.service) },
     logger: { label: "Logger", cell: (e) => str(e.logger) },
     code: { label: "Code", cell: (e) => str(e.code) },
     message: { label: "Message", cell: messageCell, title: (e) => messageText(e).slice(0, 2000) },
-    correlation_id: { label: "Correlation id", cell: (e) => (e.correlation_id ? requestButton("correlation_id", str(e.correlation_id)) : "") },
+    correlation_id: { label: "Correlation id",
+                      cell: (e) => (e.correlation_id ? requestButton("correlation_id", str(e.correlation_id)) : "") },
     tenant_id: { label: "Tenant", cell: (e) => str(e.tenant_id) },
     actor: { label: "Actor", cell: part("audit", "actor") },
     action: { label: "Action", cell: part("audit", "action") },
     resource: { label: "Resource", cell: (e) => part(e.audit ? "audit" : "security", "resource")(e) },
     outcome: { label: "Outcome", cell: (e) => outcomeBadge(part("audit", "outcome")(e), "failure") },
-    diff: { label: "Diff (old → new)", cell: (e) => oneLine(diffText(e.audit && e.audit.diff)), title: (e) => diffText(e.audit && e.audit.diff) },
+    diff: { label: "Diff (old → new)", cell: (e) => oneLine(diffText(e.audit && e.audit.diff)),
+            title: (e) => diffText(e.audit && e.audit.diff) },
     event_type: { label: "Event", cell: part("security", "event_type") },
     user_id: { label: "User", cell: part("security", "user_id") },
     decision: { label: "Decision", cell: (e) => outcomeBadge(part("security", "decision")(e), "deny") },
   };
+
+  function streamBadge(e) {
+    return el("span", { class: `badge s-${STREAMS.includes(e.stream) ? e.stream : "other"}`, text: str(e.stream) });
+  }
 
   function outcomeBadge(text, bad) {
     return text ? el("span", { class: `outcome ${text === bad ? "bad" : "good"}`, text }) : "";
@@ -268,7 +275,8 @@
     setView(view) {
       this.columns = VIEW_COLUMNS[view].map((name) => ({ name, ...COLUMNS[name] }));
       this.head.replaceChildren(...this.columns.map((c) =>
-        el("div", { class: `cell c-${c.name}`, role: "columnheader", text: typeof c.label === "function" ? c.label() : c.label })));
+        el("div", { class: `cell c-${c.name}`, role: "columnheader",
+                    text: typeof c.label === "function" ? c.label() : c.label })));
       this.redraw();
     }
 
@@ -459,7 +467,9 @@
     const params = new URLSearchParams();
     if (state.view !== "records") params.set("view", state.view);
     if (state.view === "request" && state.request) {
-      for (const name of ["correlation_id", "trace_id", "around"]) if (state.request[name]) params.set(name, state.request[name]);
+      for (const name of ["correlation_id", "trace_id", "around"]) {
+        if (state.request[name]) params.set(name, state.request[name]);
+      }
     } else {
       for (const name of FILTERS) if (state.filters[name]) params.set(name, state.filters[name]);
       if (state.range) {
@@ -785,20 +795,20 @@
 
   function showMode() {
     const mode = $("mode");
-    const button = $("pause");
+    const pauseButton = $("pause");
     const count = $("new-count");
     const waiting = feed.buffered.length;
     if (feed.mode === "history") {
       mode.textContent = "History";
       mode.className = "pill history";
       mode.title = "Reading a time range back from Kafka; live records are not added";
-      button.hidden = true;
+      pauseButton.hidden = true;
       count.hidden = true;
       return;
     }
-    button.hidden = false;
-    button.textContent = feed.paused ? "Resume" : "Pause";
-    button.setAttribute("aria-pressed", feed.paused ? "true" : "false");
+    pauseButton.hidden = false;
+    pauseButton.textContent = feed.paused ? "Resume" : "Pause";
+    pauseButton.setAttribute("aria-pressed", feed.paused ? "true" : "false");
     if (feed.paused) {
       mode.textContent = "Paused";
       mode.className = "pill paused";
@@ -806,7 +816,8 @@
                      detail: "Paused while a record is open: close it or Resume",
                      user: "Paused: Resume shows what arrived meanwhile" }[feed.reason] || "Paused";
       count.hidden = waiting === 0; // "Paused" says the rest; the count appears with the first new record
-      count.textContent = `${plural(waiting, "new record")}${feed.bufferDropped ? ` (+${feed.bufferDropped} dropped)` : ""} — show`;
+      const lost = feed.bufferDropped ? ` (+${feed.bufferDropped} dropped)` : "";
+      count.textContent = `${plural(waiting, "new record")}${lost} — show`;
     } else {
       const away = feed.kafka && feed.kafka.kafka === "unreachable";
       mode.textContent = (feed.mode === "request" ? "Live (this request)" : "Live") + (away ? " · Kafka away" : "");
@@ -880,8 +891,12 @@
     const n = list.entries.length;
     const bits = [plural(n, "record")];
     if (feed.mode === "live") bits.push("newest at the bottom");
-    if (feed.mode === "live" && feed.dropped) bits.push(`${feed.dropped.toLocaleString("en")} older let go (the page keeps the newest ${MAX_ROWS.toLocaleString("en")}: read a time range for more)`);
-    else if (feed.mode === "live") bits.push(`the page keeps the newest ${MAX_ROWS.toLocaleString("en")}`);
+    const kept = MAX_ROWS.toLocaleString("en");
+    if (feed.mode === "live" && feed.dropped) {
+      bits.push(`${feed.dropped.toLocaleString("en")} older let go (the page keeps the newest ${kept}: read a time range for more)`);
+    } else if (feed.mode === "live") {
+      bits.push(`the page keeps the newest ${kept}`);
+    }
     bits.push(`times ${zoneName()}`);
     $("footer").textContent = bits.join(" · ");
   }
@@ -896,7 +911,7 @@
       const streams = [...new Set(list.entries.map((e) => str(e.stream)))];
       const span = list.entries.length > 1 ? list.entries[list.entries.length - 1].ts - list.entries[0].ts : 0;
       bar.replaceChildren(
-        el("button", { type: "button", id: "back", text: "← Back", onclick: leaveRequest, title: "Back to the records (Esc)" }),
+        button("back", "← Back", leaveRequest, "Back to the records (Esc)"),
         el("strong", { text: `Request ${kind} ` }), el("code", { text: value }),
         ` · ${plural(list.entries.length, "record")}${streams.length ? ` across ${streams.join(", ")}` : ""}`
           + `${span ? ` · ${span.toLocaleString("en")} ms from first to last` : ""} · in time order, other filters ignored`
@@ -905,20 +920,31 @@
     } else if (feed.mode === "history") {
       const h = feed.history;
       const to = state.range.to != null ? fullTime(state.range.to) : "now";
-      const parts = [el("strong", { text: "Back in time: " }), `${fullTime(state.range.from)} → ${to} · ${plural(list.entries.length, "record")}`
+      const parts = [el("strong", { text: "Back in time: " }),
+        `${fullTime(state.range.from)} → ${to} · ${plural(list.entries.length, "record")}`
         + ` · ${h.scanned.toLocaleString("en")} read from Kafka`];
       if (h.stopped) parts.push(` · this page stopped early (${str(h.stopped)})`);
       if (h.loading) parts.push(el("span", { class: "muted", text: " · reading…" }));
-      else if (h.cursor) parts.push(" ", el("button", { type: "button", id: "load-more", text: "Load more", onclick: () => readPage(feed.generation).catch((err) => showError(err.message)) }));
+      else if (h.cursor) parts.push(" ", button("load-more", "Load more", loadMore, "The next page of the range"));
       else parts.push(el("span", { class: "muted", id: "range-end", text: " · end of the range" }));
-      if (feed.newWhileAway) parts.push(el("span", { class: "muted", text: ` · ${plural(feed.newWhileAway, "new live record")} meanwhile` }));
-      parts.push(" ", el("button", { type: "button", text: "Back to live", onclick: backToLive }));
+      if (feed.newWhileAway) {
+        parts.push(el("span", { class: "muted", text: ` · ${plural(feed.newWhileAway, "new live record")} meanwhile` }));
+      }
+      parts.push(" ", button("back-to-live", "Back to live", backToLive, "Leave the range: the live view again"));
       bar.replaceChildren(...parts);
       bar.hidden = false;
     } else {
       bar.hidden = true;
       bar.replaceChildren();
     }
+  }
+
+  function button(id, text, onclick, title) {
+    return el("button", { type: "button", id, text, title, onclick });
+  }
+
+  function loadMore() {
+    readPage(feed.generation).catch((err) => showError(err.message));
   }
 
   /** The parts of the page that depend on the view: tabs, filter form, export link, range inputs. */
@@ -929,7 +955,8 @@
     const requestTab = $("tab-request");
     if (state.view === "request") {
       const value = state.request.correlation_id || state.request.trace_id;
-      requestTab.replaceChildren(`Request ${value}`, el("button", { type: "button", class: "tab-close", text: "×", title: "Close the request view", onclick: leaveRequest }));
+      requestTab.replaceChildren(`Request ${value}`, el("button", { type: "button", class: "tab-close", text: "×",
+                                                                  title: "Close the request view", onclick: leaveRequest }));
       requestTab.hidden = false;
       requestTab.setAttribute("aria-selected", "true");
     } else {
@@ -947,7 +974,8 @@
     showExport();
     showMode();
     showContext();
-    document.title = `logkafka ui · ${state.view === "request" ? "request" : state.range ? "history" : state.view === "records" ? "live" : state.view}`;
+    const what = state.view === "request" ? "request" : state.range ? "history" : state.view === "records" ? "live" : state.view;
+    document.title = `logkafka ui · ${what}`;
   }
 
   let exportAllowed = false;
@@ -994,7 +1022,8 @@
       if (value) filters[name] = value;
     }
     if (!(state.view === "audit" || state.view === "security")) {
-      const on = [...document.querySelectorAll(".toggle[data-stream]")].filter((t) => t.getAttribute("aria-pressed") === "true").map((t) => t.dataset.stream);
+      const on = [...document.querySelectorAll(".toggle[data-stream]")]
+        .filter((t) => t.getAttribute("aria-pressed") === "true").map((t) => t.dataset.stream);
       if (on.length && on.length < STREAMS.length) filters.stream = on.join(",");
     } else if (state.filters.stream) {
       filters.stream = state.filters.stream; // kept for when the user goes back to all streams
@@ -1153,7 +1182,8 @@
         onclick: () => openRequest(filterName, text, detailEntry && detailEntry.ts) }));
     }
     if (filterName) {
-      dd.append(" ", el("button", { type: "button", class: "small", text: "filter", title: `Show only records with ${filterName} = this`,
+      dd.append(" ", el("button", { type: "button", class: "small", text: "filter",
+        title: `Show only records with ${filterName} = this`,
         onclick: () => setFilter(filterName, filterName === "level" ? text.toUpperCase() : text) }));
     }
     return [el("dt", { text: label }), dd];
@@ -1170,10 +1200,11 @@
     if (!e) return;
     const aside = $("detail");
     const json = el("pre", { class: "json", id: "detail-json", tabindex: "0", text: showRaw ? rawValue(e) : prettyValue(e) });
-    const copyJson = el("button", { type: "button", id: "copy-json", text: "Copy JSON", title: "Copy the record (as shown) to the clipboard" });
-    copyJson.addEventListener("click", () => copyText(json.textContent, copyJson));
-    const copyLink = el("button", { type: "button", id: "copy-link", text: "Copy permalink", title: "Copy a link that opens this record" });
-    copyLink.addEventListener("click", () => copyText(new URL(stateUrl({ id: e.id, at: e.ts }), location.href).href, copyLink));
+    const copyJson = button("copy-json", "Copy JSON", () => copyText(json.textContent, copyJson),
+                            "Copy the record (as shown) to the clipboard");
+    const permalink = () => new URL(stateUrl({ id: e.id, at: e.ts }), location.href).href;
+    const copyLink = button("copy-link", "Copy permalink", () => copyText(permalink(), copyLink),
+                            "Copy a link that opens this record");
     const rawToggle = el("button", { type: "button", id: "raw-toggle", text: showRaw ? "Pretty" : "Raw",
       title: "Show the value as the Kafka message held it, or pretty-printed", "aria-pressed": showRaw ? "true" : "false" });
     rawToggle.addEventListener("click", () => { showRaw = !showRaw; renderDetail(); });
@@ -1182,11 +1213,15 @@
     context.addEventListener("click", () => openContext(e));
     const head = el("div", { class: "detail-head" },
       el("span", { class: `lvl lvl-${levelBand(e)}`, text: levelText(e) }), " ",
-      el("span", { class: `badge s-${STREAMS.includes(e.stream) ? e.stream : "other"}`, text: str(e.stream) }), " ",
+      streamBadge(e), " ",
       el("span", { class: "detail-time", text: fullTime(e.ts) }),
-      el("button", { type: "button", id: "detail-close", class: "close", text: "×", title: "Close (Esc)", onclick: () => hideDetail() }));
+      el("button", { type: "button", id: "detail-close", class: "close", text: "×", title: "Close (Esc)",
+                     onclick: () => hideDetail() }));
     const parts = [head];
-    if (e.flag) parts.push(el("p", { class: "flag-line" }, el("span", { class: "flag", text: flagLabel(e.flag) }), ` ${str(e.flag)}: shown as the message held it.`));
+    if (e.flag) {
+      parts.push(el("p", { class: "flag-line" }, el("span", { class: "flag", text: flagLabel(e.flag) }),
+                    ` ${str(e.flag)}: shown as the message held it.`));
+    }
     parts.push(el("div", { class: "actions" }, copyJson, copyLink, rawToggle, context));
     parts.push(el("p", { class: "message-full", text: messageText(e) }));
     parts.push(fieldList([
@@ -1274,6 +1309,11 @@
     drawPerMinute(Array.isArray(rates.minutes) ? rates.minutes : []);
   }
 
+  function svgBar(x, y, width, height, className) {
+    return svg("rect", { x: x.toFixed(2), y: y.toFixed(2), width: Math.max(1, width).toFixed(2),
+                         height: height.toFixed(2), class: className });
+  }
+
   function drawPerSecond(seconds) {
     const chart = $("chart-rate");
     const width = 360;
@@ -1290,10 +1330,12 @@
         if (!n) continue;
         const h = Math.max(1, (n / peak) * (height - 2));
         y -= h;
-        nodes.push(svg("rect", { x: (i * bar).toFixed(2), y: y.toFixed(2), width: Math.max(1, bar - 0.6).toFixed(2), height: h.toFixed(2), class: `bar b-${band}` }));
+        nodes.push(svgBar(i * bar, y, bar - 0.6, h, `bar b-${band}`));
         title.push(`${n} ${band}`);
       }
-      if (title.length) nodes[nodes.length - 1].append(svg("title", {}, `${shortClock(Number(s.t) * 1000)}: ${title.join(", ")}`));
+      if (title.length) {
+        nodes[nodes.length - 1].append(svg("title", {}, `${shortClock(Number(s.t) * 1000)}: ${title.join(", ")}`));
+      }
     });
     chart.replaceChildren(...nodes);
     const total = totals.reduce((a, b) => a + b, 0);
@@ -1312,7 +1354,7 @@
       const n = counts[i];
       if (!n) return;
       const h = Math.max(1, (n / peak) * (height - 2));
-      const rect = svg("rect", { x: (i * bar + 1).toFixed(2), y: (height - h).toFixed(2), width: Math.max(1, bar - 2).toFixed(2), height: h.toFixed(2), class: "bar b-error" });
+      const rect = svgBar(i * bar + 1, height - h, bar - 2, h, "bar b-error");
       rect.append(svg("title", {}, `${shortClock(Number(m.t) * 1000)}: ${n} error${n === 1 ? "" : "s"}`));
       nodes.push(rect);
     });
@@ -1354,7 +1396,8 @@
 
   function onKey(event) {
     const target = event.target;
-    const typingHere = target instanceof HTMLElement && (target.matches("input, select, textarea") || target.isContentEditable);
+    const typingHere = target instanceof HTMLElement
+      && (target.matches("input, select, textarea") || target.isContentEditable);
     if (event.key === "Escape") {
       if (typingHere) target.blur();
       else if (detailEntry) hideDetail();
@@ -1385,7 +1428,9 @@
     $("scroller").addEventListener("scroll", onScroll, { passive: true });
     $("pause").addEventListener("click", togglePause);
     $("new-count").addEventListener("click", resume);
-    for (const tab of document.querySelectorAll(".tab[data-view]")) tab.addEventListener("click", () => setView(tab.dataset.view));
+    for (const tab of document.querySelectorAll(".tab[data-view]")) {
+      tab.addEventListener("click", () => setView(tab.dataset.view));
+    }
     $("f-level").addEventListener("change", () => filtersChanged());
     for (const name of TEXT_FILTERS) {
       const input = $(`f-${name}`);
