@@ -56,9 +56,9 @@ def digest(alg: str, key: bytes | None, writer: str, seq: int, prev: str, record
            value: bytes) -> str:
     """The hash of one chain member (hex): what the writer puts in its header and the verifier recomputes. The
     topic is not in it: a copy of the trail (a mirror, a backup cluster's renamed topic) still verifies."""
-    parts = [VERSION.encode(), writer.encode(), str(seq).encode(), prev.encode(),
-             b"-" if record_key is None else b"k" + record_key, value]
-    data = b"\0".join(len(p).to_bytes(8, "big") + p for p in parts)
+    data = b"%s\0%s\0%d\0%s\0%d\0" % (VERSION.encode(), writer.encode(), seq, prev.encode(),
+                                         -1 if record_key is None else len(record_key))
+    data += (record_key or b"") + value  # the key's length is in the prefix: key and value cannot be confused
     if alg == "hmac-sha256":
         if key is None:
             raise ValueError("hmac-sha256 needs the key")

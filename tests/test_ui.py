@@ -137,8 +137,28 @@ class TestStore:
     def test_newer_gives_what_came_after_a_seq(self) -> None:
         store = Store()
         store.add([entry(formatted(), seq=store.next_seq()) for _ in range(5)])
-        assert [e.seq for e in store.newer(3, Query())] == [4, 5]
-        assert store.newer(5, Query()) == []
+        assert [e.seq for e in store.newer(3, Query()).entries] == [4, 5]
+        assert store.newer(5, Query()).entries == []
+
+    def test_a_burst_goes_out_in_parts_and_what_the_buffer_let_go_is_counted(self) -> None:
+        """More new records than one look sends: the oldest first, the next look goes on from there; records
+        the buffer let go before a slow page got them are counted, not silently skipped."""
+        store = Store(per_stream=50)
+        store.add([entry(formatted(), seq=store.next_seq()) for _ in range(30)])
+        first = store.newer(0, Query(), limit=10)
+        assert [e.seq for e in first.entries] == list(range(1, 11)) and first.upto == 10 and first.lost == 0
+        second = store.newer(first.upto, Query(), limit=100)
+        assert [e.seq for e in second.entries] == list(range(11, 31)) and second.upto == 30
+        store.add([entry(formatted(), seq=store.next_seq()) for _ in range(60)])  # 90 added, 50 kept: 41..90
+        behind = store.newer(30, Query(), limit=1000)
+        assert behind.lost == 10 and [e.seq for e in behind.entries] == list(range(41, 91))
+
+    def test_recent_is_the_newest_by_time_whatever_order_they_came_in(self) -> None:
+        """Partitions are read one batch after another: the newest by time may have come first."""
+        store = Store()
+        stamps = [50, 60, 70, 10, 20, 30]  # partition 1's newer records read before partition 0's older ones
+        store.add([entry(formatted(), seq=store.next_seq(), ts=t) for t in stamps])
+        assert [e.ts_ms for e in store.recent(Query(), 3)] == [50, 60, 70]
 
     def test_rates_count_records_by_level_and_errors_by_minute(self) -> None:
         store = Store()

@@ -8,7 +8,8 @@ spread over partitions) waits in a bounded buffer for the ones before it.
 
 from __future__ import annotations
 
-import json
+import heapq
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,19 +18,23 @@ from logkafka._chain import HEADER, Link, digest
 from logkafka._compliance.period import Raw
 
 _RECENT = 10_000  # hashes kept per writer to tell a duplicate from a different record at a place already seen
-_PENDING = 100_000  # records of a writer waiting for earlier ones; past it the missing ones count as a gap
+_PENDING = 200_000  # records of a writer waiting for earlier ones; past it the missing ones count as a gap
 _LISTED = 1_000  # problems listed with their location (all are counted)
 
 
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([^"\\]{1,200})"')
+
+
 def _event_id(value: bytes | None) -> str | None:
-    try:
-        data = json.loads(value or b"")
-    except ValueError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("payload"), dict):
-        data = data["payload"]
-    eid = data.get("event_id") if isinstance(data, dict) else None
-    return eid if isinstance(eid, str) else None
+    """A record's event id, found in its text (an envelope's is its payload's)."""
+    found = _EVENT_ID.search(value or b"")
+    return found.group(1).decode("utf-8", "replace") if found else None
+
+
+def _slim(raw: Raw) -> Raw:
+    """Where a record is, without its value and headers (kept while it waits for earlier records)."""
+    found = _EVENT_ID.search(raw.value or b"")
+    return Raw(raw.topic, raw.partition, raw.offset, raw.ts_ms, None, found.group(0) if found else None, None)
 
 
 def location(raw: Raw) -> dict[str, Any]:
@@ -48,7 +53,8 @@ class _Writer:
     next: int = 0  # the next sequence number expected (0: none seen yet)
     last_hash: str = ""
     last_seq: int = 0
-    pending: dict[int, tuple[Link, Raw]] = field(default_factory=dict)
+    pending: dict[int, tuple[Link, Raw]] = field(default_factory=dict)  # each Raw without its value (see _slim)
+    waiting: list[int] = field(default_factory=list)  # the pending places, a heap (its first is the earliest)
     recent: OrderedDict[int, str] = field(default_factory=OrderedDict)
     partition_seq: dict[tuple[str, int], int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
@@ -76,7 +82,11 @@ class Verifier:
     def feed(self, raw: Raw) -> None:
         """Check one record."""
         self.records += 1
-        header = next((v for n, v in raw.headers or () if n == HEADER), None)
+        header = None
+        for name, value in reversed(raw.headers or ()):  # ours is added last
+            if name == HEADER:
+                header = value
+                break
         link = Link.parse(header)
         if link is None:
             self.unchained += 1
@@ -116,13 +126,22 @@ class Verifier:
                 w.counts["duplicates"] += 1  # delivered twice (at least once delivery), the same record
             return
         if link.seq > w.next:
-            w.pending[link.seq] = (link, raw)
+            if link.seq in w.pending:
+                w.counts["duplicates"] += 1
+                return
+            w.pending[link.seq] = (link, _slim(raw))
+            heapq.heappush(w.waiting, link.seq)
             if len(w.pending) > _PENDING:
-                self._skip_to(w, min(w.pending))
+                self._skip_to(w, heapq.heappop(w.waiting))
             return
         self._accept(w, link, raw)
+        self._drain(w)
+
+    def _drain(self, w: _Writer) -> None:
         while w.next in w.pending:
             self._accept(w, *w.pending.pop(w.next))
+        while w.waiting and w.waiting[0] < w.next:  # taken already: off the heap
+            heapq.heappop(w.waiting)
 
     def _accept(self, w: _Writer, link: Link, raw: Raw) -> None:
         if w.last_hash and link.prev != w.last_hash:
@@ -143,15 +162,14 @@ class Verifier:
         self._problem("gap", w.name, raw, f"{missing} of this writer are missing (removed?) before record {seq}")
         w.last_hash = ""  # the record after a gap cannot be checked against the one before it
         self._accept(w, link, raw)
-        while w.next in w.pending:
-            self._accept(w, *w.pending.pop(w.next))
+        self._drain(w)
 
     def result(self) -> dict[str, Any]:
         """What was found: ``intact`` when every record is chained, verifies, and no place is missing or taken
         twice; per writer its counts; the problems with where they are (the first 1,000)."""
         for w in self._writers.values():
             while w.pending:
-                self._skip_to(w, min(w.pending))
+                self._skip_to(w, min(w.pending))  # (the few left: the heap is not needed here)
         last = {w.last_hash: w.name for w in self._writers.values() if w.last_hash}
         writers = []
         for w in sorted(self._writers.values(), key=lambda w: w.name):

@@ -31,6 +31,10 @@ from logkafka._topics import offsets_for_time
 LATE_MS = 6 * 3600 * 1000
 
 
+#: How far in record time a partition may run ahead of the slowest one before it is paused.
+AHEAD_MS = 120_000
+
+
 class PeriodError(Exception):
     """The period cannot be read, said plainly (a bad period, a cluster that does not answer, a failed read)."""
 
@@ -65,7 +69,10 @@ def _iso(ms: int) -> str:
 
 
 def _when(text: str, name: str) -> int:
-    """Epoch ms of an ISO 8601 date or time (UTC unless it says otherwise); a ``ValueError`` naming the option."""
+    """Epoch ms of an ISO 8601 date or time (UTC unless it says otherwise), or of epoch milliseconds; a
+    ``ValueError`` naming the option."""
+    if text.strip().isdigit():
+        return int(text)
     try:
         stamp = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -102,7 +109,7 @@ def read_period(consumer_config: Mapping[str, Any], topics: Sequence[str], perio
                 missing: Callable[[str], None] | None = None) -> Iterator[Raw]:
     """Every message of ``topics`` stamped in ``period``, each once (partitions read side by side)."""
     config = {**consumer_config, "group.id": f"logkafka-report-{uuid.uuid4().hex}", "enable.auto.commit": False,
-              "enable.partition.eof": True, "auto.offset.reset": "earliest", "fetch.max.bytes": 16 << 20}
+              "enable.partition.eof": True, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10}
     consumer = Consumer(config)
     try:
         try:
@@ -120,16 +127,17 @@ def read_period(consumer_config: Mapping[str, Any], topics: Sequence[str], perio
         if not tps:
             return
         consumer.assign(offsets_for_time(consumer, tps, period.start_ms, unanswered=OFFSET_BEGINNING))
-        yield from _consume(consumer, len(tps), period, progress, stopping)
+        yield from _consume(consumer, [(tp.topic, tp.partition) for tp in tps], period, progress, stopping)
     finally:
         consumer.close()
 
 
-def _consume(consumer: Consumer, partitions: int, period: Period, progress: Callable[[int], None] | None,
-             stopping: Callable[[], bool]) -> Iterator[Raw]:
+def _consume(consumer: Consumer, partitions: list[tuple[str, int]], period: Period,
+             progress: Callable[[int], None] | None, stopping: Callable[[], bool]) -> Iterator[Raw]:
     done: set[tuple[str, int]] = set()
+    pace = _Pace(consumer, partitions)
     read = 0
-    while len(done) < partitions and not stopping():
+    while len(done) < len(partitions) and not stopping():
         batch = consumer.consume(2000, 1.0)
         for m in batch:
             err = m.error()
@@ -137,6 +145,7 @@ def _consume(consumer: Consumer, partitions: int, period: Period, progress: Call
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     done.add(where)
+                    pace.ended(where)
                 elif err.fatal():
                     raise PeriodError(f"the consumer failed: {err.str()}")
                 continue
@@ -145,12 +154,50 @@ def _consume(consumer: Consumer, partitions: int, period: Period, progress: Call
             kind, stamp = m.timestamp()
             ts = 0 if kind == TIMESTAMP_NOT_AVAILABLE else stamp
             read += 1
+            pace.saw(where, ts)
             if ts >= period.end_ms + LATE_MS:  # well past the period: records replayed late are stamped
                 done.add(where)                # when logged, and come after newer ones; LATE_MS covers them
+                pace.ended(where)
                 consumer.pause([TopicPartition(*where)])
                 continue
             if ts < period.start_ms or ts >= period.end_ms:
                 continue
             yield Raw(where[0], where[1], m.offset() or 0, ts, m.key(), m.value(), m.headers())
+        pace.adjust()
         if progress is not None:
             progress(read)
+
+
+class _Pace:
+    """Keeps the partitions within ``AHEAD_MS`` of record time of each other (a partition far ahead is paused
+    until the others catch up): a writer's records, spread over partitions, then come nearly in its order, and
+    whoever sorts them (the chain's check) holds few."""
+
+    def __init__(self, consumer: Consumer, partitions: list[tuple[str, int]]) -> None:
+        self._consumer = consumer
+        self._latest: dict[tuple[str, int], int] = dict.fromkeys(partitions, -1)  # -1: nothing seen yet
+        self._ended: set[tuple[str, int]] = set()
+        self._paused: set[tuple[str, int]] = set()
+
+    def saw(self, where: tuple[str, int], ts: int) -> None:
+        if ts > self._latest.get(where, -1):
+            self._latest[where] = ts
+
+    def ended(self, where: tuple[str, int]) -> None:
+        self._ended.add(where)
+        self._paused.discard(where)
+
+    def adjust(self) -> None:
+        going = [w for w in self._latest if w not in self._ended]
+        if not going:
+            return
+        floor = min(self._latest[w] for w in going if w not in self._paused) if any(
+            w not in self._paused for w in going) else min(self._latest[w] for w in going)
+        ahead = {w for w in going if self._latest[w] > floor + AHEAD_MS} - self._paused
+        behind = {w for w in self._paused if self._latest[w] <= floor + AHEAD_MS // 2 or w in self._ended}
+        if ahead:
+            self._consumer.pause([TopicPartition(*w) for w in ahead])
+            self._paused |= ahead
+        if behind:
+            self._consumer.resume([TopicPartition(*w) for w in behind])
+            self._paused -= behind

@@ -3,11 +3,18 @@ rule, never the value (a raw producer that bypassed the handler, a redaction tur
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from logkafka._redact import REDACTED, Redactor, redaction_settings
+from logkafka._redact.rules import KEY_WORDS
 
+#: What any secret value holds (see ``SUSPECT`` in ``logkafka._redact.rules``), as substrings...
+_SIGNS = ("@", "yJ", "-----BEGIN", "AKIA", "ASIA", "AIza", "gh", "github_pat_", "xox", "_live_", "_test_", "earer",
+          "EARER")
+#: ... and as the digits of a card number.
+_CARD_DIGITS = re.compile(r"[2-9](?:[ -]?[0-9]){12}")
 _DEPTH = 10
 _EMPTY = (None, "", REDACTED)
 #: A record's own fields, which the formatter writes and does not redact: they are not looked at (a secret
@@ -31,29 +38,36 @@ def findings(redactor: Redactor, record: Mapping[str, Any]) -> list[tuple[str, s
     return found
 
 
+_KEYS_SEEN: dict[tuple[Any, ...], bool] = {}  # a record's keys -> whether one of them is secret (shapes repeat)
+
+
 def _clean(redactor: Redactor, record: Mapping[str, Any]) -> bool:
-    """The quick look most records pass: no secret key holds a value, no number could be a card, and no text
-    holds what the rules find (short texts, which repeat, are decided once: the redactor caches them)."""
-    stack: list[Any] = [v for k, v in record.items() if k not in UNREDACTED or not isinstance(v, str)]
-    if any(redactor.is_secret_key(str(k)) for k in record):
+    """The quick look most records pass: no secret key, no nested member, no number that could be a card, and
+    the texts, joined, show none of the signs a secret needs (the rules' own pre-check, as substring tests).
+    Whatever it does not pass is looked at member by member."""
+    keys = tuple(record)
+    secret = _KEYS_SEEN.get(keys)
+    if secret is None:
+        secret = any(redactor.is_secret_key(str(k)) or redactor.text(str(k)) != str(k) for k in keys)
+        if len(_KEYS_SEEN) < 1024:
+            _KEYS_SEEN[keys] = secret
+    if secret or redactor.has_patterns:
         return False
-    text = redactor.text
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if text(value) != value:
-                return False
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                key = str(k)
-                if redactor.is_secret_key(key) or text(key) != key:
-                    return False
-                stack.append(v)
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, int) and not isinstance(value, bool) and 10**12 <= value < 10**19:
-            return False  # the number may be a card's: the member by member look decides
-    return True
+    texts = []
+    for k, v in record.items():
+        t = type(v)
+        if t is str:
+            if k not in UNREDACTED:
+                texts.append(v)
+        elif t is int:
+            if 10**12 <= v < 10**19:
+                return False  # the number may be a card's
+        elif v is not None and t is not float and t is not bool:
+            return False  # a nested member (a diff, a context): looked at member by member
+    joined = "\n".join(texts)
+    lowered = joined.lower()
+    return not (any(sign in joined for sign in _SIGNS) or any(word in lowered for word in KEY_WORDS)
+                or _CARD_DIGITS.search(joined))
 
 
 def _walk(redactor: Redactor, value: Any, path: str, found: list[tuple[str, str]], depth: int) -> None:

@@ -119,6 +119,11 @@ class Redactor:
         self._short: dict[str, str] = {}  # short text -> redacted text ("" when nothing was found)
 
     @property
+    def has_patterns(self) -> bool:
+        """Whether ``patterns`` of the user's are searched too."""
+        return bool(self._patterns)
+
+    @property
     def enabled(self) -> bool:
         """Whether this redactor changes anything."""
         return self._enabled

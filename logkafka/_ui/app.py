@@ -128,19 +128,19 @@ class Viewer:
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def _events(self, request: Request, query: Query, last: int) -> AsyncIterator[bytes]:
-        """Server-sent events: ``records`` (a JSON array, newest last), ``status`` when Kafka's state changes,
-        ``rates`` every second; a comment now and then keeps proxies from closing the connection."""
+        """Server-sent events: ``records`` (a JSON array, newest last; a burst comes over several events),
+        ``skipped`` (how many records the buffer let go before this page got them), ``status`` when Kafka's
+        state changes, ``rates`` every second."""
         yield b"retry: 2000\n\n"
         said: str | None = None
         tick = 0
         while True:
-            latest = self.store.latest
             new = self.store.newer(last, query)
-            if new:
-                last = max(latest, new[-1].seq)
-                yield b"event: records\ndata: " + _entries_json(new) + b"\n\n"
-            else:
-                last = max(last, latest)
+            if new.lost:  # the page fell behind the buffer: it says so
+                yield b"event: skipped\ndata: " + json.dumps({"records": new.lost}).encode() + b"\n\n"
+            if new.entries:
+                yield b"event: records\ndata: " + _entries_json(new.entries) + b"\n\n"
+            last = new.upto
             status = json.dumps(self.store.kafka.to_json())
             if status != said:
                 said = status
@@ -179,6 +179,7 @@ class Viewer:
         if not cid and not tid:
             raise ValueError("correlation_id: give a correlation_id or a trace_id")
         query = Query(correlation_id=cid, trace_id=tid)
+        latest = self.store.latest
         found = {e.id: e for e in self.store.recent(query, 5000)}
         around = _ms(params.get("around"), "around")
         stamps = [e.ts_ms for e in found.values()] + ([around] if around else [])
@@ -192,7 +193,8 @@ class Viewer:
             except HistoryError:
                 pass  # the store's records still show
         records = sorted(found.values(), key=lambda e: (e.ts_ms, e.id))
-        body = b'{"from_kafka":%s,"records":%s}' % (b"true" if searched else b"false", _entries_json(records))
+        body = b'{"latest":%d,"from_kafka":%s,"records":%s}' % (latest, b"true" if searched else b"false",
+                                                               _entries_json(records))
         return Response(body, media_type="application/json")
 
     async def export_view(self, request: Request) -> Response:

@@ -3,13 +3,14 @@ and whether Kafka answers. The reading thread adds; the web requests read."""
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from logkafka._ui.entries import STREAMS, Entry, Query
 
@@ -17,6 +18,14 @@ from logkafka._ui.entries import STREAMS, Entry, Query
 RATE_SECONDS = 120
 ERROR_MINUTES = 15
 _LEVEL_BANDS = ((40, "error"), (30, "warning"), (20, "info"), (0, "debug"))
+
+
+class Newer(NamedTuple):
+    """What came since a look: the entries, where the next look goes on from, entries gone unseen."""
+
+    entries: list[Entry]
+    upto: int
+    lost: int
 
 
 @dataclass
@@ -92,35 +101,45 @@ class Store:
                 del self._error_minutes[old]
 
     def recent(self, query: Query, limit: int) -> list[Entry]:
-        """The newest ``limit`` entries ``query`` selects, across the streams, in time order."""
-        found: list[Entry] = []
-        with self._lock:
-            rings = [r for s, r in self._rings.items() if not query.streams or s in query.streams]
-            for ring in rings:
-                n = 0
-                for e in reversed(ring):
-                    if query(e):
-                        found.append(e)
-                        n += 1
-                        if n >= limit:
-                            break
-        found.sort(key=lambda e: (e.ts_ms, e.seq))
-        return found[-limit:]
+        """The newest ``limit`` entries ``query`` selects, by their time across the streams, in time order.
 
-    def newer(self, seq: int, query: Query, limit: int = 2000) -> list[Entry]:
-        """Entries added after ``seq`` that ``query`` selects, in the order they came (at most ``limit``)."""
-        found: list[Entry] = []
+        (A ring is in the order records were read, which is not time order across partitions: the whole
+        buffer is looked at.)"""
         with self._lock:
-            if self.latest <= seq:
-                return found
+            rings = [list(r) for s, r in self._rings.items() if not query.streams or s in query.streams]
+        chosen = heapq.nlargest(limit, (e for ring in rings for e in ring if query(e)), key=lambda e: (e.ts_ms, e.seq))
+        chosen.reverse()
+        return chosen
+
+    def newer(self, seq: int, query: Query, limit: int = 2000) -> Newer:
+        """The entries added after ``seq`` that ``query`` selects, oldest first, at most ``limit``; where the
+        next call goes on from, and how many added after ``seq`` are gone from the buffer unseen."""
+        with self._lock:
+            latest = self.latest
+            if latest <= seq:
+                return Newer([], seq, 0)
+            tails = []
+            oldest = latest + 1
             for ring in self._rings.values():
+                tail = []
                 for e in reversed(ring):
                     if e.seq <= seq:
                         break
-                    if query(e):
-                        found.append(e)
-        found.sort(key=lambda e: e.seq)
-        return found[-limit:]
+                    tail.append(e)
+                tail.reverse()
+                tails.append(tail)
+                if ring:
+                    oldest = min(oldest, ring[0].seq)
+        found: list[Entry] = []
+        upto = latest
+        for e in heapq.merge(*tails, key=lambda e: e.seq):
+            if query(e):
+                if len(found) == limit:
+                    upto = found[-1].seq  # the rest the next call sends
+                    break
+                found.append(e)
+        lost = max(0, oldest - seq - 1) if oldest <= latest else 0
+        return Newer(found, upto, lost)
 
     def rates(self) -> dict[str, Any]:
         """Records per second by level over the last ``RATE_SECONDS`` seconds, errors per minute over the

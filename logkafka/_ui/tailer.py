@@ -92,6 +92,8 @@ class Tailer:
             self._say("unreachable", self._last_error or "no broker in the cluster's metadata")
             return
         self._all_down = False
+        if self._store.kafka.state == "unreachable":
+            self._rewind_past_end(consumer)
         present = []
         for name in self._topics:
             topic = metadata.topics.get(name)
@@ -102,6 +104,20 @@ class Tailer:
                         self._assign(consumer, name, p)
         self._store.kafka.topics = tuple(present)
         self._say("ok")
+
+    def _rewind_past_end(self, consumer: Consumer) -> None:
+        """Kafka answers again: a partition whose log is now shorter than where we read (a broker that came
+        back without its data, a topic made again) is read from its start, or its new records would be missed."""
+        for topic, partition in sorted(self._assigned):
+            tp = TopicPartition(topic, partition)
+            try:
+                position = consumer.position([tp])[0].offset
+                low, high = consumer.get_watermark_offsets(tp, timeout=_METADATA_TIMEOUT)
+            except KafkaException:
+                continue
+            if position > high >= 0:
+                consumer.incremental_unassign([tp])
+                consumer.incremental_assign([TopicPartition(topic, partition, max(0, low))])
 
     def _assign(self, consumer: Consumer, topic: str, partition: int) -> None:
         """Read a new partition from ``backfill`` records before its end."""

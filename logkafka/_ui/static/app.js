@@ -557,6 +557,7 @@
     buffered: [], // records that arrived while paused
     bufferDropped: 0,
     dropped: 0, // older rows let go to keep MAX_ROWS
+    unseen: 0, // records the viewer's buffer let go before this page got them (a burst)
     newWhileAway: 0, // live records that arrived while reading a range
     mode: "live", // live | history | request
     history: { cursor: null, scanned: 0, stopped: null, loading: false, done: false },
@@ -578,6 +579,7 @@
     feed.buffered = [];
     feed.bufferDropped = 0;
     feed.dropped = 0;
+    feed.unseen = 0;
     feed.newWhileAway = 0;
     feed.paused = false;
     feed.reason = null;
@@ -690,6 +692,14 @@
     source.addEventListener("open", () => serverBack());
     source.addEventListener("records", (event) => {
       if (generation === feed.generation) arrived(parseEvent(event, []));
+    });
+    source.addEventListener("skipped", (event) => {
+      // a burst went by faster than this page read it: the viewer's buffer let some go before they were sent
+      const gone = parseEvent(event, { records: 0 });
+      if (generation === feed.generation && gone && gone.records) {
+        feed.unseen += gone.records;
+        showCounts();
+      }
     });
     source.addEventListener("status", (event) => showKafka(parseEvent(event, null)));
     source.addEventListener("rates", (event) => drawRates(parseEvent(event, null)));
@@ -897,6 +907,7 @@
     } else if (feed.mode === "live") {
       bits.push(`the page keeps the newest ${kept}`);
     }
+    if (feed.unseen) bits.push(`${feed.unseen.toLocaleString("en")} went by unseen in a burst (read a time range for them)`);
     bits.push(`times ${zoneName()}`);
     $("footer").textContent = bits.join(" · ");
   }
