@@ -156,6 +156,29 @@ class TestPeriod:
             period_of(*args)
 
 
+class TestSecretsCheck:
+    """Which members hold what redaction removes (the pure logic; the report's end-to-end test is below)."""
+
+    @pytest.mark.parametrize(("record", "expected"), [
+        ({"message": "login by ana", "event_type": "authorization", "tenant_id": "acme"}, []),
+        ({"message": "retry with token=abc123def456"}, [("message", "secret key=value in text")]),
+        ({"message": "sent widget_code=zz-9431-k"}, [("message", "secret key=value in text")]),
+        ({"context": {"widget_code": "zz-9431-k"}}, [("context.widget_code", "secret key name")]),
+        ({"message": "paid with 4111 1111 1111 1111"}, [("message", "card number")]),
+        ({"card": 4111111111111111}, [("card", "card number")]),
+        ({"service": "svc@example.com", "user": "x"}, []),  # the record's own fields are not looked at
+    ])
+    def test_findings(self, record: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+        from logkafka._compliance.secrets import findings
+        from logkafka._redact import Redactor
+
+        # widget_code: a key of the user's (redact_keys), which the quick look must know as well as the built-in
+        redactor = Redactor(keys=["widget_code"])
+        found = findings(redactor, record)
+        assert [(field, rule) for field, rule in found if (field, rule) in expected] == expected, found
+        assert len(found) == len(expected), found
+
+
 def logkafka_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "logkafka", *args], capture_output=True, text=True, timeout=180,
                           env={**os.environ, **(env or {})})

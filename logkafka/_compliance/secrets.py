@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from logkafka._redact import REDACTED, Redactor, redaction_settings
-from logkafka._redact.rules import KEY_WORDS
 
 #: What any secret value holds (see ``SUSPECT`` in ``logkafka._redact.rules``), as substrings...
 _SIGNS = ("@", "yJ", "-----BEGIN", "AKIA", "ASIA", "AIza", "gh", "github_pat_", "xox", "_live_", "_test_", "earer",
@@ -65,9 +64,10 @@ def _clean(redactor: Redactor, record: Mapping[str, Any]) -> bool:
         elif v is not None and t is not float and t is not bool:
             return False  # a nested member (a diff, a context): looked at member by member
     joined = "\n".join(texts)
-    lowered = joined.lower()
-    return not (any(sign in joined for sign in _SIGNS) or any(word in lowered for word in KEY_WORDS)
-                or _CARD_DIGITS.search(joined))
+    for sign in _SIGNS:
+        if sign in joined:
+            return False
+    return _CARD_DIGITS.search(joined) is None and not redactor.near_key(joined)
 
 
 def _walk(redactor: Redactor, value: Any, path: str, found: list[tuple[str, str]], depth: int) -> None:

@@ -128,6 +128,11 @@ class Redactor:
         """Whether this redactor changes anything."""
         return self._enabled
 
+    def near_key(self, s: str) -> bool:
+        """Whether ``s`` holds ``name=`` or ``name:`` where the name has a word of a secret key in it (``token=``,
+        ``Authorization:``): the pre-check of the key=value rule (False when redaction is off)."""
+        return self._enabled and ("=" in s or ":" in s) and self._near_key.search(s.lower()) is not None
+
     def is_secret_key(self, key: str) -> bool:
         """Whether a member under ``key`` loses its whole value (always False when disabled)."""
         if not self._enabled or not isinstance(key, str):
@@ -213,7 +218,7 @@ class Redactor:
     def _search(self, s: str) -> str:
         for pattern in self._patterns:
             s = replace_whole(pattern, s)
-        if SUSPECT.search(s) is None and not (("=" in s or ":" in s) and self._near_key.search(s.lower())):
+        if SUSPECT.search(s) is None and not self.near_key(s):
             return s
         if "-----BEGIN" in s:
             s = pem(s)
