@@ -65,13 +65,40 @@ class TestChainLogic:
         assert result["intact"] and result["chained"] == 50 and kinds(result) == [], result
         assert result["writers"][0]["first_seq"] == 1 and result["writers"][0]["last_seq"] == 50
 
+    @pytest.mark.parametrize("first", [0, 1, 2])
+    def test_a_writer_whose_later_records_are_read_first(self, first: int) -> None:
+        """Its records spread over partitions: the partition read first may not hold record 1."""
+        raws = chained(30)
+        for i, raw in enumerate(raws):
+            raw.partition = i % 3
+        mixed = sorted(raws, key=lambda r: ((r.partition - first) % 3, r.offset))
+        result = verify(mixed)
+        assert result["intact"] and kinds(result) == [], result
+        w = result["writers"][0]
+        assert (w["first_seq"], w["last_seq"], w["duplicates"]) == (1, 30, 0)
+
+    def test_early_records_are_checked_too(self) -> None:
+        raws = chained(8)
+        for raw in raws[5:]:
+            raw.partition = 1
+        late = raws[5:] + raws[1:5]  # 6..8 (partition 1) read first, then 2..5 (partition 0); 1 is before the period
+        result = verify(late)
+        assert result["intact"] and result["writers"][0]["first_seq"] == 2, result
+        edited = [*late]
+        edited[4] = Raw("a", 0, 2, 0, late[4].key, b'{"event_id": "e-2", "seq": 99}', late[4].headers)
+        assert kinds(verify(edited)) == ["mismatch"]
+        del late[4]  # record 3 removed: a gap between 2 and 4
+        result = verify(late)
+        assert kinds(result) == ["gap"] and result["writers"][0]["missing"] == 1
+        assert result["problems"][0]["detail"] == "record 3 of this writer is missing (removed?) after record 2"
+
     def test_a_removed_record_is_a_gap_located_at_the_next(self) -> None:
         raws = chained(10)
         del raws[4]
         result = verify(raws)
         assert not result["intact"] and kinds(result) == ["gap"]
         assert result["problems"][0]["offset"] == 5 and result["problems"][0]["event_id"] == "e-5"
-        assert "record 5 of this writer" in result["problems"][0]["detail"]
+        assert "record 5 of this writer is missing" in result["problems"][0]["detail"]
 
     def test_an_edited_record_fails_its_hash(self) -> None:
         raws = chained(5)

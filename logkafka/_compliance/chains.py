@@ -37,6 +37,12 @@ def _slim(raw: Raw) -> Raw:
     return Raw(raw.topic, raw.partition, raw.offset, raw.ts_ms, None, found.group(0) if found else None, None)
 
 
+def _missing(first: int, last: int) -> str:
+    if first == last:
+        return f"record {first} of this writer is missing (removed?)"
+    return f"records {first} to {last} of this writer are missing (removed?)"
+
+
 def location(raw: Raw) -> dict[str, Any]:
     """Where a record is: topic, partition, offset, and its event id."""
     return {"topic": raw.topic, "partition": raw.partition, "offset": raw.offset, "event_id": _event_id(raw.value)}
@@ -54,6 +60,7 @@ class _Writer:
     last_hash: str = ""
     last_seq: int = 0
     pending: dict[int, tuple[Link, Raw]] = field(default_factory=dict)  # each Raw without its value (see _slim)
+    early: dict[int, tuple[Link, Raw]] = field(default_factory=dict)  # before the first seen, not yet joined
     waiting: list[int] = field(default_factory=list)  # the pending places, a heap (its first is the earliest)
     recent: OrderedDict[int, str] = field(default_factory=OrderedDict)
     partition_seq: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -117,6 +124,9 @@ class Verifier:
     def _place(self, w: _Writer, link: Link, raw: Raw) -> None:
         if w.next == 0:
             w.next, w.first_seq, w.first_prev = link.seq, link.seq, link.prev
+        if link.seq < w.first_seq:  # earlier than any seen: read later from another partition
+            self._early(w, link, raw)
+            return
         if link.seq < w.next:
             seen = w.recent.get(link.seq)
             if seen is not None and seen != link.hash:
@@ -136,6 +146,47 @@ class Verifier:
             return
         self._accept(w, link, raw)
         self._drain(w)
+
+    def _early(self, w: _Writer, link: Link, raw: Raw) -> None:
+        """A record before the writer's first one seen: the chain grows backwards while the places join."""
+        waiting = w.early.get(link.seq)
+        if waiting is not None:
+            if waiting[0].hash == link.hash:
+                w.counts["duplicates"] += 1
+            else:
+                w.counts["conflicts"] += 1
+                self._problem("conflict", w.name, raw, f"another record already holds place {link.seq}: forged")
+            return
+        w.early[link.seq] = (link, _slim(raw))
+        self._join_early(w)
+        if len(w.early) > _PENDING:
+            self._early_gap(w)
+
+    def _join_early(self, w: _Writer) -> None:
+        while w.first_seq - 1 in w.early:
+            link, raw = w.early.pop(w.first_seq - 1)
+            self._join(w, link, raw, checked=True)
+
+    def _join(self, w: _Writer, link: Link, raw: Raw, checked: bool) -> None:
+        if checked and link.hash != w.first_prev:
+            w.counts["broken_links"] += 1
+            self._problem("broken_link", w.name, raw, f"record {link.seq + 1} does not follow record {link.seq}: "
+                          "a record was replaced or inserted")
+        w.first_seq, w.first_prev = link.seq, link.prev
+        w.recent[link.seq] = link.hash
+        if len(w.recent) > _RECENT:
+            w.recent.popitem(last=False)
+
+    def _early_gap(self, w: _Writer) -> None:
+        """The early record nearest the first one joins it across a gap: the records between never came."""
+        seq = max(w.early)
+        link, raw = w.early.pop(seq)
+        after = w.first_seq
+        w.counts["gaps"] += 1
+        w.counts["missing"] += after - seq - 1
+        self._problem("gap", w.name, raw, f"{_missing(seq + 1, after - 1)} after record {seq}")
+        self._join(w, link, raw, checked=False)
+        self._join_early(w)
 
     def _drain(self, w: _Writer) -> None:
         while w.next in w.pending:
@@ -158,8 +209,7 @@ class Verifier:
         link, raw = w.pending.pop(seq)
         w.counts["gaps"] += 1
         w.counts["missing"] += seq - w.next
-        missing = f"record {w.next}" if seq - w.next == 1 else f"records {w.next} to {seq - 1}"
-        self._problem("gap", w.name, raw, f"{missing} of this writer are missing (removed?) before record {seq}")
+        self._problem("gap", w.name, raw, f"{_missing(w.next, seq - 1)} before record {seq}")
         w.last_hash = ""  # the record after a gap cannot be checked against the one before it
         self._accept(w, link, raw)
         self._drain(w)
@@ -170,6 +220,8 @@ class Verifier:
         for w in self._writers.values():
             while w.pending:
                 self._skip_to(w, min(w.pending))  # (the few left: the heap is not needed here)
+            while w.early:
+                self._early_gap(w)
         last = {w.last_hash: w.name for w in self._writers.values() if w.last_hash}
         writers = []
         for w in sorted(self._writers.values(), key=lambda w: w.name):
