@@ -13,6 +13,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from logkafka._queue import count_of
+
 _LATENCIES = 4096  # latencies kept for the percentiles
 
 #: Delivery errors that no retry of the same record can cure (too large, malformed, refused by policy
@@ -77,11 +79,6 @@ def plain_delivery_error(err: KafkaError) -> str:
     if code == KafkaError._UNKNOWN_TOPIC or code == KafkaError.UNKNOWN_TOPIC_OR_PART:
         return "the topic does not exist (and the broker does not create it)"
     return err.str()
-
-
-def count_of(counter: itertools.count[int]) -> int:
-    """The next value of an ``itertools.count`` without taking it (its repr: ``count(N)``)."""
-    return int(repr(counter)[6:-1])
 
 
 class _Yield(Exception):

@@ -16,23 +16,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logkafka import _process
-from logkafka._audit import unrouted
 from logkafka._encoding import Encoder, key_needs_every_attribute
 from logkafka._formatter import JsonFormatter
 from logkafka._health import Health
-from logkafka._levels import env_interval, watch_levels_later
 from logkafka._outlets import Outlets
-from logkafka._prometheus import export_multiprocess, multiprocess_dir
-from logkafka._queue import Barrier
+from logkafka._queue import WORKER_IDENTS, Barrier
 from logkafka._record import OWN_LOGGERS, STREAM, capture, capture_slim, check_identity, default_identity
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
 from logkafka._settings import HandlerSettings, build_settings
 from logkafka._values import env_level
-from logkafka._worker import WORKER_IDENTS, Worker
+
+if TYPE_CHECKING:
+    from logkafka._worker import Worker
 
 _get_ident = threading.get_ident
 _sleep = time.sleep
@@ -170,7 +169,7 @@ class KafkaLogHandler(logging.Handler):
         level: int | str = logging.NOTSET,
     ) -> None:
         explicit = check_identity(service_name, environment, version, instance_id)
-        levels_interval = env_interval() if os.environ.get("LOGKAFKA_LEVELS_FILE") else None
+        levels_interval = _levels_interval()
         self.settings: HandlerSettings = build_settings(
             bootstrap_servers=bootstrap_servers, topic=topic, producer_config=producer_config, queue_size=queue_size,
             flush_timeout=flush_timeout, key=key, identity={**default_identity(), **explicit}, enabled=enabled,
@@ -204,7 +203,7 @@ class KafkaLogHandler(logging.Handler):
         set_service(st.identity.get("service", "-"))
         _process.register(self)
         if levels_interval is not None:  # (enabled or not: the levels are the process's)
-            watch_levels_later(levels_interval)  # logger levels from a file, while the process runs
+            _watch_levels(levels_interval)  # logger levels from a file, while the process runs
         if self._enabled:
             self._begin()
 
@@ -214,8 +213,7 @@ class KafkaLogHandler(logging.Handler):
         st = self.settings
         if st.handle_sigterm:
             _process.install_sigterm()
-        if multiprocess_dir():
-            export_multiprocess(_process.handlers)  # prometheus_client's multiprocess mode
+        _export_multiprocess()
         if st.servers_defaulted:
             report("servers_default", "no Kafka address set (bootstrap_servers, KAFKA_BOOTSTRAP_SERVERS): "
                    f"using {st.bootstrap_servers}", interval=3600.0)
@@ -409,8 +407,39 @@ class KafkaLogHandler(logging.Handler):
         st = self.settings
         counts = {"enabled": self._enabled, "topic": st.topic, "queue_size": self._maxsize,
                   "memory_budget": st.memory.budget if st.memory else None, **self._outlets.stats(),
-                  "spool_dir": st.spool_dir, "spool_off": st.spool_off, "unrouted": unrouted()}
+                  "spool_dir": st.spool_dir, "spool_off": st.spool_off, "unrouted": _unrouted()}
         return {key: counts[key] for key in _STATS_ORDER}
+
+
+# What only some processes use is imported when they use it (an `import logkafka` stays cheap).
+def _levels_interval() -> float | None:
+    """How often to read ``LOGKAFKA_LEVELS_FILE`` (checked now), when it is set."""
+    if not os.environ.get("LOGKAFKA_LEVELS_FILE"):
+        return None
+    from logkafka._levels import env_interval
+
+    return env_interval()
+
+
+def _watch_levels(interval: float) -> None:
+    from logkafka._levels import watch_levels_later
+
+    watch_levels_later(interval)  # logger levels from a file, while the process runs
+
+
+def _export_multiprocess() -> None:
+    """prometheus_client's multiprocess mode, when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"):
+        from logkafka._prometheus import export_multiprocess
+
+        export_multiprocess(_process.handlers)
+
+
+def _unrouted() -> dict[str, int]:
+    """Audit and security records that no handler took (see ``logkafka.audit``)."""
+    from logkafka._audit import unrouted  # loaded by logkafka.audit() itself, or here when stats() asks
+
+    return unrouted()
 
 
 # The signature tools show (help(), IDEs, a caller binding arguments) is __init__'s, not __new__'s.

@@ -10,22 +10,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logkafka import _process
 from logkafka._chain import Chains
-from logkafka._delivery import count_of
 from logkafka._encoding import Encoder
 from logkafka._overflow import Overflow
-from logkafka._queue import Barrier, Drops
+from logkafka._queue import Barrier, Drops, count_of
 from logkafka._report import report
 from logkafka._settings import HandlerSettings
 from logkafka._spool import Spool, destination_dir
 from logkafka._stats import by_stream, handler_stats
-from logkafka._worker import Worker
+
+if TYPE_CHECKING:  # the worker, and the Kafka client with it, load when a handler is made
+    from logkafka._worker import Worker
 
 _ABANDONED: list[Any] = []  # the parent's workers in a forked child: kept, never torn down there
-Wait = Callable[[Worker, Barrier, float], bool]
+Wait = Callable[["Worker", Barrier, float], bool]
 
 
 class Outlets:
@@ -71,6 +72,8 @@ class Outlets:
             spool = Spool(destination_dir(st.spool_dir, topic, st.bootstrap_servers),
                           max_bytes=st.spool_max_bytes, fsync=st.spool_fsync,
                           **({"batch_bytes": st.memory.spool_batch} if st.memory else {}))
+        from logkafka._worker import Worker  # the Kafka client with it: loaded by the first handler
+
         return Worker(name=f"logkafka-{topic}", topic=topic, producer_config=producer_config, queue=queue,
                       plans=plans, drops=self.drops, flush_timeout=st.flush_timeout, spool=spool,
                       durability=durability, stream_topics=stream_topics, queue_size=queue_size, chains=chains)

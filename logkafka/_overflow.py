@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logkafka._queue import Barrier, Drops
-from logkafka._worker import Worker
+
+if TYPE_CHECKING:  # the worker, and the Kafka client with it, load when a handler is made
+    from logkafka._worker import Worker
 
 _ROOM_RETRY = 5.0  # seconds after a vain wait for room in a full queue during which callers do not wait
 _ROOM_STALL = 0.25  # seconds without an acknowledgement after which a caller stops waiting on Kafka for room

@@ -13,7 +13,6 @@ import weakref
 from typing import Any, NamedTuple, Protocol
 
 from logkafka._health import asgi_app, combine, wsgi_app
-from logkafka._prometheus import sync_multiprocess
 from logkafka._report import report
 
 _SPILL_WAIT = 5.0  # seconds close() waits for the thread to spool what the broker did not take
@@ -120,7 +119,9 @@ def shutdown(timeout: float | None = None) -> bool:
         except Exception as exc:
             done = False
             report("exit", f"could not deliver a handler's records at exit: {type(exc).__name__}: {exc}")
-    sync_multiprocess()  # the final counts, for prometheus_client's multiprocess mode
+    prometheus = sys.modules.get("logkafka._prometheus")  # never imported: nothing is exported
+    if prometheus is not None:
+        prometheus.sync_multiprocess()  # the final counts, for prometheus_client's multiprocess mode
     return done
 
 

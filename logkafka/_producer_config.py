@@ -7,8 +7,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
-
 #: Producer defaults for logs; every one can be overridden in ``producer_config``.
 DEFAULT_SERVERS = "localhost:9092"  # when neither bootstrap_servers nor KAFKA_BOOTSTRAP_SERVERS is set
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -64,6 +62,8 @@ _CALLBACKS = ("oauth_cb", "stats_cb", "throttle_cb", "logger")
 
 
 def _client_error(exc: BaseException) -> str:
+    from confluent_kafka import KafkaException  # loaded by the first handler, not by importing logkafka
+
     if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
         return str(exc.args[0].str())
     return str(exc.args[0] if exc.args else exc)
@@ -71,6 +71,8 @@ def _client_error(exc: BaseException) -> str:
 
 def _try_client(config: Mapping[str, Any]) -> str | None:
     """librdkafka's objection to ``config`` (a client built without connecting anywhere), or None."""
+    from confluent_kafka import KafkaException, Producer
+
     try:
         Producer({**config, "log_level": 0})
     except (KafkaException, TypeError, ValueError) as exc:

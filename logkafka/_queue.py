@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+
+#: Threads that belong to logkafka: a record logged on one of them never
+#: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
+WORKER_IDENTS: set[int] = set()
 
 #: Why records were dropped before they reached the producer, in plain words.
 DROP_REASONS = {
@@ -13,6 +18,11 @@ DROP_REASONS = {
     "block_timeout": "the in-memory queue stayed full for block_timeout (overflow='block')",
     "after_shutdown": "they were logged after logging shut down, and there is no spool to keep them",
 }
+
+
+def count_of(counter: itertools.count[int]) -> int:
+    """The next value of an ``itertools.count`` without taking it (its repr: ``count(N)``)."""
+    return int(repr(counter)[6:-1])
 
 
 class Barrier:

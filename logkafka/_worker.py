@@ -17,16 +17,13 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from logkafka._chain import Chains
 from logkafka._encoding import EncodePlan
-from logkafka._queue import Barrier, Drops
+from logkafka._queue import WORKER_IDENTS, Barrier, Drops
 from logkafka._reaper import Reaper
 from logkafka._report import report
 from logkafka._sender import BATCH, Sender
 from logkafka._spool import Spool
 from logkafka._stats import WorkerStats
 
-#: Threads that belong to logkafka: a record logged on one of them never
-#: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
-WORKER_IDENTS: set[int] = set()
 _NAP = 0.02  # seconds between batches while records are about (a batch per GIL turn, not a record)
 _BARRIER_POLL = 0.001  # seconds between looks at the producer while a flush waits
 _AWAKE_FOR = 0.2  # seconds after the last record during which the worker naps rather than sleeps
