@@ -1,22 +1,37 @@
-"""Caller cost and end-to-end rate of KafkaLogHandler against baselines, in one run.
+"""KafkaLogHandler against what a user would otherwise run, in one run, on the same records.
 
     python benchmarks/bench_handler.py [--records N] [--rounds R] [--json]
 
 Uses KAFKA_BOOTSTRAP_SERVERS when set, else starts the embedded local broker.
-Shared machines are noisy, so every round measures all handlers back to back
-and each ratio is the median of the per-round ratios:
 
-* caller cost per ``logger.info`` call for ``logging.NullHandler``,
-  ``FileHandler`` + python-json-logger's ``JsonFormatter`` and ``KafkaLogHandler``.
-  The file handler is measured twice: "file" ships the same fields as
-  logkafka (a filter adds a ``uuid4`` event id and the bound correlation id,
-  the usual way with python-json-logger); "file_plain" ships the rest only. Two measures: CPU time
-  of the calling thread (``time.thread_time_ns``: what the call itself costs
-  the caller) and wall time of the loop (which also holds the time the caller
-  waited for the GIL while the handler's thread worked).
-* end-to-end rate: records per second from the first call until the last
-  record is written and flushed (file) or acknowledged by the broker (Kafka);
-  handlers are warmed up (file open, producer connected) before the clock starts.
+Contenders, each configured as its users configure it (library defaults):
+
+* ``null``: ``logging.NullHandler``, the floor (the cost of the ``logger.info`` call itself).
+* ``file``: ``FileHandler`` with python-json-logger's ``JsonFormatter`` (asctime, level, logger, message,
+  and the extras it adds by itself).
+* ``naive``: a handler that formats with the same python-json-logger formatter and calls confluent-kafka's
+  ``produce()`` and ``poll(0)`` in ``emit()``, retrying on ``BufferError`` (librdkafka's defaults).
+* ``queue``: the standard library's ``QueueHandler`` + ``QueueListener`` in front of that naive handler.
+* ``logkafka``: ``KafkaLogHandler`` with its ``JsonFormatter``, default settings; and
+  ``logkafka_disk``, the same with ``durability="disk"`` (each record written to the spool before
+  ``emit()`` returns).
+
+Two record shapes, the same call for every contender:
+
+* ``plain``: ``logger.info("Agent execution completed", extra={"code": ..., "context": {...}})``.
+* ``request``: five extras, inside a request: a correlation id and a tenant bound, and an
+  OpenTelemetry span active. logkafka takes them from its bound context and the span; the other
+  contenders get them as their users add them, with a filter copying the context variables and the
+  span's ids onto the record (as opentelemetry-instrumentation-logging does).
+
+Each round runs every contender once per shape, in an order rotated from round to round. One
+measurement logs N records in a tight loop, then waits until the last is settled: written and
+flushed (file), acknowledged by the broker (Kafka contenders). It gives the caller's cost per call,
+as CPU time of the calling thread (``time.thread_time``: what the call itself costs) and as wall
+time of the loop (which also holds the time the caller waited while the handler's thread held the
+GIL), and the end-to-end rate (records from the first call to the last settled, per second). Every
+Kafka contender's topic is read back: the records the broker holds must equal the records sent.
+Ratios are medians of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -25,268 +40,307 @@ import argparse
 import contextvars
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pythonjsonlogger.json
+from confluent_kafka import Producer
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import logkafka
 from logkafka.testing import LocalBroker, create_topic, read_topic
 
 IDENTITY = {"service_name": "bench", "environment": "bench", "version": "1.0.0"}
 CORRELATION_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+TENANT_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
+KAFKA = ("naive", "queue", "logkafka", "logkafka_disk")
+CONTENDERS = ("null", "file", *KAFKA)
+PEERS = ("file", "naive", "queue")
 
 
-def add_ids(record: logging.LogRecord) -> bool:
-    """What a python-json-logger setup adds to ship logkafka's fields: an event id and the correlation id."""
-    record.event_id = str(uuid.uuid4())
+# -- the two record shapes ------------------------------------------------------------------
+def plain_loop(logger: logging.Logger, n: int) -> None:
+    info = logger.info
+    for i in range(n):
+        info("Agent execution completed", extra={
+            "code": "AGENT_EXECUTION_COMPLETED",
+            "context": {"agent": "planner", "steps": 7, "tokens": 1532, "run": i}})
+
+
+def request_loop(logger: logging.Logger, n: int) -> None:
+    info = logger.info
+    for i in range(n):
+        info("Order placed", extra={"code": "ORDER_PLACED", "order_id": i, "amount": 42.5, "currency": "EUR",
+                                    "items": 3})
+
+
+class Request:
+    """A request's context for the ``request`` shape: bound ids and an active span, for every contender."""
+
+    def __enter__(self) -> None:
+        self._bound = logkafka.bound(correlation_id="c0ffee00-1234-4abc-9def-000000000001", tenant_id="acme")
+        self._bound.__enter__()
+        self._tokens = (CORRELATION_ID.set("c0ffee00-1234-4abc-9def-000000000001"), TENANT_ID.set("acme"))
+        span = NonRecordingSpan(SpanContext(trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736, span_id=0x00F067AA0BA902B7,
+                                            is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+        self._span = trace.use_span(span)
+        self._span.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._span.__exit__(None, None, None)
+        CORRELATION_ID.reset(self._tokens[0])
+        TENANT_ID.reset(self._tokens[1])
+        self._bound.__exit__(None, None, None)
+
+
+def request_fields(record: logging.LogRecord) -> bool:
+    """What a python-json-logger user adds for the request fields: the context variables and the span's ids."""
     record.correlation_id = CORRELATION_ID.get()
+    record.tenant_id = TENANT_ID.get()
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        record.trace_id = format(ctx.trace_id, "032x")
+        record.span_id = format(ctx.span_id, "016x")
     return True
 
 
+SHAPES: dict[str, tuple[Callable[[logging.Logger, int], None], Any]] = {
+    "plain": (plain_loop, None),
+    "request": (request_loop, request_fields),
+}
+
+
+# -- the contenders ---------------------------------------------------------------------------
 def pjl_formatter() -> logging.Formatter:
-    """python-json-logger configured to ship the same fields as logkafka's JsonFormatter."""
-    return pythonjsonlogger.json.JsonFormatter(
-        "{levelname}{name}{message}{module}{funcName}{lineno}{process}{threadName}",
-        style="{",
-        rename_fields={"levelname": "level", "name": "logger", "funcName": "function",
-                       "lineno": "line", "threadName": "thread"},
-        static_fields={"service": "bench", "environment": "bench", "version": "1.0.0",
-                       "host": "h", "instance_id": "h"},
-        timestamp=True,
-    )
+    return pythonjsonlogger.json.JsonFormatter("{asctime}{levelname}{name}{message}", style="{")
 
 
-class FsyncFileHandler(logging.FileHandler):
-    """A FileHandler that fsyncs after every record: the file baseline for ``spool_fsync="always"``."""
+class NaiveKafkaHandler(logging.Handler):
+    """The handler users write first: format, ``produce()`` and ``poll(0)`` in ``emit()``."""
+
+    def __init__(self, servers: str, topic: str) -> None:
+        super().__init__()
+        self.topic = topic
+        self.delivered = self.failed = 0
+        self.producer = Producer({"bootstrap.servers": servers, "on_delivery": self._report})
+
+    def _report(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
 
     def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if self.stream is not None:
-            os.fsync(self.stream.fileno())
+        try:
+            value = self.format(record).encode()
+            while True:
+                try:
+                    self.producer.produce(self.topic, value)
+                    break
+                except BufferError:  # librdkafka's queue is full: wait for deliveries
+                    self.producer.poll(0.05)
+            self.producer.poll(0)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.producer.flush(120)
 
 
-def log_loop(logger: logging.Logger, n: int) -> None:
-    info = logger.info
-    for i in range(n):
-        info("order %s processed", i, extra={"code": "ORDER_PROCESSED", "duration_ms": 12})
+class Contender:
+    """One contender's handler for one measurement: made, warmed up, settled, counted, closed."""
+
+    def __init__(self, name: str, servers: str, tmp: str, fields: Any) -> None:
+        self.name, self.servers, self.topic = name, servers, ""
+        self.listener: logging.handlers.QueueListener | None = None
+        self.naive: NaiveKafkaHandler | None = None
+        handler: logging.Handler
+        if name in KAFKA:
+            self.topic = f"bench.{uuid.uuid4().hex[:12]}"
+            create_topic(servers, self.topic, 1)
+        if name == "null":
+            handler = logging.NullHandler()
+        elif name == "file":
+            handler = logging.FileHandler(os.path.join(tmp, f"{uuid.uuid4().hex}.log"))
+            handler.setFormatter(pjl_formatter())
+        elif name in ("naive", "queue"):
+            self.naive = NaiveKafkaHandler(servers, self.topic)
+            self.naive.setFormatter(pjl_formatter())
+            handler = self.naive
+            if name == "queue":
+                q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+                handler = logging.handlers.QueueHandler(q)
+                self.listener = logging.handlers.QueueListener(q, self.naive)
+                self.listener.start()
+        else:
+            handler = logkafka.KafkaLogHandler(
+                servers, self.topic, spool_dir=os.path.join(tmp, "spool"), **IDENTITY,
+                **({"durability": "disk"} if name == "logkafka_disk" else {}))
+            handler.setFormatter(logkafka.JsonFormatter(**IDENTITY))
+        if fields is not None and name in ("file", "naive", "queue"):  # on the caller's thread: the context is there
+            handler.addFilter(fields)
+        self.handler = handler
+        self.logger = logging.getLogger(f"bench.{name}.{uuid.uuid4().hex[:8]}")
+        self.logger.handlers[:] = [handler]
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.logger.info("warm up")  # the file open, the producer connected
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until every record logged so far is written (file) or acknowledged (Kafka)."""
+        h = self.handler
+        if isinstance(h, logkafka.KafkaLogHandler):
+            if not h.flush(120):
+                raise SystemExit(f"{self.name}: flush timed out")
+        elif self.listener is not None:
+            self.listener.stop()  # drains the queue, then joins its thread
+            self.listener.start()
+            assert self.naive is not None
+            self.naive.flush()
+        else:
+            h.flush()
+
+    def acknowledged(self) -> int:
+        h = self.handler
+        if isinstance(h, logkafka.KafkaLogHandler):
+            stats = h.stats()
+            if stats["dropped_total"] or stats["failed"]:
+                raise SystemExit(f"{self.name}: records lost: {stats}")
+            return int(stats["delivered"])
+        assert self.naive is not None
+        if self.naive.failed:
+            raise SystemExit(f"{self.name}: {self.naive.failed} records failed")
+        return self.naive.delivered
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        self.handler.close()
 
 
-def make_logger(handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(f"bench.{uuid.uuid4().hex[:8]}")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    return logger
+def held(servers: str, topic: str, sent: int) -> int:
+    """Records the broker holds in ``topic``: read back from its start."""
+    return len(read_topic(servers, topic, expected=sent, timeout=60, idle=0.5))
 
 
-def timed_loop(logger: logging.Logger, n: int) -> tuple[float, float]:
-    """(wall µs per call, caller-thread CPU µs per call)."""
+def measure(c: Contender, loop: Callable[[logging.Logger, int], None], n: int) -> dict[str, float]:
+    """Log ``n`` records through ``c`` and wait until the last is settled."""
     t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-    log_loop(logger, n)
+    loop(c.logger, n)
     c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
-    return (t1 - t0) / n / 1000, (c1 - c0) / n / 1000
+    c.settle()
+    t2 = time.perf_counter_ns()
+    out = {"cpu_us": (c1 - c0) / n / 1000, "wall_us": (t1 - t0) / n / 1000, "rate": n / ((t2 - t0) / 1e9)}
+    if c.name in KAFKA:
+        out["sent"], out["acked"], out["held"] = n + 1, c.acknowledged(), held(c.servers, c.topic, n + 1)
+    return out
 
 
-def settle(handler: logkafka.KafkaLogHandler, expected: int) -> None:
-    if not handler.flush(120):
-        raise SystemExit("flush timed out")
-    stats = handler.stats()
-    if stats["delivered"] != expected or stats["dropped_total"] or stats["failed"]:
-        raise SystemExit(f"records lost or not acknowledged: {stats}")
+# -- the run ------------------------------------------------------------------------------------
+def run(servers: str, n: int, rounds: int, tmp: str) -> dict[str, Any]:
+    figures: dict[str, dict[str, list[dict[str, float]]]] = {s: {c: [] for c in CONTENDERS} for s in SHAPES}
+    for r in range(rounds):
+        order = CONTENDERS[r % len(CONTENDERS):] + CONTENDERS[:r % len(CONTENDERS)]
+        for shape, (loop, fields) in SHAPES.items():
+            for name in order:
+                c = Contender(name, servers, tmp, fields)
+                try:
+                    if shape == "request":
+                        with Request():
+                            figures[shape][name].append(measure(c, loop, n))
+                    else:
+                        figures[shape][name].append(measure(c, loop, n))
+                finally:
+                    c.close()
+            print(f"round {r + 1}/{rounds}, {shape}: " + ", ".join(
+                f"{k} {v[-1]['rate']:,.0f}/s" for k, v in figures[shape].items()), file=sys.stderr)
+    return figures
+
+
+def summarize(figures: dict[str, Any], n: int, rounds: int) -> dict[str, Any]:
+    med = statistics.median
+    out: dict[str, Any] = {"python": sys.version.split()[0], "records": n, "rounds": rounds, "shapes": {}}
+    for shape, per in figures.items():
+        rows: dict[str, Any] = {}
+        null = per["null"]
+        # the best peer of each round: the file handler, the naive handler or the QueueHandler in front of it
+        best = [max(per[p][i]["rate"] for p in PEERS) for i in range(rounds)]
+        for name, ms in per.items():
+            rows[name] = {
+                "caller_cpu_us": med(m["cpu_us"] for m in ms),
+                "caller_wall_us": med(m["wall_us"] for m in ms),
+                "caller_cpu_vs_null": med(m["cpu_us"] / z["cpu_us"] for m, z in zip(ms, null, strict=True)),
+                "caller_wall_vs_null": med(m["wall_us"] / z["wall_us"] for m, z in zip(ms, null, strict=True)),
+                "records_per_s": med(m["rate"] for m in ms),
+                "rate_vs_best_peer": med(m["rate"] / b for m, b in zip(ms, best, strict=True)),
+                "rounds_records_per_s": [round(m["rate"]) for m in ms],
+                "rounds_caller_cpu_us": [round(m["cpu_us"], 2) for m in ms],
+            }
+            if name in KAFKA:
+                rows[name]["sent"] = sum(int(m["sent"]) for m in ms)
+                rows[name]["acknowledged"] = sum(int(m["acked"]) for m in ms)
+                rows[name]["held_by_broker"] = sum(int(m["held"]) for m in ms)
+        out["shapes"][shape] = rows
+    return out
+
+
+LABELS = {
+    "null": "logging.NullHandler", "file": "FileHandler + python-json-logger",
+    "naive": "naive confluent-kafka handler", "queue": "QueueHandler + QueueListener + naive",
+    "logkafka": "KafkaLogHandler", "logkafka_disk": "KafkaLogHandler, durability='disk'",
+}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"Python {results['python']}; {results['records']:,} records per measurement, {results['rounds']} "
+          "interleaved rounds; medians (ratios: medians of the per-round ratios)")
+    for shape, rows in results["shapes"].items():
+        print(f"\n{shape} records")
+        print(f"  {'contender':38s} {'caller CPU µs':>13s} {'wall µs':>8s} {'CPU x null':>9s} {'wall x null':>10s} "
+              f"{'rec/s':>9s} {'x best peer':>10s} {'held/sent':>15s}")
+        for name, row in rows.items():
+            held_sent = f"{row['held_by_broker']:,}/{row['sent']:,}" if "sent" in row else ""
+            print(f"  {LABELS[name]:38s} {row['caller_cpu_us']:13.2f} {row['caller_wall_us']:8.2f} "
+                  f"{row['caller_cpu_vs_null']:9.2f} {row['caller_wall_vs_null']:10.2f} "
+                  f"{row['records_per_s']:9,.0f} {row['rate_vs_best_peer']:10.2f} {held_sent:>15s}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=20_000, help="records per measurement")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--records", type=int, default=50_000, help="records per measurement")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    n, rounds = args.records, args.rounds
-
     broker = None
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not servers:
         broker = LocalBroker().start()
         servers = broker.bootstrap_servers
     tmp = tempfile.mkdtemp(prefix="logkafka-bench-")
-    logkafka.bind(correlation_id="bench-correlation-id")
-    CORRELATION_ID.set("bench-correlation-id")
-
-    def new_topic() -> str:
-        topic = f"bench.{uuid.uuid4().hex[:12]}"
-        create_topic(servers, topic, 1)
-        return topic
-
-    def new_file_handler(same_fields: bool = True, fsync: bool = False) -> logging.Handler:
-        cls = FsyncFileHandler if fsync else logging.FileHandler
-        handler = cls(os.path.join(tmp, f"{uuid.uuid4().hex}.log"))
-        handler.setFormatter(pjl_formatter())
-        if same_fields:
-            handler.addFilter(add_ids)
-        return handler
-
-    def new_kafka_handler(topic: str, queue: int, **kwargs: Any) -> logkafka.KafkaLogHandler:
-        kwargs.setdefault("spool_dir", os.path.join(tmp, "spool"))
-        handler = logkafka.KafkaLogHandler(servers, topic, queue_size=queue, **IDENTITY, **kwargs)
-        handler.setFormatter(logkafka.JsonFormatter(**IDENTITY))
-        return handler
-
-    def kafka_e2e(name: str, **kwargs: Any) -> str:
-        """One end-to-end round of a KafkaLogHandler into ``e2e[name]``; returns its topic."""
-        topic = new_topic()
-        h = new_kafka_handler(topic, 2 * e2e_n, **kwargs)
-        logger = make_logger(h)
-        logger.info("warm up")
-        settle(h, 1)
-        t0 = time.perf_counter()
-        log_loop(logger, e2e_n)
-        settle(h, 1 + e2e_n)
-        e2e[name].append(e2e_n / (time.perf_counter() - t0))
-        h.close()
-        return topic
-
-    caller: dict[str, list[tuple[float, float]]] = {"null": [], "file": [], "file_plain": [], "kafka": [],
-                                                    "kafka_disk": [], "kafka_frozen": [], "null_frozen": [],
-                                                    "file_fsync": [], "kafka_disk_always": []}
-    e2e: dict[str, list[float]] = {"file": [], "file_plain": [], "kafka": [], "kafka_disk": []}
-    last_topic, e2e_n = "", 2 * n
     try:
-        # the same handlers serve every caller-cost round, warmed up once
-        null_logger = make_logger(logging.NullHandler())
-        fh, fph = new_file_handler(), new_file_handler(same_fields=False)
-        file_logger, file_plain_logger = make_logger(fh), make_logger(fph)
-        kh = new_kafka_handler(new_topic(), 2 * n)
-        kafka_logger = make_logger(kh)
-        dh = new_kafka_handler(new_topic(), 2 * n, durability="disk")
-        disk_logger = make_logger(dh)
-        # fsync per record costs a disk round trip: fewer calls for these two
-        n_sync = max(100, n // 20)
-        ah = new_kafka_handler(new_topic(), 2 * n, durability="disk", spool_fsync="always")
-        always_logger = make_logger(ah)
-        sfh = new_file_handler(fsync=True)
-        file_fsync_logger = make_logger(sfh)
-        for logger in (null_logger, file_logger, file_plain_logger, kafka_logger, disk_logger):
-            log_loop(logger, 2000)
-        log_loop(always_logger, 200)
-        log_loop(file_fsync_logger, 200)
-        settle(kh, 2000)
-        settle(dh, 2000)
-        settle(ah, 200)
-        for r in range(rounds):
-            caller["null"].append(timed_loop(null_logger, n))
-            caller["file"].append(timed_loop(file_logger, n))
-            caller["file_plain"].append(timed_loop(file_plain_logger, n))
-            caller["kafka"].append(timed_loop(kafka_logger, n))
-            caller["kafka_disk"].append(timed_loop(disk_logger, n))
-            caller["file_fsync"].append(timed_loop(file_fsync_logger, n_sync))
-            caller["kafka_disk_always"].append(timed_loop(always_logger, n_sync))
-            settle(kh, 2000 + (r + 1) * n)  # not timed: keeps the queue from filling up
-            settle(dh, 2000 + (r + 1) * n)
-            settle(ah, 200 + (r + 1) * n_sync)
-        ah.close()
-        sfh.close()
-        fh.close()
-        fph.close()
-        kh.close()
-        dh.close()
-
-        if broker is not None:  # the caller's cost while the broker is frozen (SIGSTOP)
-            zh = new_kafka_handler(new_topic(), 2 * n)
-            frozen_logger = make_logger(zh)
-            log_loop(frozen_logger, 2000)
-            settle(zh, 2000)
-            broker.pause()
-            try:
-                for _ in range(rounds):
-                    caller["kafka_frozen"].append(timed_loop(frozen_logger, n))
-                    caller["null_frozen"].append(timed_loop(null_logger, n))  # paired with the frozen rounds
-            finally:
-                broker.resume()
-            settle(zh, 2000 + rounds * n)
-            zh.close()
-
-        for _ in range(rounds):
-            for name, same_fields in (("file", True), ("file_plain", False)):
-                h: Any = new_file_handler(same_fields)
-                logger = make_logger(h)
-                logger.info("warm up")
-                t0 = time.perf_counter()
-                log_loop(logger, e2e_n)
-                h.flush()
-                e2e[name].append(e2e_n / (time.perf_counter() - t0))
-                h.close()
-
-            last_topic = kafka_e2e("kafka")
-            kafka_e2e("kafka_disk", durability="disk")
-        arrived = len(read_topic(servers, last_topic, expected=e2e_n + 1, timeout=60))
-        if arrived != e2e_n + 1:
-            raise SystemExit(f"{arrived} of {e2e_n + 1} records read back from the last end-to-end topic")
+        results = summarize(run(servers, args.records, args.rounds, tmp), args.records, args.rounds)
     finally:
         if broker is not None:
             broker.stop()
-
-    def med(values: list[float]) -> float:
-        return statistics.median(values)
-
-    def ratio(a: list[tuple[float, float]], b: list[tuple[float, float]], i: int) -> float:
-        return med([x[i] / y[i] for x, y in zip(a, b, strict=True)])
-
-    results: dict[str, Any] = {
-        "python": sys.version.split()[0], "records": n, "rounds": rounds,
-        "caller_us": {k: {"wall": med([w for w, _ in v]), "cpu": med([c for _, c in v])} for k, v in caller.items()},
-        "end_to_end_records_per_s": {k: med(v) for k, v in e2e.items()},
-        "rounds_detail": {"caller_cpu_us": {k: [round(c, 2) for _, c in v] for k, v in caller.items()},
-                          "end_to_end_records_per_s": {k: [round(x) for x in v] for k, v in e2e.items()}},
-        "ratios": {
-            "kafka_caller_cpu_vs_null": ratio(caller["kafka"], caller["null"], 1),
-            "kafka_caller_wall_vs_null": ratio(caller["kafka"], caller["null"], 0),
-            "file_caller_wall_vs_null": ratio(caller["file"], caller["null"], 0),
-            "file_plain_caller_wall_vs_null": ratio(caller["file_plain"], caller["null"], 0),
-            "kafka_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka"], e2e["file"], strict=True)]),
-            "kafka_e2e_vs_file_plain": med([k / f for k, f in zip(e2e["kafka"], e2e["file_plain"], strict=True)]),
-            "kafka_disk_caller_wall_vs_null": ratio(caller["kafka_disk"], caller["null"], 0),
-            "kafka_disk_e2e_vs_file": med([k / f for k, f in zip(e2e["kafka_disk"], e2e["file"], strict=True)]),
-            "kafka_disk_always_caller_wall_vs_file_fsync": ratio(caller["kafka_disk_always"], caller["file_fsync"], 0),
-        },
-    }
-    if caller["kafka_frozen"]:
-        results["ratios"]["kafka_frozen_caller_wall_vs_null"] = ratio(caller["kafka_frozen"], caller["null_frozen"], 0)
+    lost = [(s, name) for s, rows in results["shapes"].items() for name, row in rows.items()
+            if "sent" in row and not row["sent"] == row["acknowledged"] == row["held_by_broker"]]
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    c, e, r = results["caller_us"], results["end_to_end_records_per_s"], results["ratios"]
-    print(f"Python {results['python']}; {n} calls per measurement, {rounds} interleaved rounds; medians\n")
-    print("caller cost per logger.info call        caller CPU µs   wall µs")
-    for label, key in (("logging.NullHandler", "null"), ("FileHandler + python-json-logger", "file"),
-                       ("  the same without event/correlation id", "file_plain"), ("KafkaLogHandler", "kafka"),
-                       ("  durability='disk'", "kafka_disk"), ("  broker frozen (SIGSTOP)", "kafka_frozen"),
-                       ("FileHandler, fsync after every record", "file_fsync"),
-                       ("  durability='disk', spool_fsync='always'", "kafka_disk_always")):
-        if caller[key]:
-            print(f"  {label:40s} {c[key]['cpu']:10.2f} {c[key]['wall']:9.2f}")
-    print(f"\nend-to-end rate, {e2e_n} records (first call to last record settled)")
-    print(f"  FileHandler + python-json-logger         {e['file']:10,.0f} records/s (written and flushed)")
-    print(f"    the same without event/correlation id  {e['file_plain']:10,.0f} records/s")
-    print(f"  KafkaLogHandler                          {e['kafka']:10,.0f} records/s (acknowledged by the broker)")
-    print(f"    durability='disk'                      {e['kafka_disk']:10,.0f} records/s")
-    print("\nratios (median of per-round ratios)")
-    print(f"  KafkaLogHandler caller CPU / NullHandler          {r['kafka_caller_cpu_vs_null']:.2f}x")
-    print(f"  KafkaLogHandler caller wall / NullHandler         {r['kafka_caller_wall_vs_null']:.2f}x")
-    print(f"  FileHandler caller wall / NullHandler             {r['file_caller_wall_vs_null']:.2f}x")
-    print(f"  KafkaLogHandler e2e rate / FileHandler            {r['kafka_e2e_vs_file']:.2f}x")
-    print(f"  KafkaLogHandler e2e rate / FileHandler, fewer fields  {r['kafka_e2e_vs_file_plain']:.2f}x")
-    print(f"  durability='disk': caller wall / NullHandler  {r['kafka_disk_caller_wall_vs_null']:.2f}x, "
-          f"e2e rate / FileHandler {r['kafka_disk_e2e_vs_file']:.2f}x")
-    print(f"  spool_fsync='always': caller wall / FileHandler with fsync  "
-          f"{r['kafka_disk_always_caller_wall_vs_file_fsync']:.2f}x")
-    if "kafka_frozen_caller_wall_vs_null" in r:
-        print(f"  broker frozen: caller wall / NullHandler      {r['kafka_frozen_caller_wall_vs_null']:.2f}x")
+    else:
+        print_table(results)
+    if lost:
+        print(f"records not held by the broker: {lost}", file=sys.stderr)
+        return 1
     return 0
 
 
