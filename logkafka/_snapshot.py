@@ -49,6 +49,15 @@ def jsonable(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -
     if _depth >= MAX_DEPTH:
         return to_text(value)
     try:
+        if t is dict or t is list:  # the common case, a flat container: a plain copy, checked
+            copy = value.copy()  # one C call: a mutation by another thread meets either the old or the new
+            for k, v in (copy.items() if t is dict else enumerate(copy)):
+                tv = type(v)
+                if not (tv in _PASS or (tv is int and INT_MIN <= v <= INT_MAX) or (tv is float and v - v == 0.0)) \
+                        or (t is dict and type(k) is not str):
+                    break  # something to convert: the general walk below
+            else:
+                return copy
         if isinstance(value, (dict, list, tuple, set, frozenset)):
             if id(value) in _seen:
                 return "<cycle>"
