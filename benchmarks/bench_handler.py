@@ -37,6 +37,7 @@ Ratios are medians of the per-round ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import json
 import logging
@@ -255,10 +256,7 @@ def run(servers: str, n: int, rounds: int, tmp: str) -> dict[str, Any]:
             for name in order:
                 c = Contender(name, servers, tmp, fields)
                 try:
-                    if shape == "request":
-                        with Request():
-                            figures[shape][name].append(measure(c, loop, n))
-                    else:
+                    with Request() if shape == "request" else contextlib.nullcontext():
                         figures[shape][name].append(measure(c, loop, n))
                 finally:
                     c.close()

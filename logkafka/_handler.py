@@ -28,7 +28,7 @@ from logkafka._record import OWN_LOGGERS, STREAM, capture, capture_slim, check_i
 from logkafka._redact import Redactor, redaction_settings
 from logkafka._report import report, set_service
 from logkafka._settings import HandlerSettings, build_settings
-from logkafka._values import env_level
+from logkafka._values import env_level, multiprocess_dir
 
 if TYPE_CHECKING:
     from logkafka._worker import Worker
@@ -429,7 +429,7 @@ def _watch_levels(interval: float) -> None:
 
 def _export_multiprocess() -> None:
     """prometheus_client's multiprocess mode, when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"):
+    if multiprocess_dir():
         from logkafka._prometheus import export_multiprocess
 
         export_multiprocess(_process.handlers)

@@ -187,11 +187,6 @@ def sync_multiprocess() -> None:
         _EXPORT.sync()
 
 
-def multiprocess_dir() -> str | None:
-    """``PROMETHEUS_MULTIPROC_DIR`` (or the older lower-case name), when set."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
-
-
 def _fork_step(name: str) -> Callable[[], None]:
     """A fork hook calling the export's method ``name``, when there is an export."""
     def step() -> None:

@@ -73,6 +73,12 @@ def positive(name: str, env: str, value: Any, default: float, kind: type) -> Any
     return number
 
 
+def multiprocess_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` (or the older lower-case name), when set: prometheus_client's multiprocess
+    mode, whose export the handler starts (and only then imports)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
 def byte_size(name: str, env: str, value: Any, default: int, minimum: int = 1) -> int:
     """A size in bytes from the argument, else the environment variable ``env``, else ``default``:
     a number of bytes, or with a unit (``16MiB``, ``16M``, ``512KB``; K/M/G are powers of 1024)."""
