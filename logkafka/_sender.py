@@ -206,8 +206,9 @@ class Sender:
                     # callback None, then timestamp and headers): cheaper than keywords
                     produce(topic, value, key, -1, None, None, ts, headers)
                     produced += 1
-                    if not produced % _SAMPLE_EVERY:
-                        deliveries.sample(deliveries.produced + produced, item["created"])
+                    position = deliveries.produced + produced  # among all records this worker produced
+                    if not position % _SAMPLE_EVERY:
+                        deliveries.sample(position, item["created"])
                 except BufferError:  # librdkafka's buffer is full (broker slow or away)
                     if spool is not None and spool.usable() and not spill.disk:
                         spill.start("the producer's queue is full")
