@@ -4,10 +4,13 @@ restart in the middle; every record accounted for by event, memory watched.
     python benchmarks/soak.py [--minutes 10] [--rate 1000] [--processes 1]
 
 ``--rate`` is records per second for all processes together; 0 logs as fast as the processes can. The
-embedded broker (in-memory) is stopped and started again halfway through: what it held is gone with
-it, so a consumer reads every record as it arrives, from before and after the restart, and the run
-checks that every record sent was read, by its (process, sequence) id. Each process uses
-``KafkaLogHandler`` with default settings (its spool in a temporary directory).
+embedded broker is stopped and started again halfway through, down for 5 s while the processes go on
+logging. It keeps its data in memory only, so a consumer reads every record as it arrives, from before
+and after the restart, and the run checks that every record sent was read, by its (process, sequence)
+id. So that the restart takes nothing the consumer has not read yet, the processes pause just before
+it (SIGUSR1: they stop calling, flush, and say how many records they sent), the consumer catches up,
+the broker stops, and they resume (SIGUSR2) while it is down. Each process uses ``KafkaLogHandler``
+with default settings (its spool in a temporary directory).
 
 Reported: records sent and read (and duplicates), each process's resident memory (sampled every 5 s;
 the slope of a least-squares line through the samples after the first minute), the caller's time
@@ -23,6 +26,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,6 +76,10 @@ def child(servers: str, topic: str, rate: float, seconds: float, proc: int, out:
     log.setLevel(logging.INFO)
     log.addHandler(handler)
     info, clock = log.info, time.perf_counter
+    pause, resume = threading.Event(), threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: pause.set())
+    signal.signal(signal.SIGUSR2, lambda *_: resume.set())
+    paused = 0.0  # seconds spent paused: the pace leaves them out
     calls: list[float] = []
     rss: list[tuple[float, int]] = []
     latency: list[dict[str, Any]] = []
@@ -79,7 +87,17 @@ def child(servers: str, topic: str, rate: float, seconds: float, proc: int, out:
     start = clock()
     next_sample, seq = start, 0
     while True:
-        now = clock()
+        if pause.is_set():  # the broker is about to restart: flush, say how far we got, wait
+            t0 = clock()
+            handler.flush(60)
+            with open(out + ".part", "w") as f:
+                f.write(str(seq))
+            os.replace(out + ".part", out + ".paused")  # whole, or not there
+            resume.wait(120)
+            pause.clear()
+            resume.clear()
+            paused += clock() - t0
+        now = clock() - paused
         if now - start >= seconds:
             break
         if now >= next_sample:
@@ -159,7 +177,17 @@ def run(minutes: float, rate: float, processes: int) -> dict[str, Any]:
     began = time.monotonic()
     try:
         time.sleep(seconds / 2)
+        for p in procs:
+            p.send_signal(signal.SIGUSR1)
+        while not all(os.path.exists(o + ".paused") for o in outs):
+            time.sleep(0.1)
+        so_far = sum(int(open(o + ".paused").read()) for o in outs)
+        deadline = time.monotonic() + 120
+        while len(reader.seen) < so_far and time.monotonic() < deadline:  # all it holds is read before it goes
+            time.sleep(0.1)
         broker.stop()  # the restart: down for 5 s, back empty (the embedded broker keeps nothing)
+        for p in procs:
+            p.send_signal(signal.SIGUSR2)
         time.sleep(5)
         broker.start()
         create_topic(servers, topic, PARTITIONS)
