@@ -3,6 +3,7 @@ with the progress of each segment committed in steps so that a kill re-sends at 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -19,6 +20,11 @@ _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
 #: Records of a segment replayed between two commits of its progress (``<segment>.pos``): after a
 #: kill, at most this many are sent again. At each step the replay waits until all are settled.
 _PROGRESS_STEP = 10_000
+#: The spool stops once a replay has caught up: when the segment left is this process's open one and at most
+#: this big, new records wait in memory while it is produced and settled, instead of following it to disk
+#: (records logged without a pause would otherwise keep the spool going as long as they come).
+_HANDOVER_BYTES = 1 << 20
+_HANDOVER_WAIT = 1.0  # seconds records may wait in memory for the last segment; then they go to disk again
 
 
 class Replay:
@@ -41,6 +47,8 @@ class Replay:
         #: The highest barrier mark whose segments were all found settled. When the spool held records at the
         #: start (an earlier run's), none: a flush waits until a look has found them sent.
         self.clear_to = -1 if spool.pending() else 0
+        #: Until when new records wait in memory for the last segment (see ``_HANDOVER_BYTES``); 0: they do not.
+        self.hand_over_until = 0.0
 
     def step(self, producer: Any) -> None:
         """Hand spooled records to the producer, oldest first, once the broker answers.
@@ -87,7 +95,10 @@ class Replay:
         if segment is None and (mark is None or spool.open_index() <= mark):
             spool.rotate()  # our own open segment, if it holds anything
             segment = spool.claim(mark, born)
+            if segment is not None and mark is None and not self._spill.disk and _unread(segment) <= _HANDOVER_BYTES:
+                self.hand_over_until = now + _HANDOVER_WAIT  # caught up: this is the last segment
         if segment is None:
+            self.hand_over_until = 0.0
             if mark is not None:
                 self.clear_to = max(self.clear_to, mark)  # later writes go to newer segments
                 return False
@@ -149,6 +160,7 @@ class Replay:
         is sent from there later. Only when some records gave no report at all is the
         progress left where it was (those records may then come twice).
         """
+        self.hand_over_until = 0.0
         segment = self.segment
         if segment is None:
             return
@@ -171,5 +183,14 @@ class Replay:
     def let_go(self) -> None:
         """In a forked child: release the parent's segment (its lock would be shared with the child)."""
         segment, self.segment, self._records = self.segment, None, None
+        self.hand_over_until = 0.0
         if segment is not None:
             segment.release()
+
+
+def _unread(segment: Segment) -> int:
+    """Bytes of ``segment`` not replayed yet."""
+    try:
+        return os.path.getsize(segment.path) - segment.start
+    except OSError:
+        return _HANDOVER_BYTES + 1

@@ -167,6 +167,8 @@ class Sender:
         spooling = (spill.spooling or link.fatal) and not spill.disk and spool is not None and spool.usable()
         if (self.barriers or link.fatal) and not spooling:
             return 0
+        if spooling and self._holding(spill):
+            return 0  # the replay has caught up: new records wait for its last segment, then go to Kafka
         if spooling and not spill.spooling:
             spill.start("the producer is being replaced")
         queue, produce, plans = self.queue, producer.produce, self._plans
@@ -267,6 +269,17 @@ class Sender:
             barriers[:] = waiting
         else:
             barriers[:] = [b for b in barriers if b.deadline > now]
+
+    def _holding(self, spill: Spill) -> bool:
+        """Whether new records wait in memory while the spool's last segment is replayed: only while a broker
+        answers, and not longer than the replay allows (then they go to the spool again)."""
+        replay = self.replay
+        if replay is None or not replay.hand_over_until:
+            return False
+        if spill.spooling and self.link.broker_reachable is True and time.monotonic() < replay.hand_over_until:
+            return True
+        replay.hand_over_until = 0.0
+        return False
 
     def replaying(self) -> bool:
         """Whether a spool segment is being replayed."""

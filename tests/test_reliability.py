@@ -10,6 +10,7 @@ disk, multiprocessing, a signal).
 from __future__ import annotations
 
 import json
+import logging
 import mmap
 import os
 import signal
@@ -624,3 +625,53 @@ class TestSaid:
             assert "logged after logging shut down are lost" in done.stderr, done.stderr
             seen, _ = seq_counts(broker.bootstrap_servers, topic, 1)
             assert seen == {0}
+
+
+class TestAfterAnOutage:
+    def test_a_steady_stream_leaves_the_spool_once_the_replay_caught_up(self, tmp_path: Path) -> None:
+        """After an outage, records logged without a pause (a service's steady stream) no longer follow the
+        replay to disk for as long as they come: once the last segment is small, new records wait in memory
+        while it goes, then go to Kafka directly; every record arrives, each once, in order per partition."""
+        from logkafka.testing import ProxiedBroker
+
+        kafka = ProxiedBroker().start()
+        handler = logkafka.KafkaLogHandler(kafka.bootstrap_servers, topic := shared_new_topic(kafka, "rel"),
+                                           spool_dir=str(tmp_path / "spool"), key="extra.tenant")
+        log = logging.getLogger(f"rel.stream.{uuid.uuid4().hex[:6]}")
+        log.propagate, log.level = False, logging.INFO
+        log.addHandler(handler)
+        try:
+            kafka.proxy.cut()
+            seq = 0
+            deadline = time.monotonic() + 60
+            while not handler.stats()["spooling"] and time.monotonic() < deadline:  # librdkafka's buffer fills
+                for _ in range(500):
+                    log.info("during the outage", extra={"seq": seq, "tenant": f"t{seq % 3}"})
+                    seq += 1
+                time.sleep(0.05)
+            assert handler.stats()["spooling"], handler.stats()
+            kafka.proxy.restore()
+            left_at = None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (left_at is None or seq < left_at + 500):
+                log.info("a steady stream", extra={"seq": seq, "tenant": f"t{seq % 3}"})
+                seq += 1
+                time.sleep(0.004)
+                if left_at is None and not handler.stats()["spooling"]:
+                    left_at = seq
+            assert left_at is not None, f"still spooling after 60 s of a steady stream: {handler.stats()}"
+            spooled_then = handler.stats()["spooled"]
+            assert handler.flush(60) is True
+            stats = handler.stats()
+            assert stats["spooled"] == spooled_then, "records spooled after the spool was left"
+            assert stats["delivered"] == seq and stats["dropped_total"] == 0, stats
+            by_tenant: dict[str, list[int]] = {}
+            for m in read_topic(kafka.bootstrap_servers, topic, expected=seq, timeout=60):
+                by_tenant.setdefault(m.data["tenant"], []).append(m.data["seq"])
+            assert sorted(s for seqs in by_tenant.values() for s in seqs) == list(range(seq))
+            for tenant, seqs in by_tenant.items():  # a key's records in one partition, in the order logged
+                assert seqs == sorted(seqs), tenant
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+            kafka.stop()
