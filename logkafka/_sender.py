@@ -276,7 +276,9 @@ class Sender:
         replay = self.replay
         if replay is None or not replay.hand_over_until:
             return False
-        if spill.spooling and self.link.broker_reachable is True and time.monotonic() < replay.hand_over_until:
+        link = self.link
+        answers = not link.fatal and link.broker_reachable is True
+        if spill.spooling and answers and time.monotonic() < replay.hand_over_until:
             return True
         replay.hand_over_until = 0.0
         return False
