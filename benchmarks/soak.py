@@ -37,6 +37,7 @@ import time
 from typing import Any
 
 import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 PARTITIONS = 3
 
@@ -148,13 +149,23 @@ def child(servers: str, topic: str, rate: float, seconds: float, proc: int, out:
 
 # -- the run ------------------------------------------------------------------------------------
 def held_ids(servers: str, topic: str, expected: int) -> list[tuple[int, int]]:
-    """The (process, sequence) id of every record ``topic`` holds, read from the start by a new consumer."""
-    from logkafka.testing import read_topic
-
-    out = []
-    for m in read_topic(servers, topic, expected=expected, timeout=300, idle=3):
-        d = orjson.loads(m.value)
-        out.append((d["proc"], d["seq"]))
+    """The (process, sequence) id of every record ``topic`` holds, read from the start by a new consumer
+    (until ``expected`` arrived and then 3 s more, or no record came for 30 s)."""
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": f"soak-{time.time_ns()}", "log_level": 0,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    out: list[tuple[int, int]] = []
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        last = time.monotonic()
+        while time.monotonic() - last < (3 if len(out) >= expected else 30):
+            for m in consumer.consume(10_000, 0.5):
+                if m.error() is None:
+                    d = orjson.loads(m.value())  # type: ignore[arg-type]
+                    out.append((d["proc"], d["seq"]))
+                    last = time.monotonic()
+    finally:
+        consumer.close()
     return out
 
 
