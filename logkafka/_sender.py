@@ -167,7 +167,7 @@ class Sender:
         spooling = (spill.spooling or link.fatal) and not spill.disk and spool is not None and spool.usable()
         if (self.barriers or link.fatal) and not spooling:
             return 0
-        if spooling and self._holding(spill):
+        if spooling and self._holding():
             return 0  # the replay has caught up: new records wait for its last segment, then go to Kafka
         if spooling and not spill.spooling:
             spill.start("the producer is being replaced")
@@ -270,15 +270,14 @@ class Sender:
         else:
             barriers[:] = [b for b in barriers if b.deadline > now]
 
-    def _holding(self, spill: Spill) -> bool:
+    def _holding(self) -> bool:
         """Whether new records wait in memory while the spool's last segment is replayed: only while a broker
         answers, and not longer than the replay allows (then they go to the spool again)."""
         replay = self.replay
         if replay is None or not replay.hand_over_until:
             return False
         link = self.link
-        answers = not link.fatal and link.broker_reachable is True
-        if spill.spooling and answers and time.monotonic() < replay.hand_over_until:
+        if not link.fatal and link.broker_reachable is True and time.monotonic() < replay.hand_over_until:
             return True
         replay.hand_over_until = 0.0
         return False
