@@ -165,10 +165,9 @@ class Sender:
         # "disk": the callers wrote their records to the spool; what is queued could not be written.
         # A producer waiting to be rebuilt takes nothing: records go to the spool meanwhile.
         spooling = (spill.spooling or link.fatal) and not spill.disk and spool is not None and spool.usable()
-        if (self.barriers or link.fatal) and not spooling:
+        # a flush or a new producer waits; or the replay has caught up: new records wait for its last segment
+        if self._holding() if spooling else (self.barriers or link.fatal):
             return 0
-        if spooling and self._holding():
-            return 0  # the replay has caught up: new records wait for its last segment, then go to Kafka
         if spooling and not spill.spooling:
             spill.start("the producer is being replaced")
         queue, produce, plans = self.queue, producer.produce, self._plans
