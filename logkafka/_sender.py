@@ -36,6 +36,8 @@ _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 #: serves them between batches, which costs the caller least.
 _BACKLOG = 30_000
 _UNBOUND = object()
+_ROOM_POLL = 0.002  # seconds of each wait for room in librdkafka's full buffer while the broker acknowledges
+_ROOM_STALL = 0.25  # seconds without an acknowledgement after which that wait gives up (the rest is spooled)
 
 
 def _silence_doing(spill: Spill) -> str:
@@ -79,6 +81,8 @@ class Sender:
         self._drops = drops
         self._flush_timeout = flush_timeout
         self.backlog = max(1, min(_BACKLOG, (queue_size or 3 * _BACKLOG) // 3))
+        #: Records queued above which a full librdkafka buffer sends the rest to the spool, not waited on.
+        self.room_limit = max(1, (queue_size or 3 * _BACKLOG) * 3 // 4)
         #: Flushes waiting for the records before them (popped from the queue); changed in place.
         self.barriers: list[Barrier] = []
         self.link = Link(str(producer_config.get("bootstrap.servers", "")), spool is not None)
@@ -211,17 +215,17 @@ class Sender:
                     if not position % _SAMPLE_EVERY:
                         deliveries.sample(position, item["created"])
                 except BufferError:  # librdkafka's buffer is full (broker slow or away)
-                    if spool is not None and spool.usable() and not spill.disk:
+                    deliveries.produced += produced
+                    produced = 0
+                    if spool is None:
+                        _produce_when_room(self, producer, message)
+                    elif not spool.usable() or spill.disk:  # the spool refuses writes: hold it, try next turn
+                        spill.held.append(message)
+                        break
+                    elif not _room_in_a_burst(self, producer, message):  # not a burst: an outage
                         spill.start("the producer's queue is full")
                         spooling = True
                         spill.put(message)
-                    elif spool is not None:  # the spool refuses writes: hold it, try again next turn
-                        spill.held.append(message)
-                        break
-                    else:
-                        deliveries.produced += produced
-                        produced = 0
-                        _produce_when_room(self, producer, message)
                 except (KafkaException, TypeError, ValueError) as exc:
                     spill.refused(exc, message)
                     if link.fatal:
@@ -355,6 +359,35 @@ class Sender:
             error_counts=dict(link.error_counts), last_error=link.last_error,
             broker_reachable=link.broker_reachable, trouble_s=link.trouble_for(),
             spool=SpoolCounts.of(spool) if spool is not None else None)
+
+
+def _room_in_a_burst(sender: Sender, producer: Producer, message: Message) -> bool:
+    """librdkafka's buffer is full in a burst, not an outage: serve reports until it takes ``message``,
+    while the broker keeps acknowledging and the queue has room for the caller's records (the caller
+    never waits on Kafka: once the queue fills, the backlog goes to the spool). True when ``message``
+    was produced (or refused for good and counted)."""
+    if sender.link.broker_reachable is not True or sender.stop_at is not None:
+        return False
+    deliveries, queue, limit = sender.deliveries, sender.queue, sender.room_limit
+    topic, key, value, ts, headers = message
+    acks, progress = deliveries.delivered(), time.monotonic()
+    while len(queue) < limit and sender.stop_at is None:
+        producer.poll(_ROOM_POLL)
+        try:
+            producer.produce(topic, value, key, -1, None, None, ts, headers)
+        except BufferError:
+            now = time.monotonic()
+            if deliveries.delivered() != acks:
+                acks, progress = deliveries.delivered(), now
+            elif now - progress >= _ROOM_STALL:
+                return False  # nothing acknowledged for a while: an outage, not a burst
+            continue
+        except (KafkaException, TypeError, ValueError) as exc:
+            sender.spill.refused(exc, message)
+            return True
+        deliveries.produced += 1
+        return True
+    return False
 
 
 def _produce_when_room(sender: Sender, producer: Producer, message: Message) -> None:

@@ -302,6 +302,29 @@ class TestCloseWaitsForAHealthyBroker:
         got = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=20_000, timeout=90)
         assert sorted(m.data["n"] for m in got) == list(range(20_000))
 
+    def test_a_burst_waits_for_room_in_a_full_client_buffer_instead_of_spooling(
+            self, kafka_broker: Any, kafka_topic: str, tmp_path: Path) -> None:
+        """A burst that fills librdkafka's buffer while the broker acknowledges is a burst, not an outage: the
+        thread waits for room while the queue has room, and nothing goes to disk."""
+        handler = KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, flush_timeout=60, queue_size=40_000,
+                                  spool_dir=str(tmp_path / "spool"),
+                                  producer_config={"queue.buffering.max.messages": 200})
+        log = logging.getLogger(f"first.hour.room.{tmp_path.name}")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.addHandler(handler)
+        log.info("first")
+        assert handler.flush(30)  # the broker is known to answer
+        for n in range(10_000):
+            log.info("record %d", n, extra={"n": n})
+        assert handler.flush(60)
+        st = handler.stats()
+        log.removeHandler(handler)
+        handler.close()
+        assert st["delivered"] == 10_001 and st["spooled"] == 0 and st["dropped_total"] == 0, st
+        got = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=10_001, timeout=90)
+        assert [m.data["n"] for m in got if "n" in m.data] == list(range(10_000))  # one partition: in order
+
 
 class TestSubclasses:
     def test_a_subclass_with_its_own_arguments(self, made: list[KafkaLogHandler]) -> None:
