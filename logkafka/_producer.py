@@ -67,6 +67,16 @@ class LibrdkafkaLog:
             report(f"librdkafka:{level}", f"librdkafka: {text}")
 
 
+def _both_error_cbs(ours: Callable[[KafkaError], None], theirs: Callable[[KafkaError], None],
+                    err: KafkaError) -> None:
+    """A client error to logkafka's watch, then to the user's ``error_cb`` (whose failure is said, not raised)."""
+    ours(err)
+    try:
+        theirs(err)
+    except Exception as exc:
+        report("error_cb", f"producer_config['error_cb'] raised {type(exc).__name__}: {exc}")
+
+
 class Session:
     """The current producer (one idempotent session with the cluster) and its replacement."""
 
@@ -100,7 +110,8 @@ class Session:
         self._generation += 1
         config["logger"] = LibrdkafkaLog(partial(self._lost_state, self._generation), config.get("logger"),
                                          quiet_debug=not debug)
-        config["error_cb"] = self._on_error
+        theirs = config.get("error_cb")  # the user's: called after ours
+        config["error_cb"] = self._on_error if theirs is None else partial(_both_error_cbs, self._on_error, theirs)
         config["on_delivery"] = self._deliveries.on_delivery
         self._made_at = time.monotonic()
         self._made_acks = self._deliveries.delivered()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping
@@ -24,8 +25,12 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 _RESERVED_PRODUCER = {
     "on_delivery": "logkafka counts every delivery report itself",
     "delivery.report.only.error": "logkafka counts every delivery report, successes included",
-    "error_cb": "logkafka watches client errors itself",
 }
+
+#: Client settings whose values are functions (for ``logger``, an object with ``log()``): given as names in
+#: configuration files, imported; checked as callables, never called while validating. ``error_cb`` is called
+#: after logkafka's own.
+_CALLBACKS = ("oauth_cb", "stats_cb", "throttle_cb", "error_cb", "logger")
 
 
 def user_config(producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -36,7 +41,38 @@ def user_config(producer_config: Mapping[str, Any] | None) -> dict[str, Any]:
     for k in user:
         if not isinstance(k, str):
             raise ValueError(f"producer_config: setting names must be strings, got {k!r}")
+    for name in _CALLBACKS:  # from dictConfig, YAML or the environment, functions come as names
+        if isinstance(user.get(name), str):
+            user[name] = resolve_object(f"producer_config[{name!r}]", user[name])
     return user
+
+
+def resolve_object(setting: str, ref: str) -> Any:
+    """The object ``ref`` names: ``ext://package.module.name`` (as dictConfig writes it), or
+    ``package.module:name``; a ``ValueError`` naming ``setting`` when it cannot be found."""
+    path = ref.strip().removeprefix("ext://")
+    module, sep, attrs = path.partition(":")
+    parts = path.split(".") if not sep else [module, *attrs.split(".")]
+    if len(parts) < 2 or not all(p.isidentifier() for part in parts for p in part.split(".")):
+        raise ValueError(f"{setting}: expected a function named 'ext://package.module.function' or "
+                         f"'package.module:function', got {ref!r}")
+    done = parts[0]
+    try:
+        found: Any = importlib.import_module(done)
+        for part in parts[1:]:
+            done = f"{done}.{part}"
+            if not sep and not hasattr(found, part):  # a submodule not imported yet
+                try:
+                    importlib.import_module(done)
+                except ModuleNotFoundError as exc:
+                    if exc.name != done:  # the submodule's own import failed
+                        raise
+            found = getattr(found, part)
+    except ImportError as exc:
+        raise ValueError(f"{setting}: cannot import {ref!r}: {exc}") from None
+    except AttributeError:
+        raise ValueError(f"{setting}: no {done!r} (from {ref!r})") from None
+    return found
 
 
 def bootstrap_servers_of(bootstrap_servers: str | None, user: Mapping[str, Any]) -> str:
@@ -55,10 +91,6 @@ def bootstrap_servers_of(bootstrap_servers: str | None, user: Mapping[str, Any])
     ):
         raise ValueError(f"bootstrap_servers: expected 'host:port[,host:port...]', got {servers!r}")
     return servers
-
-
-#: Client settings whose values are functions: checked as callables, never called while validating.
-_CALLBACKS = ("oauth_cb", "stats_cb", "throttle_cb", "logger")
 
 
 def _client_error(exc: BaseException) -> str:
@@ -91,10 +123,7 @@ def validate_producer_config(config: Mapping[str, Any], user: Mapping[str, Any] 
             raise ValueError(f"producer_config: {name!r} cannot be set: {reason}")
     for name in _CALLBACKS:
         if name in config and not (callable(config[name]) or (name == "logger" and hasattr(config[name], "log"))):
-            value = config[name]
-            hint = (" (dictConfig resolves 'ext://' only in a handler's own arguments: pass the function itself, "
-                    "or set it in code)") if isinstance(value, str) and value.startswith("ext://") else ""
-            raise ValueError(f"producer_config[{name!r}]: expected a function, got {value!r}{hint}")
+            raise ValueError(f"producer_config[{name!r}]: expected a function, got {config[name]!r}")
     probe = {k: v for k, v in config.items() if k not in ("bootstrap.servers", *_CALLBACKS)}
     text = _try_client(probe)
     if text is None:

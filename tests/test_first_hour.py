@@ -77,14 +77,6 @@ class TestSettingErrors:
             "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER", "oauth_cb": token}))
         assert calls == []
 
-    def test_unresolved_ext_callback(self) -> None:
-        """An 'ext://' string left inside producer_config is refused, naming the key and why."""
-        with pytest.raises(ValueError) as info:
-            KafkaLogHandler(NOWHERE, "t", producer_config={"oauth_cb": "ext://app.auth.token"})
-        message = str(info.value)
-        assert message.startswith("producer_config['oauth_cb']: expected a function, got 'ext://app.auth.token'")
-        assert "ext://" in message.split("got", 1)[1] and "dictConfig" in message
-
     def test_spool_dir_under_a_file(self, tmp_path: Path) -> None:
         """A spool_dir that cannot hold files is refused at construction, naming the setting."""
         blocker = tmp_path / "file"

@@ -139,8 +139,7 @@ class TestProducerConfig:
 
     @pytest.mark.parametrize(
         ("name", "value"),
-        [("on_delivery", lambda err, msg: None), ("delivery.report.only.error", True),
-         ("error_cb", lambda err: None)],
+        [("on_delivery", lambda err, msg: None), ("delivery.report.only.error", True)],
     )
     def test_reserved(self, make: Make, name: str, value: Any) -> None:
         """Settings logkafka owns cannot be set: ValueError naming producer_config and the setting."""

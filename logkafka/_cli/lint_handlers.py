@@ -198,5 +198,6 @@ def ext(targets: Collection[Target]) -> Iterator[Finding]:
                     f"{value[:6]} only in a handler's own settings, not inside producer_config, so librdkafka gets "
                     "this text, not the object it names",
                     f"put the value itself in producer_config: build the configuration in Python (a Python "
-                    f"configuration file can import it: {{{key!r}: {value[6:]}}}), or set it in code",
+                    f"configuration file can import it: {{{key!r}: {value[6:]}}}), or set it in code (only "
+                    "settings whose values are functions, such as oauth_cb, are imported by the handler)",
                 )
