@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from logkafka._formatter import JsonFormatter
     from logkafka._handler import KafkaLogHandler
     from logkafka._levels import LevelWatcher, watch_levels
+    from logkafka._loguru import loguru_sink
     from logkafka._process import health, health_asgi, health_wsgi, shutdown
     from logkafka._prometheus import PrometheusCollector
     from logkafka._sampling import SamplingFilter
@@ -35,6 +36,7 @@ _HOMES = {
     "JsonFormatter": "_formatter",
     "KafkaLogHandler": "_handler",
     "LevelWatcher": "_levels", "watch_levels": "_levels",
+    "loguru_sink": "_loguru",
     "PrometheusCollector": "_prometheus",
     "SamplingFilter": "_sampling",
     "audit": "_audit", "security": "_audit",
@@ -63,6 +65,7 @@ __all__ = [
     "health",
     "health_asgi",
     "health_wsgi",
+    "loguru_sink",
     "security",
     "shutdown",
     "timed",

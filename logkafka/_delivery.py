@@ -8,7 +8,8 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sized
+from collections.abc import Callable, Iterable, Sized
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -108,7 +109,7 @@ class Deliveries:
         self.reported_failed = 0  # reports of failures handled (the record then spooled again, or failed)
         #: Failed reports, appended by whichever thread served them, handled by the draining thread.
         #: Appended before librdkafka forgets the record.
-        self.failures: deque[tuple[KafkaError, Any]] = deque()
+        self.failures: deque[tuple[KafkaError, Any, Any]] = deque()  # (error, message, its headers)
         self._inline_poll = 0  # the draining thread's ident while it serves reports and may yield
         # Delivery latency, log call to acknowledgement, sampled: librdkafka reports failures
         # only, so a sample (its position among produced records, its creation time) counts as
@@ -116,8 +117,16 @@ class Deliveries:
         # per partition, so this is close, not exact, across partitions).
         self._samples: deque[tuple[int, float]] = deque()
         self._latencies: deque[float] = deque(maxlen=_LATENCIES)
+        self._report = self._on_report  # bound once: a message's reporter() is one partial
+        #: The producer's delivery report callback, for messages without headers of their own.
+        self.on_delivery: Callable[[KafkaError | None, Any], None] = partial(self._on_report, None)
 
-    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+    def reporter(self, headers: Any) -> Callable[[KafkaError | None, Any], None]:
+        """The delivery report callback of one message with ``headers``: librdkafka's report of a failed
+        message has no headers, so they are kept here, for the spool (``on_delivery`` serves the rest)."""
+        return partial(self._report, headers)
+
+    def _on_report(self, headers: Any, err: KafkaError | None, msg: Any) -> None:
         """A delivery report, on the thread that polled: a failure is handed to the draining thread.
 
         While the draining thread serves reports and a backlog builds up in the queue, this
@@ -135,7 +144,7 @@ class Deliveries:
                 self._inline_poll = 0
                 raise _Yield
             return
-        self.failures.append((err, msg))
+        self.failures.append((err, msg, headers))
         self._wake.set()
 
     def serve(self, producer: Any) -> None:

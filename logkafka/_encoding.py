@@ -179,8 +179,13 @@ class Encoder:
             encode = self._enveloped(encode, namespace, clean)
             fallback = self._enveloped(fallback, namespace, clean)
 
+        static = list(st.headers)
+
         def headers_of(rd: dict[str, Any]) -> Headers:
-            return _envelope.headers(rd, namespace, clean)
+            out = _envelope.headers(rd, namespace, clean)
+            if static:
+                out += static
+            return out
         return EncodePlan(encode, fallback, key_of, key, headers_of)
 
     def _enveloped(self, encode: Encode, namespace: str | None, clean: Callable[[str], str] | None) -> Encode:

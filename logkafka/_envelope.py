@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from logkafka._record import CTX, EXTRA, STREAM, event_id_of
+from logkafka._record import CTX, EXTRA, SPAN, STREAM, event_id_of
+from logkafka._tracing import traceparent
 
 SCHEMA_BASE = "urn:logkafka:schema"
 CONTENT_TYPE = "application/json"
@@ -103,7 +104,8 @@ def _short(text: str) -> str:
 
 def headers(rd: dict[str, Any], namespace: str | None,
             clean: Clean | None = None) -> list[tuple[str, str | bytes | None]]:
-    """Kafka headers for routing without parsing: content-type, event_type, event_id, correlation_id.
+    """Kafka headers for routing without parsing: content-type, event_type, event_id, correlation_id, and the
+    W3C ``traceparent`` of the span active at the call.
 
     Values are text (the client sends them as UTF-8), at most MAX_HEADER_VALUE bytes each.
     """
@@ -124,4 +126,9 @@ def headers(rd: dict[str, Any], namespace: str | None,
         if clean is not None:
             text = clean(text)
         out.append(("correlation_id", _short(text)))
+    otel = rd.get(SPAN)
+    if otel:  # the span active at the call, as W3C Trace Context propagates it
+        parent = traceparent(otel)
+        if parent is not None:
+            out.append(("traceparent", parent))
     return out

@@ -25,6 +25,7 @@ from logkafka._record import (
     EID,
     HOST,
     RESOURCE,
+    PreparedText,
     capture,
     capture_slim,
     check_identity,
@@ -218,8 +219,25 @@ class JsonFormatter(OrjsonFormatter):
             return _dumps(repair_text(self._minimal(rd, exc)), default=to_text, option=_OPTS)
 
     def format(self, record: logging.LogRecord) -> str:
-        """Format ``record`` as one line of JSON."""
-        return self.prefix + self.encode(record).decode("utf-8")
+        """Format ``record`` as one line of JSON.
+
+        The text carries the capture it was rendered from: a ``QueueHandler`` given this formatter hands its
+        listener a copy whose ``msg`` is this text, and a ``KafkaLogHandler`` there ships that capture (the
+        message, context, span and error as at the call) instead of the text."""
+        rd = record.__dict__
+        if CTX in rd:
+            return self.prefix + self.encode(record).decode("utf-8")
+        slim = self.slim_capture
+        try:
+            captured = (capture_slim if slim else capture)(record)
+        except Exception:  # pragma: no cover - capture() is written not to raise; encode() says what failed
+            return self.prefix + self.encode(record).decode("utf-8")
+        body = self.encode_captured(captured)
+        if self.format_name == "envelope":
+            body = self.envelope(captured, body)
+        text = PreparedText(self.prefix + body.decode("utf-8"))
+        text.capture = (captured, not slim)
+        return text
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """Serialize a dict the way ``format`` does (python-json-logger's hook)."""

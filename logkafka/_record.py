@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from logkafka import _context, _tracing
+from logkafka import _context, _structlog, _tracing
 from logkafka._snapshot import jsonable, to_text
 
 # Attributes capture() adds to its copy of a record.
@@ -49,7 +49,10 @@ CORE_FIELDS = frozenset({
     "host", "instance_id", "process", "thread", "module", "function", "line", "event_id",
     "trace_id", "span_id", "error", "stack_info",
 })
-_SKIP = frozenset(RESERVED_ATTRS) | {
+#: What opentelemetry-instrumentation-logging adds to every record: the trace and span ids ship from the span
+#: itself (``trace_id``, ``span_id``), the service from the identity.
+OTEL_LOGGING_ATTRS = frozenset({"otelSpanID", "otelTraceID", "otelServiceName", "otelTraceSampled"})
+_SKIP = frozenset(RESERVED_ATTRS) | OTEL_LOGGING_ATTRS | _structlog.RECORD_ATTRS | {
     "message", "asctime", "event_id", "code", "taskName", CTX, SPAN, ERROR, FIELDS, RESOURCE, EID, EXTRA,
     STREAM, SAMPLE,
 }
@@ -216,6 +219,10 @@ def capture(record: logging.LogRecord, resource: Mapping[str, str] | None = None
     (``FMT``): the one to render it with.
     """
     rd = record.__dict__
+    if type(rd.get("msg")) is PreparedText:
+        done = prepared(rd, resource, formatter, full=True)
+        if done is not None:
+            return done
     message = _message(record, rd)
     # Only the keys below are added: every insertion costs the caller. ERROR, FIELDS,
     # SPAN and RESOURCE are there only when they have a value; msg and args keep the
@@ -232,12 +239,42 @@ def capture_slim(record: logging.LogRecord, resource: Mapping[str, str] | None =
     """:func:`capture`, keeping only what ``JsonFormatter`` renders (:data:`SLIM_KEYS`, the extras in
     ``EXTRA``): a smaller dict, cheaper for the caller to make and to keep queued."""
     rd = record.__dict__
+    if type(rd.get("msg")) is PreparedText:
+        done = prepared(rd, resource, formatter, full=False)
+        if done is not None:
+            return done
     message = _message(record, rd)
     d = {"name": rd["name"], "levelname": rd["levelname"], "created": rd["created"], "process": rd["process"],
          "threadName": rd["threadName"], "module": rd["module"], "funcName": rd["funcName"],
          "lineno": rd["lineno"], "stack_info": rd["stack_info"], "message": message, EID: rd[EID],
          FMT: formatter}
     return _fixed(record, rd, d, resource)
+
+
+class PreparedText(str):
+    """A ``JsonFormatter``'s line of JSON, carrying the capture it was rendered from (``capture``: the dict,
+    and whether it is a full one). A ``QueueHandler`` given that formatter makes this text its record's
+    ``msg``: a ``KafkaLogHandler`` behind the listener then ships the capture (message, context, span and
+    error as at the call), not the text. Pickled (a queue to another process), it is plain text."""
+
+    capture: tuple[dict[str, Any], bool]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (str, (str(self),))
+
+
+def prepared(rd: dict[str, Any], resource: Mapping[str, str] | None, formatter: logging.Formatter | None,
+             full: bool) -> dict[str, Any] | None:
+    """The capture a record prepared by a ``QueueHandler`` with a ``JsonFormatter`` carries in its ``msg``
+    (see :class:`PreparedText`), for ``formatter``; None when it holds less than ``full`` asks."""
+    done, done_full = rd["msg"].capture
+    if full and not done_full:
+        return None
+    d = dict(done)
+    d[FMT] = formatter
+    if resource is not None:
+        d[RESOURCE] = resource
+    return d
 
 
 def _message(record: logging.LogRecord, rd: dict[str, Any]) -> str:
@@ -250,8 +287,8 @@ def _message(record: logging.LogRecord, rd: dict[str, Any]) -> str:
         n = ids.seq()
         rd[EID] = ids.prefix | n if n <= _SEQ_MASK else new_event_id()
     msg = record.msg
-    if type(msg) is dict:  # python-json-logger's dict message: its items become fields (see _fixed)
-        return to_text(msg.get("message", ""))
+    if type(msg) is dict:  # structlog's event dict, or python-json-logger's dict message (see _fixed)
+        return to_text(msg["event"] if _structlog.is_event(rd, msg) else msg.get("message", ""))
     try:
         message = record.getMessage()
     except Exception as exc:  # a bad format string or args: ship what we have, marked
@@ -265,7 +302,11 @@ def _fixed(record: logging.LogRecord, rd: dict[str, Any], d: dict[str, Any],
     JSON-safe extras, context, span and resource."""
     msg = record.msg
     if type(msg) is dict:
-        d[FIELDS] = jsonable({k: v for k, v in msg.items() if k != "message"})
+        if _structlog.is_event(rd, msg):
+            d[FIELDS] = jsonable({k: v for k, v in msg.items() if k not in _structlog.OWN_KEYS})
+            _structlog_error(msg, d)
+        else:
+            d[FIELDS] = jsonable({k: v for k, v in msg.items() if k != "message"})
     if record.exc_info:
         error = d[ERROR] = error_info(record.exc_info)
         d["exc_info"] = None  # not the traceback: it holds every frame's locals
@@ -290,13 +331,27 @@ def _fixed(record: logging.LogRecord, rd: dict[str, Any], d: dict[str, Any],
     d[EXTRA] = extra
     if type(d["stack_info"]) not in _FLAT:
         d["stack_info"] = to_text(d["stack_info"])
-    d[CTX] = _context_now()
+    ctx = _context_now()
+    theirs = _structlog.bound()
+    d[CTX] = ctx if theirs is None else {**jsonable(theirs), **ctx}
     span = _otel_now()
     if span:
         d[SPAN] = span
     if resource is not None:
         d[RESOURCE] = resource
     return d
+
+
+def _structlog_error(event: dict[str, Any], d: dict[str, Any]) -> None:
+    """The error of a structlog event: its ``exc_info`` (as at the call), else the ``exception`` text it
+    rendered."""
+    exc_info, text = event.get("exc_info"), event.get("exception")
+    if exc_info:
+        error = error_info(exc_info)
+        if error is not None:
+            d[ERROR] = error
+    elif isinstance(text, str) and text:
+        d[ERROR] = {"type": None, "message": None, "stack_trace": text}
 
 
 _context_now = _context.current

@@ -121,7 +121,7 @@ class Replay:
         self._since_progress = 0
 
     def _produce(self, producer: Any) -> None:
-        produce = producer.produce
+        produce, reporter = producer.produce, self._deliveries.reporter
         n = 0
         try:
             while n < _REPLAY_BATCH and self._since_progress + n < _PROGRESS_STEP:
@@ -132,7 +132,9 @@ class Replay:
                         self._produced = True
                         return
                 try:
-                    produce(rec.topic, rec.value, rec.key, -1, None, None, rec.timestamp_ms, rec.headers)
+                    headers = rec.headers
+                    produce(rec.topic, rec.value, rec.key, -1, reporter(headers) if headers else None, None,
+                            rec.timestamp_ms, headers)
                 except BufferError:
                     self.next = rec  # the next turn tries it again
                     return

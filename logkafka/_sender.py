@@ -174,7 +174,7 @@ class Sender:
             return 0
         if spooling and not spill.spooling:
             spill.start("the producer is being replaced")
-        queue, produce, plans = self.queue, producer.produce, self._plans
+        queue, produce, plans, reporter = self.queue, producer.produce, self._plans, deliveries.reporter
         message_of = self.messages.of if self._chains is None else self._chained
         bound: Any = _UNBOUND
         plan: Any = None
@@ -209,7 +209,7 @@ class Sender:
                 try:
                     # positional (partition -1: the partitioner decides; on_delivery and its alias
                     # callback None, then timestamp and headers): cheaper than keywords
-                    produce(topic, value, key, -1, None, None, ts, headers)
+                    produce(topic, value, key, -1, reporter(headers) if headers else None, None, ts, headers)
                     produced += 1
                     position = deliveries.produced + produced  # among all records this worker produced
                     if not position % _SAMPLE_EVERY:
@@ -370,11 +370,12 @@ def _room_in_a_burst(sender: Sender, producer: Producer, message: Message) -> bo
         return False
     deliveries, queue, limit = sender.deliveries, sender.queue, sender.room_limit
     topic, key, value, ts, headers = message
+    report_to = deliveries.reporter(headers) if headers else None
     acks, progress = deliveries.delivered(), time.monotonic()
     while len(queue) < limit and sender.stop_at is None:
         producer.poll(_ROOM_POLL)
         try:
-            producer.produce(topic, value, key, -1, None, None, ts, headers)
+            producer.produce(topic, value, key, -1, report_to, None, ts, headers)
         except BufferError:
             now = time.monotonic()
             if deliveries.delivered() != acks:
@@ -406,7 +407,8 @@ def _produce_when_room(sender: Sender, producer: Producer, message: Message) -> 
                 sender.link.last_error = "producer queue full at shutdown"
                 return
             try:
-                producer.produce(topic, value, key, timestamp=ts, headers=headers)
+                producer.produce(topic, value, key, timestamp=ts, headers=headers,
+                                 on_delivery=sender.deliveries.reporter(headers) if headers else None)
             except BufferError:
                 continue
             except (KafkaException, TypeError, ValueError) as exc:

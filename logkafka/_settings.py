@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from logkafka._headers import StaticHeaders, static_headers
 from logkafka._memory import MemoryPlan
 from logkafka._producer_config import (
     DEFAULT_SERVERS,
@@ -84,6 +85,7 @@ class HandlerSettings:
     producer_config: dict[str, Any] = field(repr=False)
     spool_dir: str | None = None  # None: no spool
     spool_off: str | None = None  # why there is no spool although none was asked for
+    headers: StaticHeaders = ()  # the user's Kafka headers for every record
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_fsync: str = "interval"
     durability: str = "memory"
@@ -166,6 +168,7 @@ def build_settings(
     handle_sigterm: bool | str | None = None,
     memory_budget: int | str | None = None,
     audit_chain_key: str | bytes | None = None,
+    headers: Any = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -210,6 +213,7 @@ def build_settings(
         memory=memory,
         stream_producer_config=stream_config,
         audit_chain_key=chain_key(audit_chain_key),
+        headers=static_headers(headers),
     )
 
 

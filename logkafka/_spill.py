@@ -153,13 +153,13 @@ class Spill:
     # -- records Kafka refused ---------------------------------------------------------------
     def produce_held(self, producer: Any) -> bool:
         """Produce the records held in memory; False while the producer has no room for them."""
-        held, produce = self.held, producer.produce
+        held, produce, reporter = self.held, producer.produce, self._deliveries.reporter
         while held:
             if self._link.fatal:
                 return False  # kept for the next producer
             topic, key, value, ts, headers = held[0]
             try:
-                produce(topic, value, key, -1, None, None, ts, headers)
+                produce(topic, value, key, -1, reporter(headers) if headers else None, None, ts, headers)
             except BufferError:
                 return False
             except (KafkaException, TypeError, ValueError) as exc:
@@ -187,14 +187,14 @@ class Spill:
         """Spool (or count as failed) the records whose delivery failed; on the draining thread."""
         failures = self._deliveries.failures
         while failures:
-            err, msg = failures[0]
+            err, msg, headers = failures[0]
             try:
-                self._failed(err, msg)
+                self._failed(err, msg, headers)
             finally:
                 self._deliveries.reported_failed += 1  # counted before it leaves the deque: never delivered
                 failures.popleft()
 
-    def _failed(self, err: KafkaError, msg: Any) -> None:
+    def _failed(self, err: KafkaError, msg: Any, headers: Any) -> None:
         link = self._link
         link.last_error = err.str()
         if err.code() in STATE_LOST and self.spool is not None and not link.fatal:
@@ -203,7 +203,7 @@ class Spill:
         if self.spool is not None and err.code() not in PERMANENT:
             self.start(f"a record was not delivered: {plain_delivery_error(err)}")
             ts = msg.timestamp()
-            raw = msg.headers()
+            raw = headers or msg.headers()  # (a failed message's report has none: see Deliveries.reporter)
             if self._barriers:
                 self._respooled = True
             self.put(Message(msg.topic() or self._topic, msg.key(), msg.value() or b"",

@@ -2,13 +2,12 @@
 
 On the caller's thread only the current OpenTelemetry ``Context`` is taken (it
 is immutable, so it is the state at the call); the span and its ids are read
-from it later, on the worker, through the public API.
+from it later, on the worker. Only OpenTelemetry's public API is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 try:
@@ -19,36 +18,46 @@ except ImportError:  # pragma: no cover - opentelemetry-api is a dependency, but
     _otel_context = None  # type: ignore[assignment]
 
 
-def _capture_fn() -> Callable[[], Any]:
-    if _otel_context is None:  # pragma: no cover
-        return lambda: None
-    # The default runtime context keeps the current Context in one ContextVar:
-    # reading it directly costs one C call instead of four Python calls.
-    runtime = getattr(_otel_context, "_RUNTIME_CONTEXT", None)
-    var = getattr(runtime, "_current_context", None)
-    if isinstance(var, ContextVar) and type(runtime).__name__ == "ContextVarsRuntimeContext":
-        return var.get
-    return _otel_context.get_current
+#: The OpenTelemetry context active now (falsy when it holds nothing): immutable, so the state at the call.
+current_otel_context: Callable[[], Any] = (
+    _otel_context.get_current if _otel_context is not None else lambda: None)  # pragma: no branch
+
+#: The last context looked at and its span's (trace id, span id, flags): records logged in one span share
+#: its context object, so its ids are read once. One tuple, replaced whole: safe across threads.
+_last: tuple[Any, tuple[int, int, int] | None] = (None, None)
 
 
-#: The OpenTelemetry context active now (falsy when it holds nothing).
-current_otel_context: Callable[[], Any] = _capture_fn()
+def span_context(otel_context: Any) -> tuple[int, int, int] | None:
+    """``(trace_id, span_id, trace_flags)`` of the span active in ``otel_context``, if it is valid."""
+    global _last
+    last = _last
+    if last[0] is otel_context and otel_context is not None:
+        return last[1]
+    if not otel_context or _otel_context is None:
+        return None
+    found = None
+    try:
+        span = _get_current_span(otel_context)
+        if span is not _INVALID_SPAN:
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                found = (ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+    except Exception:
+        pass
+    _last = (otel_context, found)
+    return found
 
 
 def span_ids(otel_context: Any) -> tuple[int, int] | None:
     """``(trace_id, span_id)`` of the span active in ``otel_context``, if it is valid."""
-    if not otel_context or _otel_context is None:
-        return None
-    try:
-        span = _get_current_span(otel_context)
-        if span is _INVALID_SPAN:
-            return None
-        ctx = span.get_span_context()
-        if ctx.is_valid:
-            return (ctx.trace_id, ctx.span_id)
-    except Exception:
-        pass
-    return None
+    found = span_context(otel_context)
+    return None if found is None else found[:2]
+
+
+def traceparent(otel_context: Any) -> str | None:
+    """The W3C Trace Context ``traceparent`` of the span active in ``otel_context`` (version 00), if valid."""
+    found = span_context(otel_context)
+    return None if found is None else f"00-{found[0]:032x}-{found[1]:016x}-{found[2] & 0xFF:02x}"
 
 
 def hex_ids(ids: tuple[int, int]) -> tuple[str, str]:

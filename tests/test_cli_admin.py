@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from logkafka import KafkaLogHandler
+from logkafka import JsonFormatter, KafkaLogHandler
 from logkafka._spool import Spool, destination_dir
 from logkafka.testing import free_port, read_topic
 
@@ -962,7 +962,10 @@ class TestLintFronts:
         found = _lint.lint(config, [_lint.Target("kafka", kafka)])
         assert codes(found) == [("queue-handler", "queue")]
         assert "bound context" in found[0].problem and "flattens" in found[0].problem
+        assert "give 'queue' a logkafka.JsonFormatter" in found[0].fix
         assert "attach 'kafka' to the logger directly" in found[0].fix
+        front.setFormatter(JsonFormatter())  # the set-up that keeps the record: nothing to say
+        assert _lint.lint(config, [_lint.Target("kafka", kafka)]) == []
 
     def test_listener_made_in_code_is_found_by_its_queue(self, lint: Any) -> None:
         """A QueueListener started in code (Python 3.11's way) is found through the QueueHandler's queue."""

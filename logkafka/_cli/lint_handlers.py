@@ -41,14 +41,18 @@ def fronts(tree: LoggerTree) -> Iterator[Finding]:
         name = tree.name_of(front)
         plural = "s" if len(kafka) > 1 else ""
         if isinstance(front, logging.handlers.QueueHandler):
+            if isinstance(front.formatter, JsonFormatter):
+                continue  # its prepare() keeps the record as captured at the call: shipped as such
             yield Finding(
                 "queue-handler", name,
                 f"handler {name!r} is a QueueHandler in front of handler{plural} {quoted(kafka)}: its prepare() "
                 "flattens each record (the exception becomes part of the message text, no error fields), and "
                 f"{quoted(kafka)} then runs on the listener's thread, where the caller's bound context and "
                 "active trace are not set: records arrive without their correlation and trace ids",
-                f"attach {quoted(kafka)} to the logger directly (in its \"handlers\"), not behind the queue: "
-                "a KafkaLogHandler already never blocks the caller (it only queues the record)",
+                f"give {name!r} a logkafka.JsonFormatter (\"formatter\": a formatter with \"()\": "
+                "\"logkafka.JsonFormatter\"): the record then reaches the listener as captured at the call, and "
+                f"ships as it would without the queue. Or attach {quoted(kafka)} to the logger directly: a "
+                "KafkaLogHandler never blocks the caller (it only queues the record)",
             )
         elif isinstance(front, logging.handlers.MemoryHandler):
             yield Finding(
