@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
-from logkafka import _envelope, _tracing
+from logkafka import _envelope, _otlp, _tracing
 from logkafka._clock import Clock
 from logkafka._formatter import JsonFormatter
 from logkafka._message import Headers, Message, new_message
@@ -178,11 +178,16 @@ class Encoder:
         if envelope:
             encode = self._enveloped(encode, namespace, clean)
             fallback = self._enveloped(fallback, namespace, clean)
+        content_type = _otlp.CONTENT_TYPES.get(st.encoding)
+        if content_type is not None:  # OpenTelemetry's messages instead of the JSON records
+            encode = fallback = _otlp.encoder(formatter, st.encoding, st.identity)
 
         static = list(st.headers)
 
         def headers_of(rd: dict[str, Any]) -> Headers:
             out = _envelope.headers(rd, namespace, clean)
+            if content_type is not None:
+                out[0] = ("content-type", content_type)
             if static:
                 out += static
             return out
@@ -234,8 +239,8 @@ class Messages:
                 headers = headers_of(item)
             except Exception as exc:  # headers help routing; the record ships without them
                 report("headers", f"could not compute a record's headers: {type(exc).__name__}: {exc}")
-        if len(value) > self._limit:  # would be refused as too large: cut it so it still arrives
-            value = self._fit(value, key)
+        if len(value) > self._limit and value[:2] == b'{"' and not value.startswith(b'{"resourceLogs"'):
+            value = self._fit(value, key)  # a JSON record too large: cut so it still arrives (OTLP cuts its own)
         return new_message(Message, (topic, key, value, int(item["created"] * 1000), headers))  # type: ignore[no-any-return]
 
     def _fit(self, value: bytes, key: bytes | None) -> bytes:

@@ -157,7 +157,7 @@ class KafkaLogHandler(logging.Handler):
         handle_sigterm: bool | str | None = None,
         memory_budget: int | str | None = None,
         audit_chain_key: str | bytes | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, encoding: str | None = None,
         audit_topic: str | None = None,
         security_topic: str | None = None,
         namespace: str | None = None,
@@ -178,7 +178,7 @@ class KafkaLogHandler(logging.Handler):
             spool_fsync=spool_fsync, durability=durability, overflow=overflow, block_timeout=block_timeout,
             audit_topic=audit_topic, security_topic=security_topic, namespace=namespace, format=format,
             fields=fields, handle_sigterm=handle_sigterm, memory_budget=memory_budget, audit_chain_key=audit_chain_key,
-            headers=headers)
+            headers=headers, encoding=encoding)
         # Checked now (a ValueError naming the setting); used by the default formatter, which adds
         # the LOGKAFKA_REDACT_* variables itself.
         keys, patterns, allow = _listed(redact_keys), _listed(redact_patterns), _listed(redact_allow)

@@ -57,8 +57,8 @@ _SKIP = frozenset(RESERVED_ATTRS) | OTEL_LOGGING_ATTRS | _structlog.RECORD_ATTRS
     STREAM, SAMPLE,
 }
 #: The record attributes :func:`capture_slim` keeps.
-SLIM_KEYS = frozenset({"name", "levelname", "created", "process", "threadName", "module", "funcName", "lineno",
-                       "stack_info", "message"})
+SLIM_KEYS = frozenset({"name", "levelname", "levelno", "created", "process", "threadName", "module", "funcName",
+                       "lineno", "stack_info", "message"})
 #: ``LogRecord.__init__`` sets this many attributes; ``makeRecord`` adds ``extra`` after them.
 N_STD = len(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
 HOST = socket.gethostname()
@@ -244,7 +244,8 @@ def capture_slim(record: logging.LogRecord, resource: Mapping[str, str] | None =
         if done is not None:
             return done
     message = _message(record, rd)
-    d = {"name": rd["name"], "levelname": rd["levelname"], "created": rd["created"], "process": rd["process"],
+    d = {"name": rd["name"], "levelname": rd["levelname"], "levelno": rd["levelno"], "created": rd["created"],
+         "process": rd["process"],
          "threadName": rd["threadName"], "module": rd["module"], "funcName": rd["funcName"],
          "lineno": rd["lineno"], "stack_info": rd["stack_info"], "message": message, EID: rd[EID],
          FMT: formatter}

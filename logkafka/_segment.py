@@ -3,12 +3,14 @@ and the ledger of this process's own segments (see ``_spool`` for the whole desi
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -36,15 +38,26 @@ def _text(v: str | bytes | None) -> str:
 
 
 def line_of(topic: str, key: bytes | None, value: bytes, timestamp_ms: int, headers: Headers | None = None) -> bytes:
-    """One record as a spool line (JSON, newline-terminated)."""
+    """One record as a spool line (JSON, newline-terminated): a value that is not UTF-8 text (OTLP protobuf)
+    as ``{"b64": ...}``."""
     k = None if key is None else key.decode("utf-8", "replace")
+    try:
+        text: Any = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = {"b64": base64.b64encode(value).decode()}
     if headers:
-        text = value.decode("utf-8", "replace")
         try:  # text values (as logkafka makes them) go as they are
             return orjson.dumps([topic, k, text, timestamp_ms, headers]) + b"\n"
         except TypeError:  # bytes (from a delivery report)
             return orjson.dumps([topic, k, text, timestamp_ms, [[n, _text(v)] for n, v in headers]]) + b"\n"
-    return orjson.dumps([topic, k, value.decode("utf-8", "replace"), timestamp_ms]) + b"\n"
+    return orjson.dumps([topic, k, text, timestamp_ms]) + b"\n"
+
+
+def _value_of(stored: Any) -> bytes:
+    """A spool line's value as the bytes it was (see :func:`line_of`)."""
+    if isinstance(stored, dict):
+        return base64.b64decode(stored["b64"])
+    return str(stored).encode()
 
 
 def settled_offset(path: str) -> int:
@@ -190,7 +203,7 @@ class Segment:
                     headers: Headers | None = (
                         [(str(n), str(v).encode()) for n, v in more[0]] if more and more[0] else None)
                     rec = SpooledRecord(str(topic), None if key is None else str(key).encode(),
-                                        str(value).encode(), int(ts), headers, len(raw))
+                                        _value_of(value), int(ts), headers, len(raw))
                 except Exception:
                     self._torn_line()
                     continue

@@ -96,6 +96,7 @@ class HandlerSettings:
     namespace: str | None = None
     format: str = "flat"
     fields: str = "default"
+    encoding: str = "json"  # "json", or an OpenTelemetry encoding: "otlp_json", "otlp_proto"
     handle_sigterm: bool = False
     servers_defaulted: bool = False  # no address was set anywhere: DEFAULT_SERVERS
     memory: MemoryPlan | None = None  # how memory_budget is shared (None only for settings made by hand)
@@ -169,6 +170,7 @@ def build_settings(
     memory_budget: int | str | None = None,
     audit_chain_key: str | bytes | None = None,
     headers: Any = None,
+    encoding: str | None = None,
 ) -> HandlerSettings:
     """Merge arguments, environment and defaults; raise ``ValueError`` naming a bad setting."""
     on = env_bool("LOGKAFKA_ENABLED", enabled, True)
@@ -191,7 +193,8 @@ def build_settings(
         audit_topic=audit,
         security_topic=security,
         namespace=ns,
-        format=choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS),
+        format=(fmt := choice("format", "LOGKAFKA_FORMAT", format, "flat", FORMATS)),
+        encoding=encoding_of(encoding, fmt),
         fields=choice("fields", "LOGKAFKA_FIELDS", fields, "default", ("default", "ecs", "datadog", "otel")),
         queue_size=memory.queue_size,
         flush_timeout=positive("flush_timeout", "LOGKAFKA_FLUSH_TIMEOUT", flush_timeout, DEFAULT_FLUSH_TIMEOUT, float),
@@ -215,6 +218,15 @@ def build_settings(
         audit_chain_key=chain_key(audit_chain_key),
         headers=static_headers(headers),
     )
+
+
+def encoding_of(value: str | None, fmt: str) -> str:
+    """The ``encoding`` setting (else ``LOGKAFKA_ENCODING``), checked against the record ``format``."""
+    encoding = choice("encoding", "LOGKAFKA_ENCODING", value, "json", ("json", "otlp_json", "otlp_proto"))
+    if encoding != "json" and fmt == "envelope":
+        raise ValueError(f"encoding: {encoding!r} cannot be combined with format='envelope' (the envelope wraps "
+                         "JSON records; an OTLP message has its own resource and attributes)")
+    return encoding
 
 
 def chain_key(value: str | bytes | None) -> bytes | None:
