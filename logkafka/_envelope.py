@@ -6,7 +6,7 @@ An envelope wraps the record's flat JSON object, unchanged, as ``payload``::
      "tenant_id": ..., "namespace": "omninode", "source": <service>, "correlation_id": ...,
      "causation_id": ..., "schema_ref": "urn:logkafka:schema:audit.envelope.v1", "payload": {...}}
 
-The wrapping works on bytes, so it costs one small ``orjson.dumps`` per record
+The wrapping works on bytes, so it costs one small ``_json.dumps`` per record
 and works over any formatter's output.
 """
 
@@ -16,8 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
+from logkafka import _json
 from logkafka._record import CTX, EXTRA, SPAN, STREAM, event_id_of
 from logkafka._tracing import traceparent
 
@@ -88,8 +87,8 @@ def wrap(rd: dict[str, Any], payload: bytes, *, timestamp: str, namespace: str |
     }
     body = payload.strip()
     if not (body.startswith(b"{") and body.endswith(b"}")):  # a formatter that does not write JSON
-        body = orjson.dumps(payload.decode("utf-8", "replace"))
-    return orjson.dumps(head)[:-1] + b',"payload":' + body + b"}"
+        body = _json.dumps(payload.decode("utf-8", "replace"))
+    return _json.dumps(head)[:-1] + b',"payload":' + body + b"}"
 
 
 _EVENT_TYPES: dict[tuple[str, str | None], str] = {}

@@ -13,11 +13,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
 from pythonjsonlogger.core import BaseJsonFormatter
-from pythonjsonlogger.orjson import OrjsonFormatter
 
-from logkafka import _envelope
+from logkafka import _envelope, _json
 from logkafka._clock import Clock
 from logkafka._presets import apply_preset, check_preset
 from logkafka._record import (
@@ -42,12 +40,12 @@ from logkafka._report import report
 from logkafka._settings import check_namespace
 from logkafka._snapshot import INT_MAX, INT_MIN, jsonable, repair_text, to_text
 
-_OPTS = orjson.OPT_NON_STR_KEYS
-_dumps = orjson.dumps
+_OPTS = _json.OPT_NON_STR_KEYS
+_dumps = _json.dumps
 _OWN_PROCESS_LOG_RECORD = BaseJsonFormatter.process_log_record
 
 
-class JsonFormatter(OrjsonFormatter):
+class JsonFormatter(BaseJsonFormatter):
     """Render a record as one JSON object (see the README's field reference).
 
     Usable on any handler: the same instance on a FileHandler, a StreamHandler
@@ -78,6 +76,9 @@ class JsonFormatter(OrjsonFormatter):
         redact_allow: Iterable[str] = (),
         **kwargs: Any,
     ) -> None:
+        # python-json-logger's OrjsonFormatter options, once this class's base: accepted, as rendering is ours
+        kwargs.pop("json_default", None)
+        kwargs.pop("json_indent", None)
         super().__init__(fmt, datefmt, style, validate, **kwargs)
         if format not in ("flat", "envelope"):
             raise ValueError(f"format: expected 'flat' or 'envelope', got {format!r}")
@@ -162,7 +163,7 @@ class JsonFormatter(OrjsonFormatter):
     def render_captured(self, rd: dict[str, Any]) -> bytes:
         """The hot path: ``encode_captured`` from cached pieces, when no hook or option is set.
 
-        Gives exactly ``orjson.dumps(self.to_dict(record))``. Raises on anything
+        Gives exactly ``_json.dumps(self.to_dict(record))``. Raises on anything
         unexpected: call ``encode_captured`` then, which never raises.
         """
         return self._template.render(rd)

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
+from logkafka import _json
 from logkafka._formatter import JsonFormatter
 from logkafka._record import HOST, SPAN, record_of
 from logkafka._tracing import span_context
@@ -186,7 +185,7 @@ def to_json(parts: LogRecordParts) -> bytes:
         record["flags"] = parts.flags
     if parts.event_name:
         record["eventName"] = parts.event_name
-    return orjson.dumps({"resourceLogs": [{
+    return _json.dumps({"resourceLogs": [{
         "resource": {"attributes": [{"key": k, "value": _json_value(v)} for k, v in parts.resource]},
         "scopeLogs": [{"scope": {"name": parts.scope}, "logRecords": [record]}],
     }]})

@@ -22,10 +22,9 @@ from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
-import orjson
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from logkafka import _context, _structlog, _tracing
+from logkafka import _context, _json, _structlog, _tracing
 from logkafka._snapshot import jsonable, to_text
 
 # Attributes capture() adds to its copy of a record.
@@ -63,7 +62,7 @@ SLIM_KEYS = frozenset({"name", "levelname", "levelno", "created", "process", "th
 N_STD = len(logging.LogRecord("n", 0, "p", 0, "m", None, None).__dict__)
 HOST = socket.gethostname()
 _FLAT = frozenset({str, int, bool, type(None)})
-_dumps = orjson.dumps
+_dumps = _json.dumps
 _U128 = (1 << 128) - 1
 _SEQ_BITS = 48
 _SEQ_MASK = (1 << _SEQ_BITS) - 1

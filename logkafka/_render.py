@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import orjson
-
-from logkafka import _tracing
+from logkafka import _json, _tracing
 from logkafka._clock import MILLIS_BYTES, Clock
 from logkafka._record import CORE_FIELDS, CTX, ERROR, EXTRA, FIELDS, HOST, RESOURCE, SPAN, event_id_json, extra_name
 from logkafka._redact import Redactor
 from logkafka._snapshot import to_text
 
-_OPTS = orjson.OPT_NON_STR_KEYS
-_dumps = orjson.dumps
+_OPTS = _json.OPT_NON_STR_KEYS
+_dumps = _json.dumps
 
 
 class Collision(Exception):
@@ -64,7 +62,7 @@ class Owner(Protocol):
 
 
 class Template:
-    """A formatter's byte template: ``orjson.dumps(to_dict(record))`` from cached JSON pieces."""
+    """A formatter's byte template: ``_json.dumps(to_dict(record))`` from cached JSON pieces."""
 
     __slots__ = ("_blocks", "_clock", "_codes", "_ctx", "_owner", "_sites")
 
@@ -80,7 +78,7 @@ class Template:
     def render(self, rd: dict[str, Any]) -> bytes:
         """The captured record ``rd`` as JSON bytes.
 
-        Gives exactly ``orjson.dumps(to_dict(record))``. Raises on anything
+        Gives exactly ``_json.dumps(to_dict(record))``. Raises on anything
         unexpected (:class:`Collision` for an extra named like a context key):
         the formatter's general path serves the record then.
         """

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from logkafka import _json
 from logkafka._message import Headers
 
 SUFFIX = ".seg"
@@ -47,10 +46,10 @@ def line_of(topic: str, key: bytes | None, value: bytes, timestamp_ms: int, head
         text = {"b64": base64.b64encode(value).decode()}
     if headers:
         try:  # text values (as logkafka makes them) go as they are
-            return orjson.dumps([topic, k, text, timestamp_ms, headers]) + b"\n"
+            return _json.dumps([topic, k, text, timestamp_ms, headers]) + b"\n"
         except TypeError:  # bytes (from a delivery report)
-            return orjson.dumps([topic, k, text, timestamp_ms, [[n, _text(v)] for n, v in headers]]) + b"\n"
-    return orjson.dumps([topic, k, text, timestamp_ms]) + b"\n"
+            return _json.dumps([topic, k, text, timestamp_ms, [[n, _text(v)] for n, v in headers]]) + b"\n"
+    return _json.dumps([topic, k, text, timestamp_ms]) + b"\n"
 
 
 def _value_of(stored: Any) -> bytes:
@@ -199,7 +198,7 @@ class Segment:
                     self._torn_line()  # the last line of a crashed writer
                     continue
                 try:
-                    topic, key, value, ts, *more = orjson.loads(raw)
+                    topic, key, value, ts, *more = _json.loads(raw)
                     headers: Headers | None = (
                         [(str(n), str(v).encode()) for n, v in more[0]] if more and more[0] else None)
                     rec = SpooledRecord(str(topic), None if key is None else str(key).encode(),

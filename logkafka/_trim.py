@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from logkafka import _json
 
 __all__ = ["MIN_LIMIT", "OVERHEAD", "fit", "value_limit"]
 
@@ -45,7 +45,7 @@ _IDS = ("timestamp", "level", "logger", "code", "service", "event_id", "trace_id
 _OTHER_FLOOR = 256  # serialized bytes an other value is not cut below in the second pass
 _LAST_FLOOR = 64  # ... and below which no value is ever cut
 _ROUNDS = 24  # bound on the cut-verify rounds for one string
-_dumps = orjson.dumps
+_dumps = _json.dumps
 
 
 def value_limit(message_max_bytes: int, key_size: int = 0) -> int:
@@ -56,7 +56,7 @@ def value_limit(message_max_bytes: int, key_size: int = 0) -> int:
 def fit(value: bytes, limit: int) -> bytes:
     """``value`` if at most ``limit`` bytes, else a cut version of at most ``limit`` bytes.
 
-    A JSON object stays a JSON object (UTF-8, serialized by orjson) with
+    A JSON object stays a JSON object (UTF-8, serialized as _json writes it) with
     ``truncated`` and ``original_size`` added; one that only whitespace or
     escapes made too big comes back compact, complete and unmarked. Other
     input is cut as text around a marker, valid UTF-8. Designed for
@@ -70,8 +70,8 @@ def fit(value: bytes, limit: int) -> bytes:
         start = value[:4096].lstrip()
         if start[:1] == b"{":
             try:
-                obj = orjson.loads(value)
-            except orjson.JSONDecodeError:
+                obj = _json.loads(value)
+            except _json.JSONDecodeError:
                 obj = None
             if isinstance(obj, dict):
                 try:
@@ -210,8 +210,8 @@ def _marker(cut: int) -> str:
 def _skeleton(value: bytes, limit: int) -> bytes | None:
     """A last-resort JSON object: small ids, the cut message (or the cut original text), the two marks."""
     try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
+        obj = _json.loads(value)
+    except _json.JSONDecodeError:
         return None
     if not isinstance(obj, dict):
         return None
