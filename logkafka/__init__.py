@@ -27,12 +27,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from logkafka._sampling import SamplingFilter
     from logkafka._timed import timed
     from logkafka._web import ASGIMiddleware, WSGIMiddleware
+    from logkafka._web.django_middleware import DjangoMiddleware
 
     __version__: str
 
 #: Where each public name lives.
 _HOMES = {
-    "ASGIMiddleware": "_web", "WSGIMiddleware": "_web",
+    "ASGIMiddleware": "_web", "WSGIMiddleware": "_web", "DjangoMiddleware": "_web.django_middleware",
     "JsonFormatter": "_formatter",
     "KafkaLogHandler": "_handler",
     "LevelWatcher": "_levels", "watch_levels": "_levels",
@@ -49,6 +50,7 @@ _HOMES = {
 
 __all__ = [
     "ASGIMiddleware",
+    "DjangoMiddleware",
     "JsonFormatter",
     "KafkaLogHandler",
     "LevelWatcher",

@@ -10,7 +10,7 @@ import logkafka
 PUBLIC = {"ASGIMiddleware", "JsonFormatter", "KafkaLogHandler", "PrometheusCollector", "SamplingFilter",
           "WSGIMiddleware", "__version__", "audit", "bind", "bound", "clear_context", "connect_celery",
           "get_context", "health", "health_asgi", "health_wsgi", "security", "shutdown", "timed", "unbind",
-          "with_context", "LevelWatcher", "watch_levels", "loguru_sink"}
+          "with_context", "LevelWatcher", "watch_levels", "loguru_sink", "DjangoMiddleware"}
 
 
 class TestExportedMembers:
