@@ -22,9 +22,14 @@ def _empty_context() -> Iterator[None]:
 
 
 class TestBind:
-    def test_starts_empty(self) -> None:
-        """With nothing bound the context is empty."""
-        assert get_context() == {}
+    def test_a_new_thread_starts_empty(self) -> None:
+        """What a thread binds stays on it: a thread started after it (no with_context) sees nothing bound."""
+        bind(tenant_id="acme")
+        seen: list[Any] = []
+        worker = threading.Thread(target=lambda: seen.append(get_context()))
+        worker.start()
+        worker.join()
+        assert seen == [{}] and get_context() == {"tenant_id": "acme"}
 
     def test_bind_adds(self) -> None:
         """bind adds its keys; later binds add more."""
@@ -90,11 +95,6 @@ class TestBind:
         """Keys the standard library refuses in extra (message, name, args) can be bound."""
         bind(message="m", name="n", args="a")
         assert get_context() == {"message": "m", "name": "n", "args": "a"}
-
-    def test_public_functions_are_the_same(self) -> None:
-        """logkafka.bind and friends are the functions of this module's import."""
-        logkafka.bind(x=1)
-        assert logkafka.get_context() == get_context() == {"x": 1}
 
 
 class TestBound:

@@ -147,8 +147,8 @@ class TestOutages:
             frozen = sorted(calls[unfrozen_end:frozen_end])
             p99_unfrozen, p99_frozen = unfrozen[len(unfrozen) * 99 // 100], frozen[len(frozen) * 99 // 100]
             assert p99_frozen <= max(2 * p99_unfrozen, 0.0002), (p99_unfrozen, p99_frozen)
-            assert stats["queue_depth"] <= stats["queue_size"]
-            assert stats["in_flight"] <= 100_001  # librdkafka's buffer, bounded
+            # librdkafka holds what the memory budget gives it (4,096 records by default), not its own 100,000
+            assert 0 < stats["in_flight"] <= handler.settings.producer_config["queue.buffering.max.messages"]
             # Memory: what grows in the first seconds (the queue, librdkafka's buffer) stops growing;
             # from a third of the freeze to its end the process grows by less than 64 MB, while
             # well over a hundred MB of records went to the spool.
@@ -167,8 +167,8 @@ class TestOutages:
             handler.close()
 
     def test_broker_killed_and_restarted(self, tmp_path: Path) -> None:
-        """SIGKILL the broker mid-stream and start it again on the same port: no exception reaches
-        the app, and every record logged after the restart arrives."""
+        """SIGKILL the broker mid-stream and start it again on the same port (its storage is gone): no exception
+        reaches the app, and every record logged while it was dead and after the restart arrives."""
         broker = LocalBroker().start()
         handler = logkafka.KafkaLogHandler(broker.bootstrap_servers, "faults.restart", spool_dir=str(tmp_path),
                                            flush_timeout=30)
@@ -190,21 +190,26 @@ class TestOutages:
                 lg.info("after", extra={"seq": i})
             assert handler.flush(60) is True
             assert errors == []
-            msgs = broker.read("faults.restart", expected=2000, timeout=60, idle=3)
-            after = [s for s in seqs(msgs) if s >= 3000]
-            assert after == list(range(3000, 5000))  # the broker's memory was wiped: earlier ones may be gone
-            assert handler.stats()["failed"] == 0
+            msgs = broker.read("faults.restart", expected=3000, timeout=60, idle=3)
+            # the broker's memory was wiped: records it had acknowledged before the kill are gone with it;
+            # every one logged while it was dead, and after, arrives
+            got = seqs(msgs)
+            assert sorted(set(s for s in got if s >= 2000)) == list(range(2000, 5000))
+            assert handler.stats()["failed"] == 0 and handler.stats()["dropped_total"] == 0
         finally:
             handler.close()
             broker.stop()
 
     def test_network_cut_mid_stream(self, tmp_path: Path) -> None:
-        """Every connection cut for 15 s in the middle of 100,000 records, then restored: each
-        record arrives, counted by distinct event_id."""
+        """Every connection cut for 15 s in the middle of 100,000 records, then restored: longer than
+        message.timeout.ms (5 s here), so librdkafka gives up on what it holds and the spool takes it (not
+        librdkafka's own retry). Each record arrives, counted by distinct event_id. (Not in order: records
+        librdkafka held when the cut began reach the spool when they time out, after newer ones; see the README's
+        fault table.)"""
         with ProxiedBroker() as pb:
             topic = new_topic(pb)
             handler = logkafka.KafkaLogHandler(pb.bootstrap_servers, topic, spool_dir=str(tmp_path),
-                                               flush_timeout=60)
+                                               flush_timeout=60, producer_config={"message.timeout.ms": 5000})
             lg = logger_with(handler)
             try:
                 for i in range(50_000):
@@ -214,8 +219,12 @@ class TestOutages:
                 for i in range(50_000, 100_000):
                     lg.info("second half", extra={"seq": i})
                 time.sleep(max(0.0, 15 - (time.monotonic() - t0)))
+                during = handler.stats()
                 pb.proxy.restore()
                 assert handler.flush(120) is True
+                after = handler.stats()
+                assert during["spooling"] is True and during["spooled"] > 0, during
+                assert after["replayed"] == after["spooled"] > 0 and after["failed"] == 0, after
                 msgs = read_topic(pb.bootstrap_servers, topic, expected=100_000, timeout=120)
                 assert len({m.data["event_id"] for m in msgs}) == 100_000
                 assert set(seqs(msgs)) == set(range(100_000))

@@ -509,6 +509,7 @@ class TestBrokerDown:
         t0 = time.monotonic()
         handler = make_handler(bootstrap_servers=f"127.0.0.1:{free_port()}", flush_timeout=2,
                                **({} if spool else {"spool_dir": False}))
+        # bounds that catch a wait on Kafka (flush_timeout, 2 s, or more), not a slow machine
         assert time.monotonic() - t0 < 2
         app_logger.addHandler(handler)
         slowest = 0.0
@@ -517,12 +518,12 @@ class TestBrokerDown:
             t = time.monotonic()
             app_logger.error("broker gone %d", seq)
             slowest = max(slowest, time.monotonic() - t)
-        assert time.monotonic() - t0 < 2
-        assert slowest < 0.2
+        assert time.monotonic() - t0 < 10
+        assert slowest < 1.0
 
         t0 = time.monotonic()
         assert handler.flush(timeout=1) is False
-        assert 0.9 <= time.monotonic() - t0 < 3
+        assert 0.9 <= time.monotonic() - t0 < 5  # it waited its timeout, and no longer than a hang would
         stats = handler.stats()
         assert stats["delivered"] == 0
         assert stats["broker_reachable"] is not True

@@ -493,11 +493,3 @@ class TestSpeed:
         start = time.thread_time()
         R.text(text)
         assert time.thread_time() - start < 2.0
-
-    def test_ordinary_text_is_cheap(self) -> None:
-        """Ordinary text takes the fast path: no slower than a few regex searches (generous bound)."""
-        msg = "Agent execution completed for order 42 in region eu-west-1 ok."
-        start = time.thread_time()
-        for _ in range(10_000):
-            R.text(msg)
-        assert (time.thread_time() - start) / 10_000 < 50e-6  # this thread's CPU: a loaded machine does not fail it

@@ -675,3 +675,41 @@ class TestAfterAnOutage:
             log.removeHandler(handler)
             handler.close()
             kafka.stop()
+
+
+class TestSpoolFull:
+    def test_a_full_spool_counts_what_it_dropped_and_delivers_the_rest(self, tmp_path: Path) -> None:
+        """An outage longer than spool_max_bytes holds: the oldest segments go, and every record is either
+        delivered or counted as spool_full in stats() (dropped and ledger); none is both, none is neither."""
+        port = free_port()
+        topic = f"rel.full.{uuid.uuid4().hex[:8]}"
+        handler = logkafka.KafkaLogHandler(f"127.0.0.1:{port}", topic, spool_dir=str(tmp_path), flush_timeout=60,
+                                           spool_max_bytes=256 * 1024, producer_config={"message.timeout.ms": 1000})
+        log = logging.getLogger(f"rel.full.{topic}")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.addHandler(handler)
+        n = 6000
+        try:
+            for i in range(n):
+                log.info("record %d of a long outage", i, extra={"seq": i, "pad": "x" * 200})
+                if not i % 1000:
+                    time.sleep(0.3)  # (the spool rotates its segments as it fills)
+            deadline = time.monotonic() + 60
+            while handler.stats()["spooled"] < n and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with LocalBroker(port) as broker:
+                broker.create_topic(topic, 1)
+                assert handler.flush(120)
+                st = handler.stats()
+                got = read_topic(broker.bootstrap_servers, topic, expected=st["delivered"], timeout=90)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        dropped = st["dropped"].get("spool_full", 0)
+        assert dropped > 0 and st["spool_dropped"] == dropped, st
+        assert st["delivered"] + dropped == n and st["failed"] == 0, st
+        ledger = assert_ledger(st)
+        assert ledger["lost"] == {"spool_full": dropped}, ledger
+        seqs = [m.data["seq"] for m in got]
+        assert len(seqs) == len(set(seqs)) == st["delivered"] and set(seqs) <= set(range(n)), len(seqs)
