@@ -10,13 +10,16 @@ from logkafka._values import byte_size, positive
 
 DEFAULT_MEMORY_BUDGET = 16 << 20  # bytes per handler: 4 to 8 workers and their master fit a 512 MiB pod
 QUEUED_RECORD_BYTES = 1024  # what a record waiting in the Python queue costs (measured: about 830 bytes)
-_RDKAFKA_MESSAGE_BYTES = 768  # what librdkafka holds per message besides its value (measured: about 700)
+#: What a message costs in the producer besides its value: librdkafka's own (measured: about 700 bytes), and
+#: the headers logkafka keeps with its delivery callback until the report (measured: about 550 to 700).
+_RDKAFKA_MESSAGE_BYTES = 768 + 768
 _MIN_MEMORY_BUDGET = 1 << 20
 
 
 def producer_buffers(share: int) -> dict[str, int]:
     """librdkafka's buffer bounds for at most ``share`` bytes held: half for the values it copies, half for
-    what it keeps per message besides (about 700 bytes: the message, its headers, the allocator's share)."""
+    what each message costs besides (about 1.5 KB: librdkafka's message, its headers, the allocator's share,
+    and the headers the delivery callback keeps)."""
     return {"queue.buffering.max.kbytes": max(64, share // 2 // 1024),
             "queue.buffering.max.messages": max(10, share // 2 // _RDKAFKA_MESSAGE_BYTES)}
 

@@ -136,12 +136,12 @@ def test_stop_is_quick_with_open_and_stalled_connections(proxied_broker: Proxied
                 stalled = True
                 break
         assert stalled, "the paused broker should have stopped the flow"
-        assert proxy.connections >= 2
+        assert proxy.connections >= 1  # the stalled one (the producer's may have been closed by then)
         assert _proxy_threads()
 
         started = time.monotonic()
         proxy.stop()
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 5.0  # a hang would be forever: the bound only catches that
         assert proxy.connections == 0
         assert not _proxy_threads()
         with pytest.raises(ConnectionRefusedError):

@@ -276,7 +276,7 @@ class TestEnvironment:
 
     def test_documented_defaults(self) -> None:
         """With neither arguments nor environment: localhost:9092, logs.application.v1, a 16 MiB memory budget
-        (a queue of 4,096 records, librdkafka's buffer 3 MiB of values and 4,096 messages), 10 s, enabled."""
+        (a queue of 4,096 records, librdkafka's buffer 3 MiB of values and 2,048 messages), 10 s, enabled."""
         handler = KafkaLogHandler()
         try:
             s = handler.settings
@@ -284,7 +284,7 @@ class TestEnvironment:
                 "localhost:9092", "logs.application.v1", 4096, 10.0, True, "service")
             assert handler.stats()["memory_budget"] == 16 << 20
             assert (s.producer_config["queue.buffering.max.kbytes"],
-                    s.producer_config["queue.buffering.max.messages"]) == (3072, 4096)
+                    s.producer_config["queue.buffering.max.messages"]) == (3072, 2048)
         finally:
             handler.close()
 
@@ -517,7 +517,7 @@ class TestMemoryBudget:
         raises_naming("LOGKAFKA_MEMORY_BUDGET", make)
 
     def test_shares_add_up_to_the_budget(self, make: Make) -> None:
-        """Queues at 1 KiB a record, librdkafka at its value bytes plus 768 bytes a message and the spool's batch
+        """Queues at 1 KiB a record, the producer at its value bytes plus 1.5 KiB a message and the spool's batch
         stay in the budget."""
         from logkafka._memory import _RDKAFKA_MESSAGE_BYTES, QUEUED_RECORD_BYTES
 
