@@ -94,7 +94,6 @@ class Sender:
         self.session = Session(producer_config, topic=topic, link=self.link, deliveries=self.deliveries,
                                spill=self.spill, on_error=self._on_error, wake=wake.set)
         self.messages = Messages(topic, stream_topics, producer_config)
-        self.spill.purge_queued = partial(_purge_queued, self)
         self._chains = chains  # audit and security records: each one linked into its writer's hash chain
         self.reporting = False  # True while the thread runs: an outage is said only then
         #: True while the reaper thread serves delivery reports under load (see Worker).
@@ -174,7 +173,7 @@ class Sender:
         if self._holding() if spooling else (self.barriers or link.fatal):
             return 0
         if spooling and not spill.spooling:
-            spill.start("the producer is being replaced", purge=False)  # the rebuild spools what it held
+            spill.start("the producer is being replaced")
         queue, produce, plans, reporter = self.queue, producer.produce, self._plans, deliveries.reporter
         message_of = self.messages.of if self._chains is None else self._chained
         bound: Any = _UNBOUND
@@ -223,8 +222,10 @@ class Sender:
                     elif not spool.usable() or spill.disk:  # the spool refuses writes: hold it, try next turn
                         spill.held.append(message)
                         break
-                    elif (room := _room_in_a_burst(self, producer, message)) is not True:
-                        spooling = _spool_from_here(spill, message, outage=room is False)
+                    elif not _room_in_a_burst(self, producer, message):  # not a burst: an outage
+                        spill.start("the producer's queue is full")
+                        spooling = True
+                        spill.put(message)
                 except (KafkaException, TypeError, ValueError) as exc:
                     spill.refused(exc, message)
                     if link.fatal:
@@ -360,36 +361,11 @@ class Sender:
             spool=SpoolCounts.of(spool) if spool is not None else None)
 
 
-def _purge_queued(sender: Sender) -> None:
-    """Fail back what the producer holds unsent (not what is in flight: that may yet be acknowledged) and serve
-    those reports: the records join the failures the draining thread spools, in their order."""
-    producer = sender.session.producer
-    if producer is None:
-        return
-    try:
-        producer.purge(True, False, False)  # in_queue, not in_flight, not blocking
-        while producer.poll(0):
-            pass
-    except Exception as exc:  # a producer already finished: its records reach the spool when it is replaced
-        report("worker", f"could not hand the producer's queue to the spool: {type(exc).__name__}: {exc}")
-
-
-def _spool_from_here(spill: Spill, message: Message, outage: bool) -> bool:
-    """``message`` and the records after it go to the spool. In an outage, first what librdkafka holds unsent
-    (older records: spooled when they time out, they would come after newer ones); in a burst the broker
-    takes those."""
-    spill.start("the producer's queue is full", purge=outage)
-    spill.handle_failures()  # the purged records, in their order, before this one
-    spill.put(message)
-    return True
-
-
-def _room_in_a_burst(sender: Sender, producer: Producer, message: Message) -> bool | None:
+def _room_in_a_burst(sender: Sender, producer: Producer, message: Message) -> bool:
     """librdkafka's buffer is full in a burst, not an outage: serve reports until it takes ``message``,
     while the broker keeps acknowledging and the queue has room for the caller's records (the caller
     never waits on Kafka: once the queue fills, the backlog goes to the spool). True when ``message``
-    was produced (or refused for good and counted); None when the queue filled while the broker took
-    records (a burst); False when the broker takes nothing (an outage)."""
+    was produced (or refused for good and counted)."""
     if sender.link.broker_reachable is not True or sender.stop_at is not None:
         return False
     deliveries, queue, limit = sender.deliveries, sender.queue, sender.room_limit
@@ -412,7 +388,7 @@ def _room_in_a_burst(sender: Sender, producer: Producer, message: Message) -> bo
             return True
         deliveries.produced += 1
         return True
-    return None if sender.stop_at is None else False
+    return False
 
 
 def _produce_when_room(sender: Sender, producer: Producer, message: Message) -> None:

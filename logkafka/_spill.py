@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -47,20 +46,14 @@ class Spill:
         self._broken = 0  # the spool's write count when the disk refused, 0 while it writes
         self._said_evicted = 0  # the spool's evicted and torn counts last said
         self._said_torn = 0
-        #: Fails back what the producer holds unsent and serves those reports (set by the sender).
-        self.purge_queued: Callable[[], None] | None = None
 
     # -- writing ---------------------------------------------------------------------------
-    def start(self, why: str, purge: bool = True) -> None:
-        """Kafka did not take a record: records go to the spool from now on (said once). With ``purge``, what
-        librdkafka holds unsent is failed back now (``purge_queued``), so its records reach the spool before
-        newer ones: the draining thread spools them with the failures it handles next."""
+    def start(self, why: str) -> None:
+        """Kafka did not take a record: records go to the spool from now on (said once)."""
         if not self.spooling and self.spool is not None and self.spool.usable():
             self.spooling = True
             if not self.quiet:
                 report("spooling", f"spooling records to disk: {why}")
-            if purge and self.purge_queued is not None:
-                self.purge_queued()
         self._link.not_delivered()
 
     def put(self, message: Message) -> None:
