@@ -7,13 +7,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from logkafka._queue import Barrier, Drops
+from logkafka._queue import ROOM_STALL, Barrier, Drops
 
 if TYPE_CHECKING:  # the worker, and the Kafka client with it, load when a handler is made
     from logkafka._worker import Worker
 
 _ROOM_RETRY = 5.0  # seconds after a vain wait for room in a full queue during which callers do not wait
-_ROOM_STALL = 0.25  # seconds without an acknowledgement after which a caller stops waiting on Kafka for room
 
 
 class Overflow:
@@ -63,7 +62,7 @@ class Overflow:
         handler's thread the GIL until there is room, up to ``block_timeout``, so the burst is kept, in order,
         at the pace of the disk or of a broker that acknowledges, instead of dropped. Without a spool, not
         unless a broker is known to answer, nor once the thread has waited on Kafka (librdkafka's buffer
-        full) for ``_ROOM_STALL`` seconds without an acknowledgement, nor within a few seconds of such a
+        full) for ``ROOM_STALL`` seconds without an acknowledgement, nor within a few seconds of such a
         wait giving up."""
         now = time.monotonic()
         if not worker.running or now - self._gave_up < _ROOM_RETRY or (
@@ -77,7 +76,7 @@ class Overflow:
             if worker.waiting_on_kafka():
                 if worker.delivered() != acks:
                     acks, progress = worker.delivered(), now
-                elif now - progress >= _ROOM_STALL:
+                elif now - progress >= ROOM_STALL:
                     break  # Kafka takes nothing: not the caller's wait
             if now >= deadline or not worker.running:
                 break

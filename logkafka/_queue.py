@@ -10,6 +10,10 @@ import time
 #: re-enters a KafkaLogHandler (no recursion, whatever logger it is on).
 WORKER_IDENTS: set[int] = set()
 
+#: Seconds without an acknowledgement after which a wait on Kafka for room in a full queue or buffer gives up
+#: (a caller's, or the handler's thread's in a burst): Kafka takes nothing, so it is an outage, not a burst.
+ROOM_STALL = 0.25
+
 #: Why records were dropped before they reached the producer, in plain words.
 DROP_REASONS = {
     "queue_full": "the in-memory queue was full",

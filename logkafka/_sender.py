@@ -18,7 +18,7 @@ from logkafka._encoding import EncodePlan, Messages
 from logkafka._link import Link
 from logkafka._message import Message
 from logkafka._producer import Session
-from logkafka._queue import DROP_REASONS, Barrier, Drops
+from logkafka._queue import DROP_REASONS, ROOM_STALL, Barrier, Drops
 from logkafka._record import FMT, STREAM
 from logkafka._replay import Replay
 from logkafka._report import report
@@ -37,7 +37,6 @@ _SAMPLE_EVERY = 64  # one record in this many has its delivery latency measured
 _BACKLOG = 30_000
 _UNBOUND = object()
 _ROOM_POLL = 0.002  # seconds of each wait for room in librdkafka's full buffer while the broker acknowledges
-_ROOM_STALL = 0.25  # seconds without an acknowledgement after which that wait gives up (the rest is spooled)
 
 
 def _silence_doing(spill: Spill) -> str:
@@ -380,7 +379,7 @@ def _room_in_a_burst(sender: Sender, producer: Producer, message: Message) -> bo
             now = time.monotonic()
             if deliveries.delivered() != acks:
                 acks, progress = deliveries.delivered(), now
-            elif now - progress >= _ROOM_STALL:
+            elif now - progress >= ROOM_STALL:
                 return False  # nothing acknowledged for a while: an outage, not a burst
             continue
         except (KafkaException, TypeError, ValueError) as exc:
