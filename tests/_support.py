@@ -72,6 +72,37 @@ def logger_with(handler: logging.Handler, prefix: str = "test") -> logging.Logge
     return lg
 
 
+#: The ids of the span :func:`in_span` makes active.
+TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+SPAN_ID = 0x00F067AA0BA902B7
+
+
+def in_span(sampled: bool = True) -> Any:
+    """A context manager making a span with :data:`TRACE_ID` and :data:`SPAN_ID` the active one."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    return trace.use_span(NonRecordingSpan(SpanContext(TRACE_ID, SPAN_ID, is_remote=False, trace_flags=flags)))
+
+
+def delivered_after_outage(handler: Any, port: int, topic: str, count: int) -> list[Any]:
+    """Wait until the ``count`` records ``handler`` logged with no broker on ``port`` are all in its spool, then
+    start a broker there, flush (the spool is replayed) and read the topic back (one partition: in order)."""
+    import time
+
+    from logkafka.testing import LocalBroker, read_topic
+
+    deadline = time.monotonic() + 30
+    while handler.stats()["spooled"] < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert handler.stats()["spooled"] == count, handler.stats()
+    with LocalBroker(port) as broker:
+        broker.create_topic(topic, 1)
+        assert handler.flush(60)
+        return read_topic(broker.bootstrap_servers, topic, expected=count, timeout=60)
+
+
 def new_topic(broker: Any, prefix: str = "test", partitions: int = 3) -> str:
     """A new topic of ``partitions`` partitions on ``broker``, named ``<prefix>.<random>``."""
     topic = f"{prefix}.{uuid.uuid4().hex[:10]}"

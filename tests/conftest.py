@@ -263,6 +263,15 @@ def make_handler(kafka_broker: Any, kafka_topic: str) -> Iterator[Callable[..., 
 
 
 @pytest.fixture
+def made() -> Iterator[list[logkafka.KafkaLogHandler]]:
+    """Handlers a test makes itself (appended to this list), closed afterwards."""
+    handlers: list[logkafka.KafkaLogHandler] = []
+    yield handlers
+    for handler in handlers:
+        handler.close()
+
+
+@pytest.fixture
 def app_logger() -> logging.Logger:
     """A logger of its own for the test, at DEBUG, not propagating to the root logger."""
     lg = logging.getLogger(f"app.{uuid.uuid4().hex[:8]}")

@@ -15,18 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import SPAN_ID, TRACE_ID, delivered_after_outage, in_span, logger_with
 
 from logkafka import KafkaLogHandler
 
 NOWHERE = "127.0.0.1:1"
-
-
-@pytest.fixture
-def made() -> Iterator[list[KafkaLogHandler]]:
-    handlers: list[KafkaLogHandler] = []
-    yield handlers
-    for handler in handlers:
-        handler.close()
 
 
 @pytest.fixture
@@ -266,18 +259,6 @@ def test_the_readme_confluent_cloud_properties_read_the_secret_from_its_file(
 
 
 # -- headers ----------------------------------------------------------------------------------------
-TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
-SPAN_ID = 0x00F067AA0BA902B7
-
-
-def in_span(sampled: bool = True) -> Any:
-    from opentelemetry import trace
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
-    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    return trace.use_span(NonRecordingSpan(SpanContext(TRACE_ID, SPAN_ID, is_remote=False, trace_flags=flags)))
-
-
 class TestHeaders:
     def test_static_headers_and_traceparent_from_dictconfig(self, kafka_broker: Any, kafka_topic: str) -> None:
         """headers={...} from dictConfig arrive on every message, audit records too; a record logged in a span
@@ -318,27 +299,18 @@ class TestHeaders:
 
     def test_headers_are_kept_through_the_spool_and_its_replay(self, tmp_path: Path) -> None:
         """Records that waited out an outage in the spool are sent with the same headers."""
-        from logkafka.testing import LocalBroker, free_port, read_topic
+        from logkafka.testing import free_port
 
         port = free_port()
         topic = f"eco.{uuid.uuid4().hex[:8]}"
         handler = KafkaLogHandler(f"127.0.0.1:{port}", topic, spool_dir=str(tmp_path), flush_timeout=60,
                                   headers={"team": "payments"}, producer_config={"message.timeout.ms": 1000})
-        log = logging.getLogger(f"eco.spool.{topic}")
-        log.propagate = False
-        log.addHandler(handler)
+        log = logger_with(handler, "eco.spool")
         try:
             with in_span():
                 for n in range(50):
                     log.warning("waited %d", n, extra={"n": n})
-            deadline = time.monotonic() + 30
-            while handler.stats()["spooled"] < 50 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert handler.stats()["spooled"] == 50, handler.stats()
-            with LocalBroker(port) as broker:
-                broker.create_topic(topic, 1)
-                assert handler.flush(60)
-                got = read_topic(broker.bootstrap_servers, topic, expected=50, timeout=60)
+            got = delivered_after_outage(handler, port, topic, 50)
         finally:
             log.removeHandler(handler)
             handler.close()
@@ -397,10 +369,7 @@ class TestOpenTelemetryLogging:
         instrumentor = LoggingInstrumentor()
         instrumentor.instrument(set_logging_format=False)
         handler = KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic)
-        log = logging.getLogger(f"eco.otel.{kafka_topic}")
-        log.propagate = False
-        log.setLevel(logging.INFO)
-        log.addHandler(handler)
+        log = logger_with(handler, "eco.otel")
         try:
             with in_span():
                 log.info("inside")
@@ -608,10 +577,7 @@ class TestStructlog:
 
         self._configure(path)
         handler = KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic)
-        std = logging.getLogger(f"eco.structlog.{path}.{kafka_topic}")
-        std.propagate = False
-        std.setLevel(logging.INFO)
-        std.addHandler(handler)
+        std = logger_with(handler, f"eco.structlog.{path}")
         try:
             structlog.contextvars.bind_contextvars(request_id="r-1", tenant_id="acme")
             with logkafka.bound(correlation_id="c0ffee"), in_span():

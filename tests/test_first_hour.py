@@ -9,7 +9,6 @@ import logging.config
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,6 @@ from logkafka import KafkaLogHandler
 from logkafka.testing import LocalBroker, free_port, read_topic
 
 NOWHERE = "127.0.0.1:1"
-
-
-@pytest.fixture
-def made() -> Iterator[list[KafkaLogHandler]]:
-    handlers: list[KafkaLogHandler] = []
-    yield handlers
-    for handler in handlers:
-        handler.close()
 
 
 def causes(exc: BaseException) -> list[str]:

@@ -14,25 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import SPAN_ID, TRACE_ID, delivered_after_outage, in_span
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 import logkafka
 from logkafka import KafkaLogHandler
 from logkafka._otlp import severity_number
-from logkafka.testing import LocalBroker, free_port, read_topic
+from logkafka.testing import free_port, read_topic
 
-TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
-SPAN_ID = 0x00F067AA0BA902B7
 IDENTITY = {"service_name": "checkout", "environment": "prod", "version": "2.4.1", "instance_id": "pod-7"}
-
-
-def in_span() -> Any:
-    from opentelemetry import trace
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
-    return trace.use_span(NonRecordingSpan(SpanContext(TRACE_ID, SPAN_ID, is_remote=False,
-                                                       trace_flags=TraceFlags(TraceFlags.SAMPLED))))
 
 
 @pytest.fixture
@@ -157,14 +148,7 @@ class TestEncodings:
         try:
             for n in range(30):
                 logger.warning("waited %d", n, extra={"n": n, "blob": "é\u00ff\x00"})
-            deadline = time.monotonic() + 30
-            while handler.stats()["spooled"] < 30 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert handler.stats()["spooled"] == 30, handler.stats()
-            with LocalBroker(port) as broker:
-                broker.create_topic(topic, 1)
-                assert handler.flush(60)
-                got = read_topic(broker.bootstrap_servers, topic, expected=30, timeout=60)
+            got = delivered_after_outage(handler, port, topic, 30)
         finally:
             handler.close()
         seen = []

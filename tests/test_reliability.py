@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 import pytest
-from _support import assert_ledger
+from _support import assert_ledger, logger_with
 from _support import new_topic as shared_new_topic
 
 import logkafka
@@ -685,10 +685,7 @@ class TestSpoolFull:
         topic = f"rel.full.{uuid.uuid4().hex[:8]}"
         handler = logkafka.KafkaLogHandler(f"127.0.0.1:{port}", topic, spool_dir=str(tmp_path), flush_timeout=60,
                                            spool_max_bytes=256 * 1024, producer_config={"message.timeout.ms": 1000})
-        log = logging.getLogger(f"rel.full.{topic}")
-        log.propagate = False
-        log.setLevel(logging.INFO)
-        log.addHandler(handler)
+        log = logger_with(handler, "rel.full")
         n = 6000
         try:
             for i in range(n):
