@@ -14,7 +14,7 @@ from logkafka._link import PROBE_EVERY, Link
 from logkafka._queue import Barrier
 from logkafka._report import report
 from logkafka._spill import Spill
-from logkafka._spool import Segment, Spool, SpooledRecord
+from logkafka._spool import SUFFIX, Segment, Spool, SpooledRecord
 
 _REPLAY_BATCH = 2000  # spooled records produced per turn of the loop
 #: Records of a segment replayed between two commits of its progress (``<segment>.pos``): after a
@@ -64,6 +64,12 @@ class Replay:
         segment = self.segment
         assert segment is not None
         if not self._produced:
+            if self._spill.replay_failed:  # one of its records was not delivered (an outage): stop here
+                if not len(producer):  # what it sent is settled: the failed ones went back ahead of it
+                    if self._deliveries.failures:
+                        self._spill.handle_failures()
+                    self.settle(0)  # the rest waits in the segment, behind them
+                return
             if self._since_progress >= _PROGRESS_STEP:
                 if len(producer):
                     return  # a step is produced: wait until all of it is settled
@@ -74,7 +80,8 @@ class Replay:
                 self._spill.handle_failures()
             self._spill.commit()
             segment.delete()
-            self.segment = self._records = None
+            self.segment = self._records = self._spill.replay_stem = None
+            self._spill.replay_failed = False
 
     def _claim(self, producer: Any) -> bool:
         """Claim the next segment to replay; False when there is none (or the broker is not known to answer)."""
@@ -108,6 +115,7 @@ class Replay:
                 report("spooling", "spool replayed: records go to Kafka again")
             return False
         self.segment, self._records, self._produced = segment, segment.records(), False
+        self._spill.replay_stem = os.path.basename(segment.path)[:-len(SUFFIX)]
         self._since_progress = 0
         return True
 
@@ -166,7 +174,8 @@ class Replay:
         segment = self.segment
         if segment is None:
             return
-        self.segment = None
+        self.segment = self._spill.replay_stem = None  # its failures, handled already, keep their place
+        self._spill.replay_failed = False
         rest, self.next = self.next, None
         self._records = None
         self._since_progress = 0
@@ -186,6 +195,7 @@ class Replay:
         """In a forked child: release the parent's segment (its lock would be shared with the child)."""
         segment, self.segment, self._records = self.segment, None, None
         self.hand_over_until = 0.0
+        self._spill.replay_stem, self._spill.replay_failed = None, False
         if segment is not None:
             segment.release()
 

@@ -109,6 +109,12 @@ class Ledger:
             self._own[path] = 0
             self._indexes[path] = self.index
 
+    def adopt(self, path: str, records: int) -> None:
+        """A whole segment of ours, written at once (not the open one): it counts as older than the open one."""
+        with self._lock:
+            self._own[path] = records
+            self._indexes[path] = self.index
+
     def wrote(self, path: str, records: int) -> None:
         with self._lock:
             self._own[path] = self._own.get(path, 0) + records
@@ -290,6 +296,40 @@ def claim(path: str, ledger: Ledger | None = None, own: bool = False) -> Segment
     return Segment(path, fd, ledger, own)
 
 
+def new_stem() -> str:
+    """A segment name (without its suffix) that sorts after every segment made so far and before every one made
+    later (as :meth:`Writer.open_new` names them)."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def write_whole(path: str, lines: list[bytes], *, sync: bool) -> None:
+    """Write a segment at once: made under another name, then renamed, so no replayer sees it half written.
+    Raises ``OSError`` (and leaves nothing behind) when the disk refuses it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    making = path + ".new"
+    try:
+        fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            data = memoryview(b"".join(lines))
+            done = 0
+            while done < len(data):
+                n = os.write(fd, data[done:])
+                if n <= 0:
+                    raise OSError("short write")
+                done += n
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(making, path)
+    except OSError:
+        try:
+            os.unlink(making)
+        except OSError:
+            pass
+        raise
+
+
 class Writer:
     """The segment a spool appends to now (written with os.write, no buffer: what was written is known).
 
@@ -311,7 +351,7 @@ class Writer:
         """Close the open segment and start a new one, locked by us until closed."""
         self.close()
         os.makedirs(self.directory, exist_ok=True)
-        name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(4).hex()}{SUFFIX}"
+        name = new_stem() + SUFFIX
         path = os.path.join(self.directory, name)
         # Made under another name, locked, then renamed: no replayer (another process, or this one's
         # worker) can claim a segment before its writer holds the lock.

@@ -14,7 +14,7 @@ from logkafka._link import Link
 from logkafka._message import Message
 from logkafka._queue import Barrier
 from logkafka._report import report
-from logkafka._spool import Spool
+from logkafka._spool import Spool, new_stem
 
 
 class Spill:
@@ -46,12 +46,21 @@ class Spill:
         self._broken = 0  # the spool's write count when the disk refused, 0 while it writes
         self._said_evicted = 0  # the spool's evicted and torn counts last said
         self._said_torn = 0
+        # Where a record whose delivery failed goes back to, so that it is sent again before the records
+        # that followed it (which may be in the spool already): ahead of the segment being replayed, if it
+        # came from one (``replay_stem``), else ahead of what was spooled since spooling began.
+        self.replay_stem: str | None = None
+        self.replay_failed = False  # a record of the segment being replayed failed: the replay stops there
+        self._start_stem: str | None = None
+        self._front: dict[str, list[Message]] = {}  # stem -> failed records, written by the next commit()
 
     # -- writing ---------------------------------------------------------------------------
     def start(self, why: str) -> None:
         """Kafka did not take a record: records go to the spool from now on (said once)."""
         if not self.spooling and self.spool is not None and self.spool.usable():
             self.spooling = True
+            self.spool.rotate()  # records spooled from now on go to segments named after this stem
+            self._start_stem = new_stem()
             if not self.quiet:
                 report("spooling", f"spooling records to disk: {why}")
         self._link.not_delivered()
@@ -85,6 +94,11 @@ class Spill:
         spool = self.spool
         if spool is None:
             return
+        if self._front:
+            front, self._front = self._front, {}
+            for stem, messages in front.items():
+                if not spool.write_front(stem, messages):
+                    self._refused(spool)
         if not spool.commit():
             self._refused(spool)
             return
@@ -206,8 +220,15 @@ class Spill:
             raw = headers or msg.headers()  # (a failed message's report has none: see Deliveries.reporter)
             if self._barriers:
                 self._respooled = True
-            self.put(Message(msg.topic() or self._topic, msg.key(), msg.value() or b"",
-                             ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), list(raw) if raw else None))
+            message = Message(msg.topic() or self._topic, msg.key(), msg.value() or b"",
+                              ts[1] if ts and ts[1] > 0 else int(time.time() * 1000), list(raw) if raw else None)
+            stem = self.replay_stem or self._start_stem
+            if stem is None or not self.spool.usable():
+                self.put(message)
+            else:  # ahead of the records that followed it
+                self.idle = False
+                self.replay_failed = self.replay_failed or stem == self.replay_stem
+                self._front.setdefault(stem, []).append(message)
             return
         self._deliveries.count_failed(msg.topic())
         if not self.quiet:

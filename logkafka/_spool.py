@@ -8,6 +8,12 @@ a segment that another live writer or replayer holds is skipped, so two
 processes sharing a ``spool_dir`` never corrupt or double-replay a file, and
 the segments of a crashed process are free to claim.
 
+A record whose delivery failed goes back ahead of the records that followed
+it: into a segment written whole and named ``<stem>+<time ns>-<pid>-<n>.seg``,
+which sorts right before the segment ``<stem>.seg`` (the one it was replayed
+from, or the first one made after spooling began) and after the earlier ones
+written for that stem (:meth:`Spool.write_front`).
+
 A segment holds one record per line, ``[topic, key, value, timestamp_ms]`` as
 JSON (then ``[[name, value], ...]`` when the record has Kafka headers). A write
 that the disk refuses half way (full, gone) is cut back to its last whole line,
@@ -43,12 +49,14 @@ from logkafka._segment import (
     claim,
     clear_progress,
     line_of,
+    new_stem,
     segments_in,
     settled_offset,
+    write_whole,
 )
 
-__all__ = ["Segment", "Spool", "SpooledRecord", "clear_progress", "default_spool_dir", "destination_dir",
-           "line_of", "settled_offset"]
+__all__ = ["SUFFIX", "Segment", "Spool", "SpooledRecord", "clear_progress", "default_spool_dir", "destination_dir",
+           "line_of", "new_stem", "settled_offset"]
 
 _TOPIC_IN_NAME = 200  # characters of the topic in a destination directory's name
 _PENDING_MAX = 4 << 20  # bytes appended before append() writes them without waiting for commit()
@@ -91,6 +99,7 @@ class Spool:
         self.dropped = 0  # records lost to spool_max_bytes (oldest segments removed)
         self.errors = 0  # records the disk refused (handed back, not lost: see take_unwritten)
         self.last_error: str | None = None
+        self._seq = 0  # segments written by write_front()
 
     @property
     def fsync(self) -> str:
@@ -164,6 +173,25 @@ class Spool:
                 return True
             return self._write([line]) == 1
 
+    def write_front(self, stem: str, messages: list[Message]) -> bool:
+        """Write ``messages`` to a new segment named to sort right before the segment named ``stem`` (and
+        after earlier ones written for it): failed records go back ahead of the records that followed them.
+        False if the disk refused it: the records are handed back (see :meth:`take_unwritten`)."""
+        lines = [line_of(*m) for m in messages]
+        self._seq += 1
+        path = os.path.join(self.directory, f"{stem}+{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}{SUFFIX}")
+        with self._lock:
+            try:
+                self._enforce_limit()
+                write_whole(path, lines, sync=self.fsync != "never")
+            except OSError as exc:
+                self._refuse(exc, len(messages))
+                self._unwritten.extend(messages)
+                return False
+            self._ledger.adopt(path, len(lines))
+            self.spooled += len(lines)
+            return True
+
     def take_unwritten(self) -> list[Message]:
         """The records the disk refused since the last call (they are not in the spool)."""
         with self._lock:
@@ -193,11 +221,15 @@ class Spool:
                 writer.sync()
             return start
         except OSError as exc:
-            self.errors += len(lines) - start
-            self.last_error = f"spool write failed: {exc.strerror or exc}"
-            self._refused_at = time.monotonic()
+            self._refuse(exc, len(lines) - start)
             writer.close()
             return start
+
+    def _refuse(self, exc: OSError, records: int) -> None:
+        """The disk refused ``records`` records: counted, said, and writes not tried for a few seconds."""
+        self.errors += records
+        self.last_error = f"spool write failed: {exc.strerror or exc}"
+        self._refused_at = time.monotonic()
 
     def sync(self) -> None:
         """fsync the open segment if it has unsynced records."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import uuid
@@ -61,6 +62,26 @@ def assert_ledger(stats: dict[str, Any]) -> dict[str, Any]:
     assert ledger["accepted"] + ledger["inherited"] == out, ledger
     assert ledger["balanced"] is True, ledger
     return ledger  # type: ignore[no-any-return]
+
+
+def assert_in_order_per_key(msgs: list[Any], field: str = "seq") -> int:
+    """Each key's records, in the order its partition holds their first copies, have increasing ``field``
+    values (the order they were logged in). Returns the number of copies beyond the first (at-least-once:
+    a record the broker kept though its acknowledgement was lost is sent again; consumers drop it by
+    ``event_id``)."""
+    by_key: dict[Any, list[Any]] = {}
+    seen: set[str] = set()
+    copies = 0
+    for m in sorted(msgs, key=lambda m: (m.partition, m.offset)):
+        if m.data["event_id"] in seen:
+            copies += 1
+            continue
+        seen.add(m.data["event_id"])
+        by_key.setdefault(m.key, []).append(m.data[field])
+    for key, values in by_key.items():
+        late = [(a, b) for a, b in itertools.pairwise(values) if b <= a]
+        assert not late, f"key {key!r}: {len(late)} records after a newer one, first {late[:5]}"
+    return copies
 
 
 def logger_with(handler: logging.Handler, prefix: str = "test") -> logging.Logger:
