@@ -392,7 +392,7 @@ class TestDisabled:
         publisher = LoggingEventPublisher(unreachable(), enable_events=how != "argument")
         t0 = time.monotonic()
         results = run(main(publisher))
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 5.0  # no wait on the unreachable broker (that would take its flush_timeout)
         assert results == [False] * len(results) and len(results) in (3, 6)
         assert not publisher.started and publisher.enable_events is False
         assert built == []
@@ -427,8 +427,9 @@ class TestNoBroker:
 
         results, published, stopped = run(main())
         assert results == [True, True, True]
-        assert published < 1.0, published
-        assert stopped < 1.0 + 4.0, stopped
+        # bounds that catch a wait on Kafka (the default flush_timeout is 10 s), not a slow machine
+        assert published < 5.0, published
+        assert stopped < 1.0 + 9.0, stopped
         # nothing lost: each record is in the spool once, whole, for the next handler on it to replay
         records = []
         for segment in spool.rglob("*.seg"):
@@ -477,7 +478,7 @@ class TestNoBroker:
         finally:
             frozen.close()
         assert took >= 0.5  # it did wait on the unreachable broker...
-        assert ticks >= 10, (ticks, took)  # ...while the loop went on
+        assert ticks >= 5, (ticks, took)  # ...while the loop went on (blocked, it would tick once)
 
     def test_the_applications_logging_is_untouched(self, tmp_path: Path) -> None:
         """No logger is made or given a handler; the app's root handlers never see publisher records."""

@@ -322,29 +322,6 @@ class TestDeliveryFailures:
             own_broker.resume()
             handler.close()
 
-    def test_fatal_producer_error_builds_a_new_producer(self, kafka_broker: Any, kafka_topic: str,
-                                                        tmp_path: Path) -> None:
-        """A fatal error (as librdkafka reports when the idempotent producer loses its state) does not
-        end delivery: a new producer is built and records before and after it arrive."""
-        from confluent_kafka import KafkaError
-
-        handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, kafka_topic, spool_dir=str(tmp_path))
-        lg = logger_with(handler)
-        try:
-            for i in range(100):
-                lg.info("before", extra={"seq": i})
-            assert handler.flush(30) is True
-            fatal = KafkaError(KafkaError._FATAL, "injected: sequence state lost", fatal=True)
-            handler._outlets.worker._sender._on_error(fatal)
-            for i in range(100, 200):
-                lg.info("after", extra={"seq": i})
-            assert handler.flush(30) is True
-            assert handler.stats()["producer_rebuilds"] == 1
-            msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=200)
-            assert seqs(msgs) == list(range(200))
-        finally:
-            handler.close()
-
 
 class TestRestarts:
     def test_exit_during_outage_then_next_start_replays(self, tmp_path: Path) -> None:
@@ -657,12 +634,12 @@ class TestOverflowPolicies:
             t0 = time.monotonic()
             lg.info("waits, then is dropped", extra={"seq": 6})
             waited = time.monotonic() - t0
-            assert 0.45 <= waited < 2
+            assert 0.45 <= waited < 10  # its block_timeout (0.5 s); the upper bound only catches a hang
             assert handler.stats()["dropped"] == {"block_timeout": 1}
             threading.Timer(0.1, gate.release.set).start()
             t0 = time.monotonic()
             lg.info("waits, then is queued", extra={"seq": 7})
-            assert time.monotonic() - t0 < 2
+            assert time.monotonic() - t0 < 10  # queued once the thread moved (dropped, it would not arrive below)
             assert handler.flush(30) is True
             assert handler.stats()["dropped"] == {"block_timeout": 1}
             msgs = read_topic(kafka_broker.bootstrap_servers, kafka_topic, expected=7)

@@ -235,10 +235,12 @@ class TestFsyncPolicies:
             if policy == "always":
                 assert len(during) > 50, len(during)  # a sync per write (the worker writes per turn)
             elif policy == "interval":
-                assert 2 <= len(during) <= 6, [round(t - start, 2) for t in synced]
+                # Not more often than once a second (measured on one clock: holds under any load); the upper
+                # bounds are wide, for a loaded machine: they catch a spool that stops syncing, not jitter.
+                assert 1 <= len(during) <= 4, [round(t - start, 2) for t in synced]
                 gaps = [b - a for a, b in itertools.pairwise(during)]
-                assert all(0.9 <= g <= 1.8 for g in gaps), gaps
-                assert after and after[0] - last <= 1.7, [round(t - last, 2) for t in after]
+                assert all(0.9 <= g <= 5.0 for g in gaps), gaps
+                assert after and after[0] - last <= 5.0, [round(t - last, 2) for t in after]
             else:
                 assert synced == []
         finally:
