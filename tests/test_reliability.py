@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 import pytest
-from _support import assert_ledger, logger_with
+from _support import assert_in_order_per_key, assert_ledger, logger_with
 from _support import new_topic as shared_new_topic
 
 import logkafka
@@ -303,6 +303,51 @@ class TestKilled:
         assert set(range(returned)) <= seen, len(set(range(returned)) - seen)
         assert seen <= set(range(returned + 1))  # at most the call in progress beside them
         assert total - len(seen) <= 10_000, total - len(seen)
+
+    def test_audit_records_survive_a_sigkill_with_memory_durability(self, tmp_path: Path) -> None:
+        """Audit and security records always use durability="disk": an app with the default ("memory"),
+        no broker reachable, SIGKILLed right after its audit() and security() calls returned, leaves every
+        one of them in the spool, and the next start delivers them (its application records are gone, as
+        the README's table says of "memory")."""
+        port = free_port()
+        servers, topic, spool = f"127.0.0.1:{port}", f"rel.kill.{uuid.uuid4().hex[:8]}", str(tmp_path / "spool")
+        app = start_app("""
+            import logging, sys, time
+            import logkafka
+            servers, topic, spool = sys.argv[1:4]
+            handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=spool, audit_topic=topic + ".audit",
+                                               security_topic=topic + ".security")
+            logging.getLogger().addHandler(handler)
+            logging.getLogger().setLevel(logging.INFO)
+            for i in range(300):
+                logging.getLogger("app").info("record", extra={"seq": i})
+                logkafka.audit("order.placed", "u", f"order/{i}", "success", context={"seq": i})
+                logkafka.security("login", "u", f"app/{i}", "deny", context={"seq": i})
+            print("logged", flush=True)
+            time.sleep(60)
+        """, servers, topic, spool)
+        try:
+            assert app.stdout is not None
+            assert app.stdout.readline().strip() == "logged"
+            app.send_signal(signal.SIGKILL)
+            app.wait()
+        finally:
+            stop_app(app)
+        with LocalBroker(port) as broker:
+            for name in (topic, f"{topic}.audit", f"{topic}.security"):
+                broker.create_topic(name, 1)
+            handler = logkafka.KafkaLogHandler(servers, topic, spool_dir=spool, audit_topic=topic + ".audit",
+                                               security_topic=topic + ".security", flush_timeout=30)
+            try:
+                assert handler.flush(60) is True
+                ledger = assert_ledger(handler.stats())
+            finally:
+                handler.close()
+            assert ledger["inherited"] == ledger["delivered"] == 600 and ledger["lost"] == {}, ledger
+            for name in (f"{topic}.audit", f"{topic}.security"):
+                got = read_topic(broker.bootstrap_servers, name, expected=300, timeout=60)
+                kept = sorted(m.data["context"]["seq"] for m in got)
+                assert kept == list(range(300)), (name, len(kept))
 
     def test_killed_during_a_replay_sends_at_most_a_step_again(self, broker: LocalBroker, tmp_path: Path) -> None:
         """A replay of 120,000 spooled records cut by Python's default SIGTERM (no logging.shutdown): the next
@@ -711,3 +756,134 @@ class TestSpoolFull:
         seqs = [m.data["seq"] for m in got]
         assert len(seqs) == len(set(seqs)) == st["delivered"] and set(seqs) <= set(range(n)), len(seqs)
 
+
+
+class TestTheCallersSide:
+    def test_a_tight_loop_of_400000_calls_loses_nothing(self, broker: LocalBroker, tmp_path: Path) -> None:
+        """The README's claim: a tight loop of 400,000 ``logger.info`` calls, default settings, loses nothing
+        (librdkafka's buffer fills, the queue backs up, the backlog goes through the spool); every record
+        arrives, once, in order (one key)."""
+        topic = new_topic(broker)
+        handler = logkafka.KafkaLogHandler(broker.bootstrap_servers, topic, spool_dir=str(tmp_path), flush_timeout=60)
+        log = logger_with(handler, "rel.loop")
+        n = 400_000
+        try:
+            info = log.info
+            for i in range(n):
+                info("tight loop", extra={"seq": i})
+            assert handler.flush(300) is True
+            st = handler.stats()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        assert st["dropped_total"] == 0 and st["failed"] == 0, st
+        ledger = assert_ledger(st)
+        assert ledger["accepted"] == ledger["delivered"] == n and ledger["lost"] == {}, ledger
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": uuid.uuid4().hex,
+                             "enable.auto.commit": False, "log_level": 3})
+        order: dict[Any, list[int]] = {}
+        try:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+            total, deadline = 0, time.monotonic() + 120
+            while total < n and time.monotonic() < deadline:
+                for m in consumer.consume(10_000, 0.5):
+                    if m.error() is None:
+                        total += 1
+                        order.setdefault(m.key(), []).append(orjson.loads(m.value() or b"{}")["seq"])
+        finally:
+            consumer.close()
+        assert total == n
+        (seqs,) = order.values()  # one key: the service's
+        assert seqs == list(range(n))
+
+    def test_emit_does_no_disk_io_on_the_calling_thread(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The README's promise: ``emit()`` does no disk I/O. With no broker, records go to the spool; every
+        write, open and fsync of it happens on the handler's thread, none on the thread that logs."""
+        import builtins
+        import threading
+
+        calls: list[tuple[str, int]] = []  # (what, thread id)
+        for name in ("write", "open", "fsync", "rename", "makedirs"):
+            real = getattr(os, name)
+
+            def watched(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+                calls.append((_name, threading.get_ident()))
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(os, name, watched)
+        real_open = builtins.open
+
+        def watched_open(*args: Any, **kwargs: Any) -> Any:
+            calls.append(("builtins.open", threading.get_ident()))
+            return real_open(*args, **kwargs)
+
+        handler = logkafka.KafkaLogHandler(f"127.0.0.1:{free_port()}", "rel.noio", spool_dir=str(tmp_path),
+                                           flush_timeout=1, producer_config={"queue.buffering.max.messages": 10})
+        log = logger_with(handler, "rel.noio")
+        me = threading.get_ident()
+        try:
+            monkeypatch.setattr(builtins, "open", watched_open)
+            calls.clear()  # (the constructor checks that the spool directory takes writes)
+            for i in range(5000):
+                log.info("to the spool", extra={"seq": i})
+            mine = [what for what, ident in calls if ident == me]  # (stats() below reads the spool's sizes)
+            deadline = time.monotonic() + 30
+            while handler.stats()["spooled"] < 4990 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert handler.stats()["spooled"] >= 4990, handler.stats()
+            seen = list(calls)  # (close() may do I/O: it waits on Kafka and writes the spool by design)
+        finally:
+            monkeypatch.setattr(builtins, "open", real_open)
+            log.removeHandler(handler)
+            handler.close()
+        theirs = [what for what, ident in seen if ident != me]
+        assert "write" in theirs  # the watch sees the spool's writes...
+        assert mine == [], mine[:10]  # ...and none of them, nor any open or fsync, came from the caller
+
+    def test_a_slow_broker_slows_no_call(self, broker: LocalBroker, tmp_path: Path) -> None:
+        """A slow broker (frozen half the time: 1 s stopped, 0.3 s running, again and again) while the app
+        logs at a steady pace: no call waits for it (none takes half a stop), and every record arrives,
+        in order."""
+        import threading
+
+        topic = new_topic(broker)
+        handler = logkafka.KafkaLogHandler(broker.bootstrap_servers, topic, spool_dir=str(tmp_path), flush_timeout=60)
+        log = logger_with(handler, "rel.slow")
+        assert handler.flush(10) is True
+        done = threading.Event()
+
+        def slow_broker() -> None:
+            while not done.is_set():
+                broker.pause()
+                done.wait(1.0)
+                broker.resume()
+                done.wait(0.3)
+
+        throttle = threading.Thread(target=slow_broker, daemon=True)
+        n, slowest = 6000, 0.0
+        throttle.start()
+        try:
+            for i in range(n):
+                t = time.monotonic()
+                log.info("steady", extra={"seq": i})
+                slowest = max(slowest, time.monotonic() - t)
+                if i % 100 == 99:
+                    time.sleep(0.1)  # ~1,000 records a second, for about 6 s
+        finally:
+            done.set()
+            throttle.join(10)
+            broker.resume()
+        try:
+            assert handler.flush(120) is True
+            st = handler.stats()
+            msgs = read_topic(broker.bootstrap_servers, topic, expected=n, timeout=60)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        assert slowest < 0.5, slowest
+        assert st["dropped_total"] == 0 and st["failed"] == 0, st
+        assert sorted(m.data["seq"] for m in msgs) == list(range(n))
+        assert assert_in_order_per_key(msgs) == 0
