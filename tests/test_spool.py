@@ -30,6 +30,27 @@ def replay_all(spool: Spool) -> list[tuple[str, bytes | None, bytes, int]]:
 
 
 class TestSegments:
+    def test_failed_records_go_back_ahead_of_their_segment(self, tmp_path: Path) -> None:
+        """write_front(stem): the records come back right before the segment named ``stem`` (after the
+        segments before it), each batch after the ones written for that stem before it."""
+        from logkafka._message import Message
+
+        spool = spool_at(tmp_path, segment_bytes=4096)
+        for i in range(300):
+            spool.append("t", None, b"%d" % i, 1)
+        spool.commit()
+        spool.rotate()
+        segments = sorted(p.name for p in tmp_path.glob("*.seg"))
+        assert len(segments) >= 2
+        second = segments[1].removesuffix(".seg")
+        first_count = (tmp_path / segments[0]).read_bytes().count(b"\n")
+        assert spool.write_front(second, [Message("t", None, b"f1", 1, None), Message("t", None, b"f2", 1, None)])
+        assert spool.write_front(second, [Message("t", None, b"f3", 1, None)])
+        assert spool.spooled == 303 and spool.waiting() == 303
+        values = [value for _, _, value, _ in replay_all(spool)]
+        assert values == [b"%d" % i for i in range(first_count)] + [b"f1", b"f2", b"f3"] + [
+            b"%d" % i for i in range(first_count, 300)]
+
     def test_records_come_back_in_order(self, tmp_path: Path) -> None:
         """Appended records are read back whole and in order, keys and timestamps included."""
         spool = spool_at(tmp_path, segment_bytes=4096)  # several segments
@@ -322,3 +343,52 @@ class TestCloseWhileReplaying:
         spooled = spooled_numbers(tmp_path)
         assert sorted(spooled) == list(range(50))  # record -1 was delivered before the freeze
         assert handler.stats()["failed"] == 0
+
+
+class _FailedMessage:
+    """What a failed delivery report's message offers (confluent-kafka's ``Message`` cannot be made in Python)."""
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def topic(self) -> str:
+        return "t"
+
+    def key(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+    def headers(self) -> None:
+        return None
+
+
+def test_a_permanent_delivery_error_is_counted_failed_and_said_not_spooled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's row "a permanent delivery error (not authorized, invalid topic)": counted as failed and
+    said, not spooled (no retry can help), while a transient one (a timeout) is spooled. (Pure logic: the
+    embedded broker has no ACLs and takes any topic, size or timestamp, so it cannot refuse a record.)"""
+    import threading
+
+    from confluent_kafka import KafkaError
+
+    from logkafka._delivery import Deliveries
+    from logkafka._link import Link
+    from logkafka._spill import Spill
+
+    spool = spool_at(tmp_path)
+    deliveries = Deliveries([], 1, threading.Event(), None)
+    spill = Spill(spool, disk=False, topic="t", link=Link("127.0.0.1:9", True), deliveries=deliveries, barriers=[])
+    for code, value in ((KafkaError.TOPIC_AUTHORIZATION_FAILED, b"denied"), (KafkaError._MSG_TIMED_OUT, b"late"),
+                        (KafkaError.TOPIC_EXCEPTION, b"invalid")):
+        deliveries.failures.append((KafkaError(code), _FailedMessage(value), None))
+    spill.handle_failures()
+    spill.commit()
+    assert deliveries.failed == 2 and deliveries.reported_failed == 3
+    assert [value for _, _, value, _ in replay_all(spool)] == [b"late"]
+    said = [line for line in capsys.readouterr().err.splitlines() if "not delivered" in line]
+    assert said and all(line.startswith("logkafka: ") for line in said), said
