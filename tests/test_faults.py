@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _support import assert_in_order_per_key, logger_with
+import pytest
+from _support import assert_in_order_per_key, assert_ledger, logger_with
 from _support import new_topic as shared_new_topic
 
 import logkafka
@@ -647,3 +648,35 @@ class TestOverflowPolicies:
         finally:
             gate.release.set()
             handler.close()
+
+
+def test_a_torn_last_line_is_skipped_counted_and_said(kafka_broker: Any, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """What a crash in the middle of a spool write leaves (a last line without its end): the next start
+    delivers every whole record, skips the torn one, and counts it as spool_torn in stats() (dropped, the
+    ledger's losses) and says it once."""
+    from logkafka._spool import Spool, destination_dir
+
+    topic = shared_new_topic(kafka_broker, "faults.torn", partitions=1)
+    directory = destination_dir(str(tmp_path), topic, kafka_broker.bootstrap_servers)
+    earlier = Spool(directory, max_bytes=1 << 30, fsync="never")
+    for i in range(20):
+        earlier.append(topic, None, orjson.dumps({"message": "before the crash", "seq": i}), 1_700_000_000_000 + i)
+    earlier.close()
+    (segment,) = Path(directory).glob("*.seg")
+    with segment.open("ab") as f:
+        f.write(b'["' + topic.encode() + b'", null, "{\\"message\\": \\"cut sh')  # the crash came mid-line
+    handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, topic, spool_dir=str(tmp_path),
+                                       flush_timeout=30)
+    try:
+        assert handler.flush(60) is True
+        st = handler.stats()
+    finally:
+        handler.close()
+    msgs = read_topic(kafka_broker.bootstrap_servers, topic, expected=20)
+    assert [m.data["seq"] for m in msgs] == list(range(20))
+    assert st["spool_torn"] == 1 and st["dropped"] == {"spool_torn": 1}, st
+    ledger = assert_ledger(st)
+    assert ledger["inherited"] == 21 and ledger["delivered"] == 20 and ledger["lost"] == {"spool_torn": 1}, ledger
+    said = [line for line in capsys.readouterr().err.splitlines() if "damaged spool line" in line]
+    assert len(said) == 1, said
