@@ -496,6 +496,29 @@ class TestDjangoExample:
         assert server.stop() in (0, -signal.SIGTERM), server.describe()
 
 
+    def test_under_gunicorn_each_worker_ships_its_requests(
+            self, topics: Topics, processes: list[Process], tmp_path: Path) -> None:
+        """``gunicorn mysite.wsgi`` (as mysite/wsgi.py says), two workers: each worker applies LOGGING when it
+        loads the app, its requests' records reach Kafka with their correlation id and the worker's pid, and
+        a SIGTERM ends gunicorn cleanly (exit 0) after its workers delivered."""
+        port = free_port()
+        server = Process([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "mysite.wsgi"],
+                         topics.env(), EXAMPLES / "django", tmp_path, "gunicorn-django")
+        processes.append(server)
+        wait_http(server, port, "/health/")
+        cids = [new_cid(f"g{i}") for i in range(8)]
+        for cid in cids:
+            status, headers, body = request(port, "GET", "/orders/42/", cid)
+            assert status == 200 and headers["x-correlation-id"] == cid, body
+        records = topics.records(lambda recs: all(len(with_cid(recs, c)) >= 2 for c in cids))
+        for cid in cids:
+            mine = with_cid(records, cid)
+            assert sorted(codes(mine)) == ["ORDER_VIEWED", "REQUEST_COMPLETED"], mine
+            assert_request_context(mine, cid, "GET", "/orders/42/")
+            assert len({r["process"] for r in mine}) == 1 and mine[0]["process"] != server.pid, mine
+        assert server.stop() == 0, server.describe()
+
+
 # -- Celery ----------------------------------------------------------------------------
 class TestCeleryExample:
     def test_worker_records_carry_the_senders_context(
