@@ -59,7 +59,9 @@ class Spill:
         """Kafka did not take a record: records go to the spool from now on (said once)."""
         if not self.spooling and self.spool is not None and self.spool.usable():
             self.spooling = True
-            self.spool.rotate()  # records spooled from now on go to segments named after this stem
+            # Records spooled from now on go to segments made after this stem; the ones that were with
+            # Kafka now and fail later go to segments named to sort before those (see _failed).
+            self.spool.rotate()
             self._start_stem = new_stem()
             if not self.quiet:
                 report("spooling", f"spooling records to disk: {why}")
