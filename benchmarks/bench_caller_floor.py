@@ -14,7 +14,13 @@ time (``time.thread_time``):
 * ``compact``: a ``handle()`` (no filters, no lock) appending one tuple of what must be fixed at the call:
   the message rendered, the record's identity fields, a sequence number, the bound context, the
   ``extra`` dict copied. No OpenTelemetry span, no exception, no overflow policy, no check of any kind.
-* ``compact_thread``: the same, with a thread taking the tuples off the deque and encoding each to JSON
+* ``required``: ``compact`` with what the issue's correctness rule asks of any capture on top ("what ships is
+  what was logged at the call"): the ``extra`` values copied deeply and JSON-safe (logkafka's own
+  ``jsonable``, not a shallow ``dict.copy()``: a nested dict changed after the call must not ship changed),
+  the bound context, the OpenTelemetry context and structlog's context variables read (the deep copy as an
+  orjson round trip, the cheapest we know for JSON values: cheaper than logkafka's own). Still no checks, no
+  exception, no bound on the queue: the floor beneath a handler that keeps its promises.
+* ``compact_thread``: ``compact``, with a thread taking the tuples off the deque and encoding each to JSON
   (orjson, about as much Python work per record as a handler's thread does to render and send one):
   what sharing the GIL with any background thread costs the caller.
 * ``logkafka``: ``KafkaLogHandler`` with default settings against the embedded broker.
@@ -37,13 +43,27 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from opentelemetry import context as otel_context
 
 import logkafka
+from logkafka import get_context
 from logkafka.testing import LocalBroker, create_topic
 
 BOUND: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("bound", default=None)
 _kept: collections.deque[Any] = collections.deque()
 _seq = itertools.count().__next__
+_bound_now = get_context
+_span_now = otel_context.get_current
+
+
+def _deep_copy(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value))
+
+
+def _structlog_now() -> Any:
+    module = sys.modules.get("structlog.contextvars")
+    return module.get_contextvars() if module is not None else None
+
 
 
 class Keep(logging.Handler):
@@ -58,6 +78,15 @@ class Compact(logging.Handler):
         _kept.append((record.getMessage(), d["created"], d["levelname"], d["name"], d["lineno"], d["funcName"],
                       d["module"], d["threadName"], _seq(), BOUND.get(), d["code"],
                       context.copy() if type(context) is dict else context))
+        return True
+
+
+class Required(logging.Handler):
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        d = record.__dict__
+        _kept.append((record.getMessage(), d["created"], d["levelname"], d["name"], d["lineno"], d["funcName"],
+                      d["module"], d["threadName"], _seq(), d["code"], _deep_copy(d["context"]), _bound_now(),
+                      _span_now(), _structlog_now()))
         return True
 
 
@@ -121,14 +150,14 @@ def main() -> int:
         kafka = logkafka.KafkaLogHandler(broker.bootstrap_servers, "floor", service_name="floor")
         threaded = CompactThread()
         handlers: dict[str, logging.Handler] = {"null": logging.NullHandler(), "keep": Keep(), "compact": Compact(),
-                                                "compact_thread": threaded, "logkafka": kafka}
+                                                "required": Required(), "compact_thread": threaded, "logkafka": kafka}
         loggers = {}
         for name, handler in handlers.items():
             logger = loggers[name] = logging.getLogger(f"floor.{name}")
             logger.handlers[:] = [handler]
             logger.propagate = False
             logger.setLevel(logging.INFO)
-        settle: dict[str, Callable[[], Any]] = {"keep": _kept.clear, "compact": _kept.clear,
+        settle: dict[str, Callable[[], Any]] = {"keep": _kept.clear, "compact": _kept.clear, "required": _kept.clear,
                                                 "compact_thread": threaded.settle, "logkafka": lambda: kafka.flush(120)}
         cost: dict[str, list[float]] = {name: [] for name in handlers}
         names = list(handlers)
