@@ -227,6 +227,32 @@ class TestAgainstTheBroker:
             assert_valid(m.data, "security", "flat")
         assert stats["dropped"].get("drop_newest", 0) > 0  # the application's records did drop
 
+    def test_audit_is_lost_only_to_a_full_queue_and_that_is_counted_and_said(
+            self, capsys: pytest.CaptureFixture[str]) -> None:
+        """No broker and no spool (its disk refuses, here: spool_dir=False): audit records wait in their own
+        queue and the client's buffer; the ones beyond are dropped, counted as queue_full and said once,
+        and the ledger balances (the README's "lost only if their queue is full")."""
+        from _support import assert_ledger
+
+        from logkafka.testing import free_port
+
+        handler = logkafka.KafkaLogHandler(f"127.0.0.1:{free_port()}", "t.app", audit_topic="t.audit",
+                                           spool_dir=False, flush_timeout=0.5)
+        root_with(handler)
+        try:
+            for i in range(6000):
+                logkafka.audit("order.placed", "u", f"order/{i}", "success")
+            stats = handler.stats()
+        finally:
+            logging.getLogger().handlers[:] = []
+            handler.close()
+        lost = stats["dropped"].get("queue_full", 0)
+        assert 0 < lost < 6000, stats["dropped"]
+        ledger = assert_ledger(stats)
+        assert ledger["accepted"] == 6000 and ledger["lost"] == {"queue_full": lost}, ledger
+        said = [line for line in capsys.readouterr().err.splitlines() if "their queue is full" in line]
+        assert len(said) == 1, said
+
     def test_envelope_wraps_the_flat_record(self, kafka_broker: Any) -> None:
         ns = make_namespace(kafka_broker)
         handler = logkafka.KafkaLogHandler(kafka_broker.bootstrap_servers, namespace=ns, format="envelope",
