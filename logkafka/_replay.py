@@ -86,6 +86,8 @@ class Replay:
     def _claim(self, producer: Any) -> bool:
         """Claim the next segment to replay; False when there is none (or the broker is not known to answer)."""
         spool, link = self._spool, self._link
+        if self._spill.front_waiting() or self._deliveries.in_flight():
+            return False  # records failing now go back ahead of what is spooled: wait for their reports
         now = time.monotonic()
         if link.broker_reachable is not True:  # unknown or away: look first (no produce-then-purge cycles)
             if len(producer):

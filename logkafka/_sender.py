@@ -351,7 +351,7 @@ class Sender:
         return WorkerStats(
             topic=self.topic, running=running, produced=d.produced, delivered=d.delivered(), failed=d.failed,
             in_flight=d.in_flight(), by_topic=d.by_topic(self.topic), latency=d.latency(),
-            held=len(spill.held) + self.awaiting_room, spooling=spill.spooling,
+            held=len(spill.held) + self.awaiting_room + spill.front_waiting(), spooling=spill.spooling,
             spooled_waiting=self.spooled_waiting(), lost_to_disk=spill.lost,
             replayed=self.replay.replayed if self.replay is not None else 0,
             rebuilds=self.session.rebuilds, truncated=self.messages.truncated, errors=link.errors,

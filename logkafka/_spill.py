@@ -52,7 +52,7 @@ class Spill:
         self.replay_stem: str | None = None
         self.replay_failed = False  # a record of the segment being replayed failed: the replay stops there
         self._start_stem: str | None = None
-        self._front: dict[str, list[Message]] = {}  # stem -> failed records, written by the next commit()
+        self._front: dict[str, list[Message]] = {}  # stem -> failed records, written once none is in flight
 
     # -- writing ---------------------------------------------------------------------------
     def start(self, why: str) -> None:
@@ -96,10 +96,10 @@ class Spill:
         spool = self.spool
         if spool is None:
             return
-        if self._front:
+        if self._front and not self._deliveries.in_flight():  # every report is in: one file, in order
             front, self._front = self._front, {}
             for stem, messages in front.items():
-                if not spool.write_front(stem, messages):
+                if not spool.write_front(stem, in_logged_order(messages)):
                     self._refused(spool)
         if not spool.commit():
             self._refused(spool)
@@ -115,6 +115,11 @@ class Spill:
             mark = spool.open_index()
             for barrier in self._barriers:
                 barrier.mark = max(barrier.mark, mark)
+
+    def front_waiting(self) -> int:
+        """Failed records waiting in memory for the last reports of their kind, to go back to the spool ahead
+        of the records that followed them, in the order they were logged (see :meth:`commit`)."""
+        return sum(len(messages) for messages in self._front.values())
 
     def _refused(self, spool: Spool) -> None:
         """The disk refused records: they go to Kafka from memory (held), said once a while."""
@@ -235,3 +240,27 @@ class Spill:
         self._deliveries.count_failed(msg.topic())
         if not self.quiet:
             report("delivery", f"a record was not delivered: {plain_delivery_error(err)}")
+
+
+def _event_id(headers: Any) -> str | None:
+    for name, value in headers or ():
+        if name == "event_id":
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return None
+
+
+def in_logged_order(messages: list[Message]) -> list[Message]:
+    """Failed records in the order they were logged: librdkafka does not report failures in the order the
+    records were produced (a batch in flight and the next one queued time out in either order). Their event
+    ids tell the order when they are one process's (a common 24-character prefix, then a sequence number in
+    fixed-width hex); otherwise the order of the reports is kept."""
+    ids = []
+    for message in messages:
+        eid = _event_id(message.headers)
+        if eid is None or len(eid) != 36:
+            return messages
+        ids.append(eid)
+    prefix = ids[0][:24]
+    if any(not eid.startswith(prefix) for eid in ids):
+        return messages
+    return [messages[i] for i in sorted(range(len(messages)), key=ids.__getitem__)]
