@@ -50,7 +50,7 @@ MUTATIONS = (
     Mutation(
         "order-after-an-outage", "a record whose delivery failed goes back to the spool's end, after newer ones",
         "_spill.py", "            if stem is None or not self.spool.usable():", "            if True:",
-        ("tests/test_faults.py::TestDeliveryFailures::test_expired_records_go_back_ahead_of_newer_spooled_ones",
+        ("tests/test_faults.py::TestDeliveryFailures::test_expired_records_are_spooled_and_arrive_in_order",
          "tests/test_faults.py::TestOutages::test_network_cut_mid_stream")),
     Mutation(
         "redaction-of-a-key", "a value under a secret key (password, api_key, ...) ships as it is",
