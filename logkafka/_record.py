@@ -66,6 +66,7 @@ _dumps = _json.dumps
 _U128 = (1 << 128) - 1
 _SEQ_BITS = 48
 _SEQ_MASK = (1 << _SEQ_BITS) - 1
+_PREFIX_TEXT = 24  # len('xxxxxxxx-xxxx-8xxx-yxxx-'): a process's part of an event id's text, then 12 hex digits
 _VERSION_VARIANT = (0x8 << 76) | (0b10 << 62)  # RFC 9562: version 8 (custom layout), variant 10
 
 
@@ -125,7 +126,7 @@ class _EventIds:
         bits = int.from_bytes(os.urandom(16), "big") & ~(0xF << 76) & ~(0b11 << 62) & ~_SEQ_MASK
         self.prefix = bits | _VERSION_VARIANT
         self.high = self.prefix >> _SEQ_BITS
-        self.text = uuid_text(self.prefix)[:24]  # 'xxxxxxxx-xxxx-8xxx-yxxx-'
+        self.text = uuid_text(self.prefix)[:_PREFIX_TEXT]
         self.json = ('"' + self.text).encode()
         self.seq = itertools.count().__next__
 
@@ -148,6 +149,15 @@ def event_id_text(n: int) -> str:
     if n >> _SEQ_BITS == ids.high:
         return f"{ids.text}{n & _SEQ_MASK:012x}"
     return uuid_text(n)
+
+
+def made_order(ids: list[str | None]) -> list[int] | None:
+    """The positions of event ids ``ids`` in the order they were made, when all are one process's (a common
+    prefix, then the sequence in fixed-width hex, so their text sorts in that order); else None."""
+    texts = [eid for eid in ids if eid is not None and len(eid) == 36]
+    if not texts or len(texts) != len(ids) or any(not t.startswith(texts[0][:_PREFIX_TEXT]) for t in texts):
+        return None
+    return sorted(range(len(texts)), key=texts.__getitem__)
 
 
 def new_event_id() -> int:

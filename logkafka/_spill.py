@@ -13,6 +13,7 @@ from logkafka._delivery import PERMANENT, STATE_LOST, Deliveries, keeps_record, 
 from logkafka._link import Link
 from logkafka._message import Message
 from logkafka._queue import Barrier
+from logkafka._record import made_order
 from logkafka._report import report
 from logkafka._spool import Spool, new_stem
 
@@ -252,15 +253,6 @@ def _event_id(headers: Any) -> str | None:
 def in_logged_order(messages: list[Message]) -> list[Message]:
     """Failed records in the order they were logged: librdkafka does not report failures in the order the
     records were produced (a batch in flight and the next one queued time out in either order). Their event
-    ids tell the order when they are one process's (a common 24-character prefix, then a sequence number in
-    fixed-width hex); otherwise the order of the reports is kept."""
-    ids = []
-    for message in messages:
-        eid = _event_id(message.headers)
-        if eid is None or len(eid) != 36:
-            return messages
-        ids.append(eid)
-    prefix = ids[0][:24]
-    if any(not eid.startswith(prefix) for eid in ids):
-        return messages
-    return [messages[i] for i in sorted(range(len(messages)), key=ids.__getitem__)]
+    ids tell the order when they are one process's; otherwise the order of the reports is kept."""
+    order = made_order([_event_id(message.headers) for message in messages])
+    return messages if order is None else [messages[i] for i in order]

@@ -392,3 +392,33 @@ def test_a_permanent_delivery_error_is_counted_failed_and_said_not_spooled(
     assert [value for _, _, value, _ in replay_all(spool)] == [b"late"]
     said = [line for line in capsys.readouterr().err.splitlines() if "not delivered" in line]
     assert said and all(line.startswith("logkafka: ") for line in said), said
+
+
+@pytest.mark.parametrize("other", [None, "caller-chosen", "fedcba98-7654-8321-8fed-000000000002"],
+                         ids=["one-process", "a-caller's-own-id", "another-process"])
+def test_failed_records_go_back_in_the_order_logged(tmp_path: Path, other: str | None) -> None:
+    """librdkafka reports failures out of order: records whose event ids are one process's (one prefix, then
+    the sequence in hex) go back to the spool in the order those ids were made (10 after 9: the sequence is
+    fixed-width); when one id is not that process's, nothing tells the order, and the reports' is kept."""
+    import threading
+
+    from confluent_kafka import KafkaError
+
+    from logkafka._delivery import Deliveries
+    from logkafka._link import Link
+    from logkafka._spill import Spill
+
+    reported = [10, 3, 9, 0, 2]
+    ids = {n: f"0123abcd-4567-8901-8345-{n:012x}" for n in reported}
+    if other is not None:
+        ids[2] = other
+    spool = spool_at(tmp_path)
+    deliveries = Deliveries([], 1, threading.Event(), None)
+    spill = Spill(spool, disk=False, topic="t", link=Link("127.0.0.1:9", True), deliveries=deliveries, barriers=[])
+    for n in reported:
+        headers = [("content-type", b"application/json"), ("event_id", ids[n].encode())]
+        deliveries.failures.append((KafkaError(KafkaError._MSG_TIMED_OUT), _FailedMessage(b"%d" % n), headers))
+    spill.handle_failures()
+    spill.commit()
+    got = [int(value) for _, _, value, _ in replay_all(spool)]
+    assert got == (sorted(reported) if other is None else reported)
